@@ -1,0 +1,244 @@
+"""Command line: `facegan prepare | train | generate | export | plot | serve` (also `python -m facegan`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from facegan.errors import FaceganError
+
+# Flags of `train` that map onto config fields (flag dest == config field name).
+MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf")
+TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip", "log_every",
+               "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count")
+OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
+# What may change when continuing a run: its length, where it runs, and how often it reports.
+RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (not usage + error) and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a GAN", description="Train a DCGAN; defaults are the seeds'.")
+    p.add_argument("--data", help="prepared dataset folder, image folder, .zip, or 'synthetic' (default)")
+    p.add_argument("--preset", default=None, help="dcgan (default, seed-faithful), dcgan-z128, tiny")
+    p.add_argument("--size", type=int, help="image size: 32, 64 (default), 128 or 256")
+    p.add_argument("--latent-dim", type=int, help="length of z (default 100)")
+    p.add_argument("--ngf", type=int, help="generator width (default 64)")
+    p.add_argument("--ndf", type=int, help="discriminator width (default 64)")
+    p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--epochs", type=int, help="passes over the data (default 5)")
+    p.add_argument("--steps", type=int, help="total training steps; overrides --epochs")
+    p.add_argument("--lr", type=float, help="learning rate of both G and D (default 2e-4)")
+    p.add_argument("--lr-g", type=float, help="generator learning rate")
+    p.add_argument("--lr-d", type=float, help="discriminator learning rate")
+    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5)")
+    p.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
+    p.add_argument("--seed", type=int, help="run seed: init, data order, noise (default 0)")
+    p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--hflip", action="store_true", default=None, help="random horizontal flips")
+    p.add_argument("--log-every", type=int, help="steps between stats records (default 10)")
+    p.add_argument("--sample-every", type=int, help="steps between sample grids (default 200)")
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500)")
+    p.add_argument("--keep-ckpts", type=int, help="numbered checkpoints to keep (default 3)")
+    p.add_argument("--num-samples", type=int, help="images in the fixed-noise grid (default 64)")
+    p.add_argument("--synthetic-count", type=int, help="images in the synthetic set (default 8192)")
+    p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
+    p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from facegan.config import preset_config, with_overrides
+    from facegan.loop import train
+
+    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS
+             if getattr(args, k) is not None}
+    if args.lr is not None:
+        given.setdefault("lr_g", args.lr)
+        given.setdefault("lr_d", args.lr)
+    if args.resume:
+        fixed = sorted(set(given) - RESUMABLE) + (["preset"] if args.preset else [])
+        if fixed:
+            flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
+            raise FaceganError(f"{flags} cannot change when resuming (the checkpoint's config is used); "
+                               f"only {', '.join('--' + f.replace('_', '-') for f in sorted(RESUMABLE))} can")
+        result = train(None, Path(args.outdir), resume=args.resume, overrides_on_resume=given,  # type: ignore[arg-type]
+                       quiet=args.quiet)
+    else:
+        cfg = with_overrides(preset_config(args.preset or "dcgan"), given)
+        result = train(cfg, Path(args.outdir), quiet=args.quiet)
+    print(f"run folder: {result.run_dir} (step {result.step})")
+    return 128 + 15 if result.interrupted else 0
+
+
+def _add_prepare(sub: Any) -> None:
+    p = sub.add_parser("prepare", help="pack images into a training-ready dataset",
+                       description="Resize+center-crop images into a packed uint8 array + manifest.")
+    p.add_argument("source", help="image folder (recursive), .zip archive, or 'synthetic'")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, default=64, help="32, 64 (default), 128 or 256")
+    p.add_argument("--min-side", type=int, help="skip images whose shorter side is smaller (default size/2)")
+    p.add_argument("--count", type=int, default=8192, help="images to draw for 'synthetic'")
+    p.add_argument("--seed", type=int, default=0, help="seed for 'synthetic'")
+    p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace an existing prepared dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from facegan.data import prepare
+
+    res = prepare(args.source, args.out, args.size, min_side=args.min_side, synthetic_count=args.count,
+                  seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet)
+    print(f"prepared {res.count} images of {args.size}x{args.size} into {res.out}")
+    if res.skipped:
+        shown = "; ".join(f"{s['file']} ({s['reason']})" for s in res.skipped[:5])
+        more = f" and {len(res.skipped) - 5} more" if len(res.skipped) > 5 else ""
+        print(f"skipped {len(res.skipped)} files: {shown}{more} — all listed in {res.out}/manifest.json")
+    return 0
+
+
+def _add_generate(sub: Any) -> None:
+    p = sub.add_parser("generate", help="generate faces from a checkpoint or exported generator")
+    p.add_argument("--checkpoint", required=True,
+                   help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+    p.add_argument("--n", type=int, default=64, help="number of faces (default 64)")
+    p.add_argument("--seed", default="0",
+                   help="first seed (faces use seed..seed+n-1), or exact seeds: 7 | 0-63 | 1,5,9-12")
+    p.add_argument("--out", default="grid.png", help="a .png for one grid, or a folder for one PNG per face")
+    p.add_argument("--nrow", type=int, help="faces per grid row")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from facegan.generate import faces, load_generator, parse_seeds, write_faces
+    from facegan.loop import pick_device
+
+    if args.n < 1:
+        raise FaceganError(f"--n must be >= 1, got {args.n}")
+    seeds = parse_seeds(args.seed)
+    if len(seeds) == 1:  # a single seed starts a run of n consecutive faces
+        seeds = list(range(seeds[0], seeds[0] + args.n))
+    g = load_generator(args.checkpoint, pick_device(args.device))
+    paths = write_faces(faces(g, seeds), seeds, args.out, nrow=args.nrow)
+    where = paths[0] if len(paths) == 1 else Path(args.out)
+    print(f"wrote {len(seeds)} faces (seeds {seeds[0]}..{seeds[-1]}) to {where}")
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser("export", help="export the generator alone as .safetensors (+ its config)")
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or run folder")
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from facegan.checkpoint import export_generator
+    from facegan.generate import load_generator
+
+    g = load_generator(args.checkpoint)
+    path = export_generator(g, g.cfg, args.out)
+    print(f"exported generator ({g.cfg.size}px, latent {g.cfg.latent_dim}) to {path}")
+    return 0
+
+
+def _add_plot(sub: Any) -> None:
+    p = sub.add_parser("plot", help="rebuild a run's curves and animation from stats.jsonl")
+    p.add_argument("run", help="run folder")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from facegan import plots
+
+    run = Path(args.run)
+    if not (run / "stats.jsonl").is_file():
+        raise FaceganError(f"{args.run!r} is not a run folder (no stats.jsonl)")
+    for path in plots.rebuild(run):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
+                   help="checkpoint (.pt), run folder or exported .safetensors; repeat for several models")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    p.set_defaults(func=_cmd_serve)
+
+
+_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+
+
+def _model_sources(specs: list[str]) -> dict[str, str]:
+    """`[NAME=]PATH` specs → {name: path}; the name defaults to the file's stem (or run folder name)."""
+    import re
+
+    sources: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not re.fullmatch(_NAME_RE, name):
+            path = spec
+            p = Path(spec)
+            name = p.name if p.is_dir() else p.stem
+            if p.name in ("latest.pt",) or p.parent.name == "checkpoints":
+                name = p.parent.parent.name
+        if name in sources:
+            raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
+        sources[name] = path
+    return sources
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if not args.checkpoint:
+        raise FaceganError("facegan serve needs a model: --checkpoint [NAME=]PATH (.pt or .safetensors)")
+    try:
+        from facegan.serve import serve
+    except ImportError as err:
+        raise FaceganError(f"facegan serve needs its extras ({err.name} is missing): "
+                           f"pip install 'facegan[serve]'") from None
+    serve(_model_sources(args.checkpoint), args.host, args.port, args.device)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="facegan", description="Train, evaluate, share and serve face GANs.")
+    from facegan import __version__
+
+    parser.add_argument("--version", action="version", version=f"facegan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_prepare, _add_train, _add_generate, _add_export, _add_plot, _add_serve):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `facegan` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FaceganError as err:
+        sys.stderr.write(f"facegan {args.command}: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"facegan {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

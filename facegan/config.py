@@ -1,0 +1,161 @@
+"""Typed, frozen configuration: one object flows from the CLI into the run folder and every checkpoint.
+
+The defaults are the seed write-ups' DCGAN (Radford et al. as used by the PyTorch example): 64×64 RGB,
+latent 100, ngf = ndf = 64, Adam(2e-4, β=(0.5, 0.999)), batch 128, BCE with real=1 / fake=0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from facegan.errors import FaceganError
+
+SIZES = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of G and D; depth follows `size` (one stride-2 block per doubling above 4×4)."""
+
+    size: int = 64
+    latent_dim: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        check_size(self.size)
+        for name in ("latent_dim", "ngf", "ndf", "channels"):
+            if getattr(self, name) < 1:
+                raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam for both networks, as in the DCGAN paper."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about one training run except the architecture and optimizer."""
+
+    data: str = "synthetic"
+    batch_size: int = 128
+    epochs: int = 5
+    steps: int | None = None  # when set, overrides `epochs`
+    seed: int = 0
+    device: str = "auto"
+    hflip: bool = False  # the seeds do not flip; a common, label-free augmentation for faces
+    log_every: int = 10
+    sample_every: int = 200
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+    num_samples: int = 64  # size of the fixed-noise grid
+    synthetic_count: int = 8192  # images drawn when `data` is "synthetic"
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
+                     "num_samples", "synthetic_count"):
+            if getattr(self, name) < 1:
+                raise FaceganError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise FaceganError(f"--steps must be >= 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The complete, resolved configuration of a run; written to `config.json` and every checkpoint."""
+
+    preset: str = "dcgan"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Rebuild from `to_dict` output; unknown keys are an error so typos never pass silently.
+
+        Sections missing from `raw` (e.g. a checkpoint written before a section existed) get defaults.
+        """
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise FaceganError(f"unknown config sections: {', '.join(sorted(unknown))}")
+        try:
+            sections = {name: _build(kind, raw.get(name, {})) for name, kind in section_types().items()}
+            return cls(preset=raw.get("preset", "dcgan"), **sections)
+        except (TypeError, AttributeError) as err:
+            raise FaceganError(f"invalid facegan config: {err}") from None
+
+    def replace(self, **sections: Any) -> RunConfig:
+        """Copy with whole sections or `preset` swapped."""
+        return dataclasses.replace(self, **sections)
+
+
+def section_types() -> dict[str, type]:
+    """The dataclass sections of RunConfig by name (model, optim, train, ...)."""
+    return {f.name: f.default_factory for f in fields(RunConfig)  # type: ignore[misc]
+            if f.name != "preset"}
+
+
+def _build(kind: type, raw: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(kind)}
+    unknown = set(raw) - known
+    if unknown:
+        raise FaceganError(f"unknown {kind.__name__} keys: {', '.join(sorted(unknown))}")
+    return kind(**raw)
+
+
+def check_size(size: int) -> int:
+    """Image sizes are powers of two from 32 to 256 (the model depth follows log2(size))."""
+    if size not in SIZES:
+        raise FaceganError(f"--size must be a power of two from 32 to 256 (one of {SIZES}), got {size}")
+    return size
+
+
+# Presets are partial overrides of the defaults, grouped by section.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The seed DCGAN (PyTorch example / anh-nn01 / neptune write-ups): latent 100.
+    "dcgan": {},
+    # The Jovian/anime write-ups' variant: latent tensor of shape (128, 1, 1).
+    "dcgan-z128": {"model": {"latent_dim": 128}},
+    # A small, quick DCGAN for CPU demos (the README's first command): 32×32, half-width nets.
+    "tiny": {
+        "model": {"size": 32, "ngf": 32, "ndf": 32},
+        "train": {"batch_size": 64, "epochs": 12, "sample_every": 100, "ckpt_every": 250, "log_every": 5},
+    },
+}
+
+
+def preset_config(name: str) -> RunConfig:
+    """The RunConfig of a named preset."""
+    if name not in PRESETS:
+        raise FaceganError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    over = PRESETS[name]
+    return RunConfig(preset=name, **{sec: kind(**over.get(sec, {})) for sec, kind in section_types().items()})
+
+
+def with_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply flat `{field: value}` overrides (from CLI flags) to whichever section owns each field."""
+    sections: dict[str, dict[str, Any]] = {sec: {} for sec in section_types()}
+    owners = {f.name: sec for sec, kind in section_types().items() for f in fields(kind)}
+    for key, value in overrides.items():
+        if key not in owners:
+            raise FaceganError(f"unknown config field {key!r}")
+        sections[owners[key]][key] = value
+    return base.replace(**{
+        sec: dataclasses.replace(getattr(base, sec), **vals) for sec, vals in sections.items() if vals
+    })

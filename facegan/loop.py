@@ -1,0 +1,276 @@
+"""The training loop: it only orchestrates data, step, logging, samples and checkpoints."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from facegan import plots
+from facegan.checkpoint import (
+    capture_rng,
+    checkpoint_config,
+    export_generator,
+    load_checkpoint,
+    load_state,
+    restore_rng,
+    save_checkpoint,
+)
+from facegan.config import RunConfig
+from facegan.data import BatchSource, PackedDataset, real_sample, resolve_dataset
+from facegan.errors import FaceganError
+from facegan.generate import grid
+from facegan.models import build_models
+from facegan.step import StepStats, make_optimizers, sample_latent, train_step
+from facegan.tracking import RunLogger, latest_run_with_checkpoint, new_run_dir
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' → CUDA, then MPS, then CPU; otherwise the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise FaceganError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FaceganError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise FaceganError("--device mps was asked for but MPS is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    interrupted: bool
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so a checkpoint is written
+    from a consistent state instead of dying mid-update."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means "really stop now"
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def resolve_resume(resume: str, runs_root: Path) -> Path:
+    """Path of the checkpoint file `--resume auto|PATH` refers to."""
+    if resume == "auto":
+        run = latest_run_with_checkpoint(runs_root)
+        if run is None:
+            raise FaceganError(f"--resume auto found no run with a checkpoint under {str(runs_root)!r}")
+        return run / "checkpoints" / "latest.pt"
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "latest.pt"
+    if not path.is_file():
+        raise FaceganError(f"--resume {resume!r}: no checkpoint there; pass a .pt file, a run folder or auto")
+    return path
+
+
+def run_name(cfg: RunConfig) -> str:
+    data = Path(cfg.train.data).stem.replace("img_align_", "").replace("_", "-") or "data"
+    return f"{data}-{cfg.preset}{cfg.model.size}"
+
+
+def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = None,
+          overrides_on_resume: dict[str, Any] | None = None, quiet: bool = False) -> TrainResult:
+    """Train a GAN as `cfg` says (or continue the checkpointed run `resume`); returns where it went."""
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt_path = resolve_resume(resume, runs_root)
+        ckpt = load_checkpoint(ckpt_path)
+        cfg = checkpoint_config(ckpt)
+        if overrides_on_resume:
+            from facegan.config import with_overrides
+
+            cfg = with_overrides(cfg, overrides_on_resume)
+
+    device = pick_device(cfg.train.device)
+    tc = cfg.train
+    ds = resolve_dataset(tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed,
+                         quiet=quiet)
+    if ckpt is not None and ckpt.get("dataset_hash") not in (None, ds.content_hash):
+        raise FaceganError(
+            f"the dataset {tc.data!r} differs from the one this checkpoint was trained on "
+            f"({ckpt.get('dataset_hash')}); resume with the original data"
+        )
+    batches = BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip)
+    total_steps = tc.steps if tc.steps is not None else tc.epochs * batches.steps_per_epoch
+
+    g, d = build_models(cfg.model, seed=tc.seed)
+    g, d = g.to(device), d.to(device)
+    opt_g, opt_d = make_optimizers(g, d, cfg.optim.lr_g, cfg.optim.lr_d, (cfg.optim.beta1, cfg.optim.beta2))
+    step_rng = torch.Generator(device).manual_seed(tc.seed)
+    # Fixed noise for the sample grids, the same for every run with this seed (the seeds' fixed_noise).
+    fixed_z = sample_latent(tc.num_samples, cfg.model.latent_dim,
+                            torch.Generator().manual_seed(tc.seed + 1)).to(device)
+
+    step = 0
+    if ckpt is not None:
+        load_state(g, ckpt["G"], "generator", str(ckpt_path))
+        load_state(d, ckpt["D"], "discriminator", str(ckpt_path))
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        restore_rng(ckpt["rng"], step_rng)
+        step = int(ckpt["step"])
+    if ckpt is not None and ckpt_path.parent.name == "checkpoints":
+        run_dir = ckpt_path.parent.parent  # continue in the run's own folder
+    else:
+        run_dir = new_run_dir(runs_root, run_name(cfg))
+        _write_run_files(run_dir, cfg, ds, g, d)
+    (run_dir / "config.json").write_text(cfg.to_json())  # resumed runs record any new length
+
+    if step >= total_steps:
+        if not quiet:
+            print(f"{run_dir}: already at step {step} of {total_steps}; nothing to do "
+                  f"(pass a larger --steps or --epochs to continue)")
+        return TrainResult(run_dir, step, False)
+
+    logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None)
+    state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger)
+    interrupted = False
+    with _StopFlag() as stop:
+        try:
+            step = state.run(step, total_steps, stop, quiet)
+        finally:
+            logger.close()
+        if stop.signum is not None:
+            interrupted = True
+            name = signal.Signals(stop.signum).name
+            print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
+                  f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
+    if not interrupted:
+        state.finish(step)
+    return TrainResult(run_dir, step, interrupted)
+
+
+def _write_run_files(run_dir: Path, cfg: RunConfig, ds: PackedDataset, g: torch.nn.Module,
+                     d: torch.nn.Module) -> None:
+    import json
+
+    (run_dir / "dataset_manifest.json").write_text(json.dumps(ds.manifest, indent=1))
+    n_g = sum(p.numel() for p in g.parameters())
+    n_d = sum(p.numel() for p in d.parameters())
+    (run_dir / "architecture.txt").write_text(
+        f"Generator ({n_g:,} parameters)\n{g}\n\nDiscriminator ({n_d:,} parameters)\n{d}\n"
+    )
+
+
+class _LoopState:
+    """Bundles what the loop touches, so `run` reads as the orchestration it is."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, g: torch.nn.Module, d: torch.nn.Module,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, step_rng: torch.Generator,
+                 fixed_z: torch.Tensor, ds: PackedDataset, batches: BatchSource, logger: RunLogger) -> None:
+        self.cfg, self.run_dir, self.g, self.d = cfg, run_dir, g, d
+        self.opt_g, self.opt_d, self.step_rng, self.fixed_z = opt_g, opt_d, step_rng, fixed_z
+        self.ds, self.batches, self.logger = ds, batches, logger
+
+    def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
+        tc = self.cfg.train
+        spe = self.batches.steps_per_epoch
+        sums: torch.Tensor | None = None
+        window_steps, window_t0 = 0, time.perf_counter()
+        bar = tqdm(total=total, initial=step, unit="step", disable=quiet, file=sys.stderr,
+                   dynamic_ncols=True, desc="train")
+        self.g.train()
+        self.d.train()
+        while step < total and stop.signum is None:
+            stats = train_step(self.g, self.d, self.opt_g, self.opt_d, self.batches.batch(step),
+                               self.step_rng)
+            step += 1
+            # Accumulate on the device; reading back only at log time keeps the step free of syncs.
+            vec = torch.stack(list(stats))
+            sums = vec if sums is None else sums + vec
+            window_steps += 1
+            bar.update(1)
+            if step % tc.log_every == 0 or step == total:
+                now = time.perf_counter()
+                means = (sums / window_steps).tolist()
+                record = {"step": step, "epoch": (step - 1) // spe, "kimg": step * tc.batch_size / 1000,
+                          **dict(zip(StepStats._fields, means)),
+                          "img_per_s": window_steps * tc.batch_size / max(now - window_t0, 1e-9),
+                          "time": time.time()}
+                self.logger.log(record)
+                bar.set_postfix(D=f"{record['loss_d']:.3f}", G=f"{record['loss_g']:.3f}",
+                                Dx=f"{record['d_real']:.2f}", DGz=f"{record['d_fake_after']:.2f}",
+                                ips=f"{record['img_per_s']:.0f}")
+                sums, window_steps, window_t0 = None, 0, now
+            if step % tc.sample_every == 0 or step == total:
+                self.sample(step)
+            if step % tc.ckpt_every == 0 or step == total or stop.signum is not None:
+                self.checkpoint(step)
+        bar.close()
+        return step
+
+    @torch.no_grad()
+    def sample(self, step: int) -> Path:
+        # Eval mode uses BatchNorm running stats, so sampling never changes training state.
+        self.g.eval()
+        fake = self.g(self.fixed_z).float().cpu()
+        self.g.train()
+        path = self.run_dir / "samples" / f"step-{step:08d}.png"
+        path.parent.mkdir(exist_ok=True)
+        nrow = max(1, int(len(fake) ** 0.5))
+        save_image(fake, path, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
+        self.logger.image("samples/fixed_noise", grid(fake, nrow), step)
+        return path
+
+    def checkpoint(self, step: int) -> Path:
+        spe = self.batches.steps_per_epoch
+        state = {
+            "config": self.cfg.to_dict(),
+            "step": step,
+            "epoch": step // spe,
+            "epoch_position": step % spe,
+            "images_seen": step * self.cfg.train.batch_size,
+            "dataset_hash": self.ds.content_hash,
+            "G": self.g.state_dict(),
+            "D": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": capture_rng(self.step_rng),
+        }
+        return save_checkpoint(self.run_dir / "checkpoints", state, step, self.cfg.train.keep_ckpts)
+
+    def finish(self, step: int) -> None:
+        """End-of-run artifacts: exported G, curves, animation, real-vs-fake figure."""
+        export_generator(self.g, self.cfg.model, self.run_dir / "generator.safetensors",
+                         extra={"step": str(step), "dataset_hash": self.ds.content_hash})
+        plots.rebuild(self.run_dir)
+        self.g.eval()
+        with torch.no_grad():
+            fake = self.g(self.fixed_z).float().cpu()
+        self.g.train()
+        plots.real_vs_fake(real_sample(self.ds, len(fake), self.cfg.train.seed), fake,
+                           self.run_dir / "real_vs_fake.png", nrow=max(1, int(len(fake) ** 0.5)))

@@ -1,0 +1,102 @@
+"""DCGAN generator and discriminator whose depth follows the image size.
+
+At 64×64 these are exactly the seeds' networks:
+  G: (ConvT-BN-ReLU)×4 - ConvT - Tanh          z (B, nz, 1, 1) → image (B, 3, 64, 64)
+  D: (Conv-LReLU) - (Conv-BN-LReLU)×3 - Conv    image → one logit per image (no Sigmoid: the losses
+                                                  use the numerically stable logit forms)
+Each doubling of `size` adds one stride-2 block; widths are capped at 8× ngf/ndf so 128/256 stay sane.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from facegan.config import ModelConfig
+
+MAX_WIDTH_MULT = 8
+
+
+def _widths(size: int, base: int) -> list[int]:
+    """Channel widths from the 4×4 stage up to the last hidden stage, e.g. 64px → [8b, 4b, 2b, b]."""
+    n_stages = int(math.log2(size)) - 2  # 4×4 … size/2 × size/2
+    return [base * min(2 ** (n_stages - 1 - i), MAX_WIDTH_MULT) for i in range(n_stages)]
+
+
+class Generator(nn.Module):
+    """Maps a latent z ~ N(0, I) of shape (B, latent_dim) or (B, latent_dim, 1, 1) to images in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths = _widths(cfg.size, cfg.ngf)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.latent_dim, widths[0], 4, 1, 0, bias=False),  # (B, w0, 4, 4)
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for w_in, w_out in itertools.pairwise(widths):  # each block doubles H and W
+            layers += [
+                nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(w_out),
+                nn.ReLU(True),
+            ]
+        layers += [
+            nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1, bias=False),  # (B, 3, size, size)
+            nn.Tanh(),
+        ]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    """Maps images (B, 3, size, size) to real-vs-fake logits (B,)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        widths = _widths(cfg.size, cfg.ndf)[::-1]  # e.g. 64px → [b, 2b, 4b, 8b]
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.channels, widths[0], 4, 2, 1, bias=False),  # (B, ndf, size/2, size/2)
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        for w_in, w_out in itertools.pairwise(widths):  # each block halves H and W
+            layers += [
+                nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(w_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN init: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build_models(cfg: ModelConfig, seed: int = 0) -> tuple[Generator, Discriminator]:
+    """Fresh G and D with DCGAN init, deterministic in `seed`."""
+    # A private generator keeps initialisation independent of whatever used the global RNG before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g, d = Generator(cfg), Discriminator(cfg)
+        g.apply(init_weights)
+        d.apply(init_weights)
+    return g, d

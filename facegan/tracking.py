@@ -1,0 +1,89 @@
+"""Experiment tracking for one run: stats.jsonl (the source of truth for plots) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+STATS = "stats.jsonl"
+RUN_RE = re.compile(r"^(\d{5})-")
+
+# TensorBoard tags named as in the seeds' printout.
+TB_TAGS = {
+    "loss_d": "Loss/D",
+    "loss_g": "Loss/G",
+    "d_real": "Score/D(x)",
+    "d_fake_before": "Score/D(G(z)) before G step",
+    "d_fake_after": "Score/D(G(z)) after D step",
+    "img_per_s": "Speed/img_per_s",
+}
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """Create `root/NNNNN-name` with the next free number (stylegan-style run numbering)."""
+    root.mkdir(parents=True, exist_ok=True)
+    used = [int(m.group(1)) for p in root.iterdir() if (m := RUN_RE.match(p.name))]
+    nxt = max(used, default=-1) + 1
+    while True:
+        path = root / f"{nxt:05d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another run started at the same moment
+            nxt += 1
+
+
+def latest_run_with_checkpoint(root: Path) -> Path | None:
+    """The highest-numbered run folder under `root` that holds checkpoints/latest.pt."""
+    if not root.is_dir():
+        return None
+    runs = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := RUN_RE.match(p.name)))
+    for _, path in reversed(runs):
+        if (path / "checkpoints" / "latest.pt").is_file():
+            return path
+    return None
+
+
+def read_stats(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of a run's stats.jsonl; a torn last line (from a hard kill) is ignored."""
+    path = run_dir / STATS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class RunLogger:
+    """Appends step records to stats.jsonl and mirrors them to TensorBoard."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        self.path = run_dir / STATS
+        if resume_step is not None:
+            # Drop records written after the checkpoint we resume from, so curves don't double back.
+            kept = [r for r in read_stats(run_dir) if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        step = record["step"]
+        for key, tag in TB_TAGS.items():
+            if key in record:
+                self.tb.add_scalar(tag, record[key], step)
+
+    def image(self, tag: str, img: Any, step: int) -> None:
+        self.tb.add_image(tag, img, step)
+
+    def close(self) -> None:
+        self.file.close()
+        self.tb.close()
