@@ -14,8 +14,10 @@ MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf")
 TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip", "log_every",
                "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count")
 OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
+PERF_FLAGS = ("amp", "channels_last", "compile", "fused_adam", "resident")
 # What may change when continuing a run: its length, where it runs, and how often it reports.
-RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts"}
+RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
+             *PERF_FLAGS}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +53,15 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--keep-ckpts", type=int, help="numbered checkpoints to keep (default 3)")
     p.add_argument("--num-samples", type=int, help="images in the fixed-noise grid (default 64)")
     p.add_argument("--synthetic-count", type=int, help="images in the synthetic set (default 8192)")
+    perf = p.add_argument_group("speed (same training semantics; 'auto' picks per device)")
+    perf.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
+                      help="autocast dtype (auto: bf16 on CUDA, off on CPU)")
+    perf.add_argument("--channels-last", choices=("auto", "on", "off"), help="NHWC memory format")
+    perf.add_argument("--compile", choices=("off", "default", "max-autotune", "reduce-overhead"),
+                      help="torch.compile G and D (reduce-overhead adds CUDA graphs); default off")
+    perf.add_argument("--fused-adam", choices=("auto", "on", "off"), help="fused Adam kernel")
+    perf.add_argument("--resident", choices=("auto", "on", "off"),
+                      help="copy the uint8 dataset to the device once (auto: on for GPUs)")
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
     p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -61,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facegan.config import preset_config, with_overrides
     from facegan.loop import train
 
-    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS
+    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS + PERF_FLAGS
              if getattr(args, k) is not None}
     if args.lr is not None:
         given.setdefault("lr_g", args.lr)

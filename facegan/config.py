@@ -71,6 +71,30 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PerfConfig:
+    """Speed settings. They change how a step is computed, never what it computes (up to rounding).
+
+    "auto" picks per device: on CUDA bf16 autocast, channels_last, fused Adam and a device-resident
+    dataset; on CPU/MPS plain fp32 with foreach Adam reading the memory-mapped dataset.
+    """
+
+    amp: str = "auto"  # auto | off | bf16 | fp16 (fp16 uses a GradScaler)
+    channels_last: str = "auto"  # auto | on | off
+    compile: str = "off"  # off | default | max-autotune | reduce-overhead (CUDA graphs)
+    fused_adam: str = "auto"  # auto | on | off (off = foreach)
+    resident: str = "auto"  # auto | on | off: copy the uint8 dataset to the device once
+
+    def __post_init__(self) -> None:
+        choices = {"amp": ("auto", "off", "bf16", "fp16"), "channels_last": ("auto", "on", "off"),
+                   "compile": ("off", "default", "max-autotune", "reduce-overhead"),
+                   "fused_adam": ("auto", "on", "off"), "resident": ("auto", "on", "off")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise FaceganError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                                   f"got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The complete, resolved configuration of a run; written to `config.json` and every checkpoint."""
 
@@ -78,6 +102,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

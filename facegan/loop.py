@@ -29,7 +29,9 @@ from facegan.data import BatchSource, PackedDataset, real_sample, resolve_datase
 from facegan.errors import FaceganError
 from facegan.generate import grid
 from facegan.models import build_models
-from facegan.step import StepStats, make_optimizers, sample_latent, train_step
+from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models
+from facegan.perf import resolve as resolve_perf
+from facegan.step import StepStats, sample_latent, train_step
 from facegan.tracking import RunLogger, latest_run_with_checkpoint, new_run_dir
 
 
@@ -124,12 +126,16 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             f"the dataset {tc.data!r} differs from the one this checkpoint was trained on "
             f"({ckpt.get('dataset_hash')}); resume with the original data"
         )
-    batches = BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip)
+    perf = resolve_perf(cfg.perf, device)
+    batches = BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip, resident=perf.resident,
+                          channels_last=perf.channels_last)
     total_steps = tc.steps if tc.steps is not None else tc.epochs * batches.steps_per_epoch
 
     g, d = build_models(cfg.model, seed=tc.seed)
     g, d = g.to(device), d.to(device)
-    opt_g, opt_d = make_optimizers(g, d, cfg.optim.lr_g, cfg.optim.lr_d, (cfg.optim.beta1, cfg.optim.beta2))
+    g_step, d_step = prepare_models(g, d, perf)
+    opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
+    scaler = make_scaler(perf, device)
     step_rng = torch.Generator(device).manual_seed(tc.seed)
     # Fixed noise for the sample grids, the same for every run with this seed (the seeds' fixed_noise).
     fixed_z = sample_latent(tc.num_samples, cfg.model.latent_dim,
@@ -141,6 +147,8 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         load_state(d, ckpt["D"], "discriminator", str(ckpt_path))
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"], step_rng)
         step = int(ckpt["step"])
     if ckpt is not None and ckpt_path.parent.name == "checkpoints":
@@ -157,7 +165,8 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         return TrainResult(run_dir, step, False)
 
     logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None)
-    state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger)
+    state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger,
+                       (g_step, d_step), perf, scaler)
     interrupted = False
     with _StopFlag() as stop:
         try:
@@ -191,10 +200,15 @@ class _LoopState:
 
     def __init__(self, cfg: RunConfig, run_dir: Path, g: torch.nn.Module, d: torch.nn.Module,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, step_rng: torch.Generator,
-                 fixed_z: torch.Tensor, ds: PackedDataset, batches: BatchSource, logger: RunLogger) -> None:
+                 fixed_z: torch.Tensor, ds: PackedDataset, batches: BatchSource, logger: RunLogger,
+                 step_modules: tuple[torch.nn.Module, torch.nn.Module], perf: Perf,
+                 scaler: torch.amp.GradScaler | None) -> None:
         self.cfg, self.run_dir, self.g, self.d = cfg, run_dir, g, d
         self.opt_g, self.opt_d, self.step_rng, self.fixed_z = opt_g, opt_d, step_rng, fixed_z
         self.ds, self.batches, self.logger = ds, batches, logger
+        # The modules the step calls: G and D themselves, or their torch.compile wrappers.
+        self.g_step, self.d_step = step_modules
+        self.perf, self.scaler = perf, scaler
 
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
@@ -206,8 +220,8 @@ class _LoopState:
         self.g.train()
         self.d.train()
         while step < total and stop.signum is None:
-            stats = train_step(self.g, self.d, self.opt_g, self.opt_d, self.batches.batch(step),
-                               self.step_rng)
+            stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d, self.batches.batch(step),
+                               self.step_rng, amp_dtype=self.perf.amp_dtype, scaler=self.scaler)
             step += 1
             # Accumulate on the device; reading back only at log time keeps the step free of syncs.
             vec = torch.stack(list(stats))
@@ -260,6 +274,7 @@ class _LoopState:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng": capture_rng(self.step_rng),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
         }
         return save_checkpoint(self.run_dir / "checkpoints", state, step, self.cfg.train.keep_ckpts)
 

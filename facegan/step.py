@@ -36,47 +36,52 @@ def train_step(
     opt_d: torch.optim.Optimizer,
     real: torch.Tensor,
     rng: torch.Generator,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> StepStats:
     """D on a real and a fake batch, then G on the same fakes — the seeds' order, every batch.
 
     `real` is a normalised batch (B, C, H, W) in [-1, 1] on the models' device; `rng` draws z.
+    `amp_dtype` runs the forward passes under autocast; `scaler` (fp16 only) scales the losses.
     """
-    z = sample_latent(real.shape[0], g.cfg.latent_dim, rng)
+    z = sample_latent(real.shape[0], g.cfg.latent_dim, rng)  # compiled modules forward `.cfg`
+    autocast = torch.autocast(real.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    def backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
 
     # (1) D step: maximise log D(x) + log(1 - D(G(z))). Real and fake pass through D separately so
     # BatchNorm sees pure batches, as in the reference recipe.
     opt_d.zero_grad(set_to_none=True)
-    real_logits = d(real)  # (B,)
-    fake = g(z)  # (B, C, H, W)
-    fake_logits = d(fake.detach())  # (B,)
-    loss_d = d_loss_bce(real_logits, fake_logits)
-    loss_d.backward()
-    opt_d.step()
+    with autocast:
+        real_logits = d(real)  # (B,)
+        fake = g(z)  # (B, C, H, W)
+        fake_logits = d(fake.detach())  # (B,)
+        loss_d = d_loss_bce(real_logits.float(), fake_logits.float())
+    backward_and_step(loss_d, opt_d)
 
     # (2) G step: maximise log D(G(z)) through the freshly updated D. D's weights need no gradient
     # here, so it is frozen for the pass: only activations' gradients flow back into G.
     opt_g.zero_grad(set_to_none=True)
     d.requires_grad_(False)
-    fake_logits_after = d(fake)
-    loss_g = g_loss_bce(fake_logits_after)
-    loss_g.backward()
+    with autocast:
+        fake_logits_after = d(fake)
+        loss_g = g_loss_bce(fake_logits_after.float())
+    backward_and_step(loss_g, opt_g)
     d.requires_grad_(True)
-    opt_g.step()
+    if scaler is not None:
+        scaler.update()
 
     return StepStats(
         loss_d=loss_d.detach(),
         loss_g=loss_g.detach(),
-        d_real=torch.sigmoid(real_logits.detach()).mean(),
-        d_fake_before=torch.sigmoid(fake_logits.detach()).mean(),
-        d_fake_after=torch.sigmoid(fake_logits_after.detach()).mean(),
-    )
-
-
-def make_optimizers(
-    g: nn.Module, d: nn.Module, lr_g: float, lr_d: float, betas: tuple[float, float]
-) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G and D with the DCGAN betas."""
-    return (
-        torch.optim.Adam(g.parameters(), lr=lr_g, betas=betas),
-        torch.optim.Adam(d.parameters(), lr=lr_d, betas=betas),
+        d_real=torch.sigmoid(real_logits.detach().float()).mean(),
+        d_fake_before=torch.sigmoid(fake_logits.detach().float()).mean(),
+        d_fake_after=torch.sigmoid(fake_logits_after.detach().float()).mean(),
     )

@@ -7,10 +7,11 @@ import copy
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig
+from facegan.config import ModelConfig, OptimConfig
 from facegan.losses import d_loss_bce, g_loss_bce
 from facegan.models import build_models
-from facegan.step import make_optimizers, train_step
+from facegan.perf import make_optimizers
+from facegan.step import train_step
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -47,8 +48,8 @@ def _reference_seed_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimize
 def test_step_matches_the_seed_recipe() -> None:
     g, d = build_models(CFG, seed=0)
     g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
-    opts = make_optimizers(g, d, 2e-4, 2e-4, (0.5, 0.999))
-    opts2 = make_optimizers(g2, d2, 2e-4, 2e-4, (0.5, 0.999))
+    opts = make_optimizers(g, d, OptimConfig())
+    opts2 = make_optimizers(g2, d2, OptimConfig())
     real = torch.rand(8, 3, 32, 32) * 2 - 1
     for i in range(3):
         rng = torch.Generator().manual_seed(i)
@@ -65,7 +66,7 @@ def test_step_matches_the_seed_recipe() -> None:
 def test_step_updates_both_networks_and_leaves_d_trainable() -> None:
     g, d = build_models(CFG, seed=0)
     g0, d0 = copy.deepcopy(g.state_dict()), copy.deepcopy(d.state_dict())
-    opt_g, opt_d = make_optimizers(g, d, 2e-4, 2e-4, (0.5, 0.999))
+    opt_g, opt_d = make_optimizers(g, d, OptimConfig())
     train_step(g, d, opt_g, opt_d, torch.rand(8, 3, 32, 32) * 2 - 1, torch.Generator().manual_seed(0))
     assert not torch.equal(g0["main.0.weight"], g.state_dict()["main.0.weight"])
     assert not torch.equal(d0["main.0.weight"], d.state_dict()["main.0.weight"])
@@ -75,7 +76,7 @@ def test_step_updates_both_networks_and_leaves_d_trainable() -> None:
 def test_step_is_deterministic_given_rng() -> None:
     def run() -> list[torch.Tensor]:
         g, d = build_models(CFG, seed=0)
-        opts = make_optimizers(g, d, 2e-4, 2e-4, (0.5, 0.999))
+        opts = make_optimizers(g, d, OptimConfig())
         rng = torch.Generator().manual_seed(7)
         real = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
         for _ in range(2):

@@ -1,0 +1,90 @@
+"""Fast paths compute the same step as the plain path (CPU, fp32 within a stated tolerance)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from facegan.config import ModelConfig, OptimConfig, PerfConfig
+from facegan.errors import FaceganError
+from facegan.models import build_models
+from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models, resolve
+from facegan.step import train_step
+
+CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+PLAIN = Perf(amp_dtype=None, channels_last=False, compile_mode=None, fused_adam=False, resident=False)
+FP32_TOL = 1e-4  # fp32 reassociation differences between conv layouts / Adam kernels
+
+
+def run_steps(perf: Perf, n: int = 3) -> tuple[list[torch.Tensor], list[float]]:
+    g, d = build_models(CFG, seed=0)
+    g_step, d_step = prepare_models(g, d, perf)
+    opt_g, opt_d = make_optimizers(g, d, OptimConfig(), perf)
+    scaler = make_scaler(perf, torch.device("cpu"))
+    rng = torch.Generator().manual_seed(1)
+    real = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    if perf.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    losses: list[float] = []
+    for _ in range(n):
+        stats = train_step(g_step, d_step, opt_g, opt_d, real, rng, amp_dtype=perf.amp_dtype, scaler=scaler)
+        losses += [stats.loss_d.item(), stats.loss_g.item()]
+    return [t.float() for t in [*g.state_dict().values(), *d.state_dict().values()]], losses
+
+
+def max_rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(((x - y).abs().max() / (y.abs().max() + 1e-8)).item() for x, y in zip(a, b))
+
+
+def test_fused_adam_and_channels_last_match_plain_fp32() -> None:
+    fast = Perf(amp_dtype=None, channels_last=True, compile_mode=None, fused_adam=True, resident=False)
+    w_plain, l_plain = run_steps(PLAIN)
+    w_fast, l_fast = run_steps(fast)
+    assert l_fast == pytest.approx(l_plain, rel=FP32_TOL, abs=FP32_TOL)
+    assert max_rel_diff(w_fast, w_plain) < FP32_TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_step_tracks_fp32(dtype: torch.dtype) -> None:
+    """Mixed precision computes the same objective to low-precision rounding (2%), and trains.
+
+    Only the first D loss is compared: fp16's GradScaler may skip an overflowing first update by
+    design, after which the trajectories legitimately part.
+    """
+    lowp = Perf(amp_dtype=dtype, channels_last=False, compile_mode=None, fused_adam=False, resident=False)
+    w_plain, l_plain = run_steps(PLAIN, n=2)
+    w_low, l_low = run_steps(lowp, n=2)
+    assert l_low[0] == pytest.approx(l_plain[0], rel=0.02)
+    assert all(torch.isfinite(w).all() for w in w_low)
+    assert max_rel_diff(w_low, w_plain) > 0  # it really ran in low precision
+
+
+def test_auto_settings_per_device() -> None:
+    cpu = resolve(PerfConfig(), torch.device("cpu"))
+    assert cpu == PLAIN  # CPU default: the plain fp32 path reading the memory map
+    forced = resolve(PerfConfig(amp="fp16", channels_last="on", fused_adam="on"), torch.device("cpu"))
+    assert forced.amp_dtype == torch.float16 and forced.needs_scaler and forced.channels_last
+
+
+def test_bad_perf_values() -> None:
+    with pytest.raises(FaceganError, match="--amp must be one of"):
+        PerfConfig(amp="fp8")
+
+
+def test_resident_batches_equal_memmap_batches(prepared) -> None:  # type: ignore[no-untyped-def]
+    from facegan.data import BatchSource, PackedDataset
+
+    ds = PackedDataset(prepared)
+    a = BatchSource(ds, 16, 0, torch.device("cpu"), hflip=True)
+    b = BatchSource(ds, 16, 0, torch.device("cpu"), hflip=True, resident=True, channels_last=True)
+    for step in (0, 3, 5):
+        assert torch.equal(a.batch(step), b.batch(step))
+
+
+def test_models_keep_plain_state_dict_keys_when_compiled() -> None:
+    g, d = build_models(CFG)
+    keys = list(copy.deepcopy(g.state_dict()))
+    g_step, _ = prepare_models(g, d, Perf(None, False, "default", False, False))
+    assert list(g.state_dict()) == keys and g_step is not g
