@@ -129,21 +129,33 @@ def _add_generate(sub: Any) -> None:
                    help="first seed (faces use seed..seed+n-1), or exact seeds: 7 | 0-63 | 1,5,9-12")
     p.add_argument("--out", default="grid.png", help="a .png for one grid, or a folder for one PNG per face")
     p.add_argument("--nrow", type=int, help="faces per grid row")
+    p.add_argument("--truncation", type=float,
+                   help="redraw latent components beyond this magnitude (e.g. 1.0): less variety, fewer "
+                        "broken faces")
+    p.add_argument("--interpolate", action="store_true",
+                   help="write a latent walk through the --seed list as a .gif/.mp4 instead of stills")
+    p.add_argument("--frames", type=int, default=24, help="frames per leg of an --interpolate walk")
+    p.add_argument("--display-size", type=int, help="upscale walk frames to this many pixels")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
     p.set_defaults(func=_cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from facegan.generate import faces, load_generator, parse_seeds, write_faces
+    from facegan.generate import faces, interpolation, load_generator, parse_seeds, write_faces, write_walk
     from facegan.loop import pick_device
 
     if args.n < 1:
         raise FaceganError(f"--n must be >= 1, got {args.n}")
     seeds = parse_seeds(args.seed)
+    g = load_generator(args.checkpoint, pick_device(args.device))
+    if args.interpolate:
+        out = args.out if args.out != "grid.png" else "walk.gif"
+        path = write_walk(interpolation(g, seeds, args.frames, args.truncation), out, args.display_size)
+        print(f"wrote a walk through seeds {', '.join(map(str, seeds))} to {path}")
+        return 0
     if len(seeds) == 1:  # a single seed starts a run of n consecutive faces
         seeds = list(range(seeds[0], seeds[0] + args.n))
-    g = load_generator(args.checkpoint, pick_device(args.device))
-    paths = write_faces(faces(g, seeds), seeds, args.out, nrow=args.nrow)
+    paths = write_faces(faces(g, seeds, truncation=args.truncation), seeds, args.out, nrow=args.nrow)
     where = paths[0] if len(paths) == 1 else Path(args.out)
     print(f"wrote {len(seeds)} faces (seeds {seeds[0]}..{seeds[-1]}) to {where}")
     return 0

@@ -7,9 +7,11 @@ the batch it is generated in or the device.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 from facegan.checkpoint import load_checkpoint, load_state, read_exported
@@ -34,20 +36,76 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Gene
     return g.to(device).eval()
 
 
-def latents(seeds: list[int], latent_dim: int) -> torch.Tensor:
-    """One z per seed, (N, latent_dim, 1, 1), on the CPU."""
-    return torch.stack([
-        torch.randn(latent_dim, 1, 1, generator=torch.Generator().manual_seed(s)) for s in seeds
-    ])
+def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:
+    """One z per seed, (N, latent_dim, 1, 1), on the CPU.
+
+    With `truncation` t, components with |z_i| > t are redrawn from the seed's own generator until
+    they fall inside (the truncated normal of BigGAN's "truncation trick": a DCGAN has no mapping
+    network to average in, so this is the standard form). Smaller t trades variety for fidelity.
+    """
+    if truncation is not None and truncation <= 0:
+        raise FaceganError(f"--truncation must be > 0, got {truncation}")
+    out = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(latent_dim, 1, 1, generator=gen)
+        while truncation is not None and (outside := z.abs() > truncation).any():
+            z[outside] = torch.randn(int(outside.sum()), generator=gen)
+        out.append(z)
+    return torch.stack(out)
 
 
 @torch.inference_mode()
-def faces(g: Generator, seeds: list[int], batch_size: int = 256) -> torch.Tensor:
-    """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
+def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G(z) in [-1, 1], (N, 3, S, S) on the CPU, in chunks of `batch_size`."""
     device = next(g.parameters()).device
-    z = latents(seeds, g.cfg.latent_dim)
-    out = [g(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)]
-    return torch.cat(out)
+    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
+
+
+def faces(g: Generator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
+          ) -> torch.Tensor:
+    """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
+    return decode(g, latents(seeds, g.cfg.latent_dim, truncation), batch_size)
+
+
+def interpolation(g: Generator, seeds: list[int], frames: int, truncation: float | None = None
+                  ) -> torch.Tensor:
+    """A latent walk through `seeds` in order (slerp), `frames` images per leg, as one tensor."""
+    if len(seeds) < 2:
+        raise FaceganError("--interpolate needs at least two seeds, e.g. --seed 3,17,42")
+    if not 2 <= frames <= 600:
+        raise FaceganError(f"--frames must be between 2 and 600, got {frames}")
+    z = latents(seeds, g.cfg.latent_dim, truncation)
+    legs = [walk_latents(z[i], z[i + 1], frames, "slerp")[: -1 if i < len(z) - 2 else None]
+            for i in range(len(z) - 1)]
+    return decode(g, torch.cat(legs))
+
+
+def write_walk(images: torch.Tensor, out: str | Path, size: int | None = None, fps: int = 24) -> Path:
+    """Save a walk as an animated GIF, or an MP4 when `out` ends in .mp4 (needs PyAV)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    side = str(size) if size else "native"
+    if out.suffix.lower() == ".gif":
+        out.write_bytes(walk_gif(images, side, "lanczos", duration=max(1, round(1000 / fps))))
+        return out
+    if out.suffix.lower() != ".mp4":
+        raise FaceganError(f"--out for --interpolate must end in .gif or .mp4, got {str(out)!r}")
+    try:
+        import av
+    except ImportError:
+        raise FaceganError("MP4 output needs PyAV: pip install av (or write a .gif)") from None
+    frames = [resize(to_pil(img), side, "lanczos") for img in images]
+    with av.open(str(out), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = frames[0].width
+        stream.pix_fmt = "yuv420p"
+        for im in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(im)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -99,3 +157,68 @@ def grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     """(3, H, W) grid in [0, 1] of images in [-1, 1]."""
     return make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
 
+
+# ----------------------------------------------------------------------------- images and walks
+
+
+def to_pil(img: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] → RGB image, rounded exactly like torchvision's save_image, so a served
+    face has the pixels `facegan generate` writes for that seed (up to batch-size rounding)."""
+    return pil_from_unit(img.clamp(-1.0, 1.0).add(1.0).div(2.0))
+
+
+def pil_from_unit(x: torch.Tensor) -> Image.Image:
+    arr = x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def resize(im: Image.Image, size: str, resample: str) -> Image.Image:
+    """Scale a square image to `size` px; NEAREST keeps the pixels crisp when enlarging, and
+    shrinking always uses LANCZOS because NEAREST would alias."""
+    if size == "native" or int(size) == im.width:
+        return im
+    target = int(size)
+    smooth = resample == "lanczos" or target < im.width
+    filt = Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST
+    return im.resize((target, target), filt)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two latents, one row per t; it keeps the norm typical of a
+    Gaussian sample, where a straight line dips through low-norm (washed-out) latents."""
+    a64, b64 = a.flatten().double(), b.flatten().double()
+    cos = torch.dot(a64, b64) / (a64.norm() * b64.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    t = ts.double()[:, None]
+    if omega.abs() < 1e-6:  # (nearly) parallel: slerp degenerates to lerp
+        out = (1 - t) * a64 + t * b64
+    else:
+        out = (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / torch.sin(omega)
+    out = out.float().reshape(len(ts), *a.shape)
+    out[0], out[-1] = a, b  # exact ends, so the walk starts and stops on the seeds' own faces
+    return out
+
+
+def walk_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, method: str) -> torch.Tensor:
+    ts = torch.linspace(0.0, 1.0, frames)
+    if method == "slerp":
+        return slerp(za, zb, ts)
+    return torch.lerp(za[None], zb[None], ts[:, None, None, None])
+
+
+def walk_gif(images: torch.Tensor, size: str, resample: str, duration: int) -> bytes:
+    """An animated, looping GIF of the frames. Pillow merges consecutive identical frames, so a
+    walk from a seed to itself is a one-frame GIF."""
+    native = [to_pil(img) for img in images]
+    side = native[0].width
+    # One palette for the whole walk (a palette per frame makes colours flicker), built from the
+    # native frames stacked into one strip, which holds every colour a NEAREST upscale can show.
+    strip = Image.new("RGB", (side, side * len(native)))
+    for i, im in enumerate(native):
+        strip.paste(im, (0, i * side))
+    palette = strip.quantize(colors=256)
+    out = [resize(im, size, resample).quantize(palette=palette, dither=Image.Dither.NONE)
+           for im in native]
+    buf = io.BytesIO()
+    out[0].save(buf, format="GIF", save_all=True, append_images=out[1:], duration=duration, loop=0)
+    return buf.getvalue()

@@ -52,7 +52,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facegan import __version__
 from facegan.errors import FaceganError
-from facegan.generate import MAX_SEED, grid, latents, load_generator
+from facegan.generate import (
+    MAX_SEED,
+    grid,
+    latents,
+    load_generator,
+    pil_from_unit,
+    resize,
+    to_pil,
+    walk_gif,
+    walk_latents,
+)
 from facegan.models import Generator
 
 log = logging.getLogger("facegan.serve")
@@ -213,55 +223,10 @@ class ServedModel:
                 "source": self.source}
 
 
-def to_pil(img: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [-1, 1] → RGB image, rounded exactly like torchvision's save_image, so a served
-    face has the pixels `facegan generate` writes for that seed (up to batch-size rounding)."""
-    return _pil01(img.clamp(-1.0, 1.0).add(1.0).div(2.0))
-
-
-def _pil01(x: torch.Tensor) -> Image.Image:
-    arr = x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(arr, "RGB")
-
-
-def resize(im: Image.Image, size: str, resample: str) -> Image.Image:
-    """Scale a square image to `size` px; NEAREST keeps the pixels crisp when enlarging, and
-    shrinking always uses LANCZOS because NEAREST would alias."""
-    if size == "native" or int(size) == im.width:
-        return im
-    target = int(size)
-    smooth = resample == "lanczos" or target < im.width
-    filt = Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST
-    return im.resize((target, target), filt)
-
-
 def png_bytes(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")  # PIL writes no timestamp, so equal pixels give equal bytes
     return buf.getvalue()
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between two latents, one row per t; it keeps the norm typical of a
-    Gaussian sample, where a straight line dips through low-norm (washed-out) latents."""
-    a64, b64 = a.flatten().double(), b.flatten().double()
-    cos = torch.dot(a64, b64) / (a64.norm() * b64.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1.0, 1.0))
-    t = ts.double()[:, None]
-    if omega.abs() < 1e-6:  # (nearly) parallel: slerp degenerates to lerp
-        out = (1 - t) * a64 + t * b64
-    else:
-        out = (torch.sin((1 - t) * omega) * a64 + torch.sin(t * omega) * b64) / torch.sin(omega)
-    out = out.float().reshape(len(ts), *a.shape)
-    out[0], out[-1] = a, b  # exact ends, so the walk starts and stops on the seeds' own faces
-    return out
-
-
-def walk_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, method: str) -> torch.Tensor:
-    ts = torch.linspace(0.0, 1.0, frames)
-    if method == "slerp":
-        return slerp(za, zb, ts)
-    return torch.lerp(za[None], zb[None], ts[:, None, None, None])
 
 
 def face_png(img: torch.Tensor, size: str, resample: str) -> bytes:
@@ -269,25 +234,7 @@ def face_png(img: torch.Tensor, size: str, resample: str) -> bytes:
 
 
 def grid_png(images: torch.Tensor) -> bytes:
-    return png_bytes(_pil01(grid(images, nrow=math.ceil(math.sqrt(len(images))))))
-
-
-def walk_gif(images: torch.Tensor, size: str, resample: str, duration: int) -> bytes:
-    """An animated, looping GIF of the frames. Pillow merges consecutive identical frames, so a
-    walk from a seed to itself is a one-frame GIF."""
-    native = [to_pil(img) for img in images]
-    side = native[0].width
-    # One palette for the whole walk (a palette per frame makes colours flicker), built from the
-    # native frames stacked into one strip, which holds every colour a NEAREST upscale can show.
-    strip = Image.new("RGB", (side, side * len(native)))
-    for i, im in enumerate(native):
-        strip.paste(im, (0, i * side))
-    palette = strip.quantize(colors=256)
-    out = [resize(im, size, resample).quantize(palette=palette, dither=Image.Dither.NONE)
-           for im in native]
-    buf = io.BytesIO()
-    out[0].save(buf, format="GIF", save_all=True, append_images=out[1:], duration=duration, loop=0)
-    return buf.getvalue()
+    return png_bytes(pil_from_unit(grid(images, nrow=math.ceil(math.sqrt(len(images))))))
 
 
 # ----------------------------------------------------------------------------- the app
