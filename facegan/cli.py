@@ -1,4 +1,4 @@
-"""Command line: `facegan prepare | train | generate | export | plot | serve` (also `python -m facegan`)."""
+"""Command line: `facegan prepare|train|generate|export|evaluate|plot|serve` (also `python -m facegan`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip
                "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count")
 OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
 PERF_FLAGS = ("amp", "channels_last", "compile", "fused_adam", "resident")
+GAN_FLAGS = ("loss", "gp_weight", "ema_kimg", "spectral_norm", "d_norm", "diffaug", "r1_gamma", "r1_every",
+             "label_smoothing")
 # What may change when continuing a run: its length, where it runs, and how often it reports.
 RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
              *PERF_FLAGS}
@@ -31,7 +33,8 @@ class _Parser(argparse.ArgumentParser):
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a GAN", description="Train a DCGAN; defaults are the seeds'.")
     p.add_argument("--data", help="prepared dataset folder, image folder, .zip, or 'synthetic' (default)")
-    p.add_argument("--preset", default=None, help="dcgan (default, seed-faithful), dcgan-z128, tiny")
+    p.add_argument("--preset", default=None,
+                   help="dcgan (default, seed-faithful), dcgan-z128, tiny, dcgan-plus (dcgan + stabilizers)")
     p.add_argument("--size", type=int, help="image size: 32, 64 (default), 128 or 256")
     p.add_argument("--latent-dim", type=int, help="length of z (default 100)")
     p.add_argument("--ngf", type=int, help="generator width (default 64)")
@@ -62,6 +65,23 @@ def _add_train(sub: Any) -> None:
     perf.add_argument("--fused-adam", choices=("auto", "on", "off"), help="fused Adam kernel")
     perf.add_argument("--resident", choices=("auto", "on", "off"),
                       help="copy the uint8 dataset to the device once (auto: on for GPUs)")
+    gan = p.add_argument_group("stabilizers (all off in dcgan; fixed for the life of a run)")
+    gan.add_argument("--loss", choices=("bce", "hinge", "lsgan", "wgan-gp"),
+                     help="GAN objective (default bce, the seeds' non-saturating loss)")
+    gan.add_argument("--gp-weight", type=float, help="gradient-penalty weight of wgan-gp (default 10)")
+    gan.add_argument("--ema-kimg", type=float,
+                     help="EMA of G's weights, half-life in thousands of images (0 = off, default)")
+    gan.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+                     help="spectral norm on D's convs (default off)")
+    gan.add_argument("--d-norm", choices=("auto", "batch", "layer", "none"),
+                     help="D's hidden-layer norm; auto: none with spectral norm, else layer with wgan-gp "
+                          "or R1, else batch")
+    gan.add_argument("--diffaug", type=lambda s: "" if s.lower() in ("none", "off") else s,
+                     help="DiffAugment ops, a comma list of color,translation,cutout (default none)")
+    gan.add_argument("--r1-gamma", type=float, help="R1 penalty gamma on real images (0 = off, default)")
+    gan.add_argument("--r1-every", type=int, help="apply R1 every N steps, scaled by N (default 16)")
+    gan.add_argument("--label-smoothing", type=float,
+                     help="one-sided: D's real target is 1 - s (bce only; default 0)")
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
     p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -72,7 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from facegan.config import preset_config, with_overrides
     from facegan.loop import train
 
-    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS + PERF_FLAGS
+    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS + PERF_FLAGS + GAN_FLAGS
              if getattr(args, k) is not None}
     if args.lr is not None:
         given.setdefault("lr_g", args.lr)
@@ -195,6 +215,55 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="measure a generator: FID/KID (Inception) or C2ST (no download)",
+                       description="Compare generated faces with a dataset under named protocols.")
+    p.add_argument("--checkpoint", required=True,
+                   help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+    p.add_argument("--data", required=True, help="prepared dataset folder, image folder, .zip or 'synthetic'")
+    p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st "
+                                     "(default: fid10k when the Inception weights are found, else c2st)")
+    p.add_argument("--num-fake", type=int, help="override the protocols' generated count (quick checks)")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the generated faces (default 0)")
+    p.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth "
+                                                "(or set FACEGAN_INCEPTION_WEIGHTS)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--run-dir", help="append the results to this run's metrics.jsonl")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from facegan.data import resolve_dataset
+    from facegan.generate import load_generator
+    from facegan.loop import pick_device
+    from facegan.metrics import append_metrics, evaluate, resolve_weights
+
+    device = pick_device(args.device)
+    g = load_generator(args.checkpoint, device)
+    if args.metrics:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    else:
+        try:
+            resolve_weights(args.inception_weights)
+            metrics = ["fid10k"]
+        except FaceganError:
+            metrics = ["c2st"]  # offline and no weights: the download-free measure
+    ds = resolve_dataset(args.data, g.cfg.size)
+    results = evaluate(g, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
+                       inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "data": str(args.data), **results}))
+    if args.run_dir:
+        from facegan.checkpoint import load_checkpoint
+
+        ckpt = Path(args.checkpoint)
+        step = 0 if ckpt.suffix == ".safetensors" else int(load_checkpoint(ckpt)["step"])
+        print(f"appended to {append_metrics(Path(args.run_dir), step, results)}")
+    return 0
+
+
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API")
     p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
@@ -245,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_prepare, _add_train, _add_generate, _add_export, _add_plot, _add_serve):
+    for add in (_add_prepare, _add_train, _add_generate, _add_export, _add_evaluate, _add_plot,
+                _add_serve):
         add(sub)
     return parser
 

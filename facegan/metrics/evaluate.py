@@ -1,0 +1,228 @@
+"""One call that measures a generator against a prepared dataset, for the CLI and training loop."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from facegan.data import PackedDataset
+from facegan.errors import FaceganError
+from facegan.generate import faces
+from facegan.metrics.c2st import c2st
+from facegan.metrics.cache import (
+    RealStats,
+    cache_key,
+    cache_path,
+    default_metrics_cache_dir,
+    load_real_stats,
+    save_real_stats,
+)
+from facegan.metrics.frechet import frechet_distance, gaussian_stats
+from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
+from facegan.metrics.kid import kid
+from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
+from facegan.models import Generator
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] → uint8 [0, 255]: the inverse of the data normalisation."""
+    x = torch.nan_to_num(images.float(), nan=0.0)
+    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 (B, 3, S, S) batches of the dataset rows `indices`, read from the memory map lazily."""
+    for start in range(0, len(indices), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start:start + batch_size]]))
+
+
+def fake_batches(g: Generator, seeds: list[int], batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face)."""
+    for start in range(0, len(seeds), batch_size):
+        yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size))
+
+
+def extract_features(
+    extractor: FeatureExtractor,
+    batches: Iterable[torch.Tensor],
+    *,
+    device: str | torch.device = "cpu",
+    total: int | None = None,
+    desc: str = "features",
+    progress: bool = False,
+) -> np.ndarray:
+    """Run every uint8 batch through `extractor` on `device`; float32 features (N, D) on the CPU."""
+    out: list[np.ndarray] = []
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    with bar, torch.inference_mode():
+        for batch in batches:
+            feats = extractor(batch.to(device))
+            ok = isinstance(feats, torch.Tensor) and feats.dim() == 2 and len(feats) == len(batch)
+            if not ok:
+                is_tensor = isinstance(feats, torch.Tensor)
+                got = tuple(feats.shape) if is_tensor else type(feats).__name__
+                raise ValueError(
+                    f"feature extractor must return (B, D) for B={len(batch)}, got {got}"
+                )
+            out.append(feats.detach().float().cpu().numpy())
+            bar.update(len(batch))
+    return np.concatenate(out)
+
+
+def real_stats(
+    ds: PackedDataset,
+    max_real: int,
+    extractor: FeatureExtractor,
+    *,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> RealStats:
+    """Features and statistics of the real images a protocol with cap `max_real` uses, from the
+    cache when available (see facegan.metrics.cache); extractors without an id are not cached."""
+    ext_id = extractor_id(extractor)
+    key = path = None
+    if ext_id is not None:
+        key = cache_key(ds.content_hash, max_real, ext_id)
+        folder = Path(cache_dir) if cache_dir is not None else default_metrics_cache_dir()
+        path = cache_path(folder, key)
+        cached = load_real_stats(path, key)
+        if cached is not None:
+            return cached
+    idx = real_indices(len(ds), max_real)
+    feats = extract_features(extractor, real_batches(ds, idx, batch_size), device=device,
+                             total=len(idx), desc=f"real features ({len(idx)})", progress=progress)
+    stats = RealStats.from_features(feats)
+    if key is not None and path is not None:
+        try:
+            save_real_stats(path, key, stats)
+        except OSError as err:  # a read-only cache must not cost the user the numbers just computed
+            warnings.warn(f"could not cache real features at {path}: {err}", stacklevel=2)
+    return stats
+
+
+def evaluate(
+    generator: Generator,
+    dataset: PackedDataset,
+    metrics: list[str],
+    *,
+    num_fake: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    inception_weights: str | None = None,
+    cache_dir: str | Path | None = None,
+    feature_extractor: FeatureExtractor | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Measure `generator` against `dataset` under named protocols (see facegan.metrics.PROTOCOLS).
+
+    Returns e.g. {"fid10k": …, "kid10k_mean": …, "kid10k_std": …, "c2st_acc": …, "c2st_se": …,
+    "c2st_n": …}. Generated images are the faces of seeds `seed`, `seed`+1, … (shared by all
+    metrics), so the same generator always gets the same numbers. `num_fake` replaces every
+    protocol's generated count (and C2ST's per-class count) for quick checks; the numbers are then
+    not comparable with the named protocol, and the result carries "num_fake". `seed` also seeds
+    KID's subsets and C2ST.
+
+    FID/KID use the standard Inception network (weights from `inception_weights`,
+    $FACEGAN_INCEPTION_WEIGHTS or the torch hub cache; a missing file raises FaceganError before
+    any work) unless `feature_extractor` is given: any callable uint8 (B, 3, H, W) → (B, D). Real
+    features are cached in `cache_dir` (default $FACEGAN_CACHE/metrics). The generator keeps its
+    device and is put in eval mode for the call (its previous mode is restored); `device` runs the
+    extractor and the C2ST classifier. Torch's global RNG is left untouched, so a training run can
+    evaluate mid-way; such a caller should build `inception_extractor(path, device)` once and pass
+    it as `feature_extractor` (its `extractor_id` keeps the cache valid) rather than reload it.
+    """
+    protocols = parse_metrics(metrics)
+    if num_fake is not None and num_fake < 2:
+        raise FaceganError(f"--num-fake must be >= 2, got {num_fake}")
+    if len(dataset) < 2:
+        raise FaceganError(f"the dataset has {len(dataset)} image(s); metrics need at least 2")
+    if dataset.size != generator.cfg.size:
+        raise FaceganError(
+            f"the dataset is {dataset.size}px but the generator makes {generator.cfg.size}px "
+            f"images; evaluate against data prepared at --size {generator.cfg.size}"
+        )
+    feature_protocols = [p for p in protocols if p.kind in ("fid", "kid")]
+    extractor = feature_extractor
+    if feature_protocols and extractor is None:
+        # Before any other work, so missing weights fail fast.
+        extractor = inception_extractor(inception_weights, device)
+
+    def n_fake(p: Protocol) -> int:
+        return num_fake if num_fake is not None else p.num_fake
+
+    results: dict[str, float] = {}
+    was_training = generator.training
+    generator.eval()
+    try:
+        if feature_protocols:
+            assert extractor is not None
+            # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
+            seeds = list(range(seed, seed + max(n_fake(p) for p in feature_protocols)))
+            fake = extract_features(
+                extractor, fake_batches(generator, seeds, batch_size), device=device,
+                total=len(seeds), desc=f"generated features ({len(seeds)})", progress=progress,
+            )
+            reals: dict[int, RealStats] = {}
+            for p in feature_protocols:
+                if p.max_real not in reals:
+                    reals[p.max_real] = real_stats(dataset, p.max_real, extractor, device=device,
+                                                   cache_dir=cache_dir, batch_size=batch_size,
+                                                   progress=progress)
+                real, f = reals[p.max_real], fake[:n_fake(p)]
+                if p.kind == "fid":
+                    results[p.name] = frechet_distance(real.mu, real.sigma, *gaussian_stats(f))
+                else:
+                    size = min(p.kid_subset_size, len(real.features), len(f))
+                    feats_real = torch.from_numpy(real.features).to(device)
+                    mean, std = kid(feats_real, f, p.kid_subsets, size, seed=seed)
+                    results[f"{p.name}_mean"], results[f"{p.name}_std"] = mean, std
+        for p in protocols:
+            if p.kind == "c2st":
+                n = min(n_fake(p), len(dataset))
+                real_img = dataset.images[real_indices(len(dataset), n)]
+                c2st_seeds = list(range(seed, seed + n))
+                fake_img = torch.cat(list(fake_batches(generator, c2st_seeds, batch_size)))
+                res = c2st(real_img, fake_img, seed=seed, device=device)
+                results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
+                results[f"{p.name}_n"] = float(res.n_test)
+    finally:
+        generator.train(was_training)
+    if num_fake is not None:
+        results["num_fake"] = float(num_fake)
+    return results
+
+
+def append_metrics(
+    run_dir: str | Path, step: int, results: dict[str, float], *, kimg: float | None = None
+) -> Path:
+    """Append {"step", "kimg"?, "time", **results} as one JSON line to `run_dir`/metrics.jsonl.
+
+    `time` is Unix time in seconds. Non-finite values (a diverged run) are written as null, since
+    NaN/Infinity are not valid JSON and would break other readers of the file.
+    """
+    record: dict[str, object] = {"step": int(step)}
+    if kimg is not None:
+        record["kimg"] = round(float(kimg), 3)
+    record["time"] = round(time.time(), 3)
+    for name, value in results.items():
+        record[name] = float(value) if math.isfinite(value) else None
+    path = Path(run_dir) / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    return path

@@ -1,0 +1,77 @@
+"""Named evaluation protocols: how many generated and real images each metric uses.
+
+A number is only comparable with another computed under the same protocol on the same prepared
+dataset (same content hash); the protocol name is therefore the key under which results are logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from facegan.errors import FaceganError
+
+Kind = Literal["fid", "kid", "c2st"]
+
+# The real subset (when a dataset is larger than a protocol's cap) is drawn with this fixed seed, so
+# it depends only on the data and the protocol, and cached real features stay valid across runs.
+REAL_SUBSET_SEED = 20151205
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One named metric setting.
+
+    kind: which measure. num_fake: generated images (for "c2st": images per class).
+    max_real: real images used: the whole prepared set up to this many, else a fixed random subset.
+    kid_subsets / kid_subset_size: KID's subset sampling (torch-fidelity's defaults).
+    """
+
+    name: str
+    kind: Kind
+    num_fake: int
+    max_real: int
+    summary: str
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    Protocol("fid2k", "fid", 2_000, 2_000, "smoke test: 2k generated vs 2k real (biased high)"),
+    Protocol("fid10k", "fid", 10_000, 50_000, "10k generated vs the real set (up to 50k)"),
+    Protocol("fid50k", "fid", 50_000, 50_000, "50k generated vs the real set (up to 50k)"),
+    Protocol("kid2k", "kid", 2_000, 2_000, "smoke test: KID, 2k generated vs 2k real"),
+    Protocol("kid10k", "kid", 10_000, 50_000, "KID, 10k generated vs the real set (up to 50k)"),
+    Protocol("c2st", "c2st", 2_000, 2_000,
+             "classifier two-sample test, 2k real vs 2k generated, half held out; no download"),
+)}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol called `name`; FaceganError listing the valid names otherwise."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise FaceganError(
+            f"unknown metric {name!r}; choose from: {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+def parse_metrics(spec: str | list[str]) -> list[Protocol]:
+    """'fid10k,kid10k' or ['fid10k', 'c2st'] → protocols, in order, without duplicates."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip().lower() for n in names if n.strip()]
+    if not names:
+        raise FaceganError(f"no metrics given; choose from: {', '.join(PROTOCOLS)}")
+    return [get_protocol(n) for n in dict.fromkeys(names)]
+
+
+def real_indices(count: int, max_real: int) -> np.ndarray:
+    """Indices of the real images a protocol uses: all of them, or a fixed sorted random subset."""
+    if count <= max_real:
+        return np.arange(count)
+    rng = np.random.default_rng(REAL_SUBSET_SEED)
+    # Sorted so reads from the memory-mapped array go forward through the file.
+    return np.sort(rng.choice(count, size=max_real, replace=False))
