@@ -140,10 +140,24 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_source(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint",
+                     help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+    src.add_argument("--pretrained", help="a generator shipped with facegan: celeba64, anime64")
+
+
+def _model_path(args: argparse.Namespace) -> str:
+    if args.pretrained:
+        from facegan import pretrained
+
+        return str(pretrained.path(args.pretrained))
+    return str(args.checkpoint)
+
+
 def _add_generate(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate faces from a checkpoint or exported generator")
-    p.add_argument("--checkpoint", required=True,
-                   help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+    _add_model_source(p)
     p.add_argument("--n", type=int, default=64, help="number of faces (default 64)")
     p.add_argument("--seed", default="0",
                    help="first seed (faces use seed..seed+n-1), or exact seeds: 7 | 0-63 | 1,5,9-12")
@@ -167,7 +181,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise FaceganError(f"--n must be >= 1, got {args.n}")
     seeds = parse_seeds(args.seed)
-    g = load_generator(args.checkpoint, pick_device(args.device))
+    g = load_generator(_model_path(args), pick_device(args.device))
     if args.interpolate:
         out = args.out if args.out != "grid.png" else "walk.gif"
         path = write_walk(interpolation(g, seeds, args.frames, args.truncation), out, args.display_size)
@@ -218,8 +232,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="measure a generator: FID/KID (Inception) or C2ST (no download)",
                        description="Compare generated faces with a dataset under named protocols.")
-    p.add_argument("--checkpoint", required=True,
-                   help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+    _add_model_source(p)
     p.add_argument("--data", required=True, help="prepared dataset folder, image folder, .zip or 'synthetic'")
     p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st "
                                      "(default: fid10k when the Inception weights are found, else c2st)")
@@ -242,7 +255,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facegan.metrics import append_metrics, evaluate, resolve_weights
 
     device = pick_device(args.device)
-    g = load_generator(args.checkpoint, device)
+    g = load_generator(_model_path(args), device)
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     else:
@@ -254,11 +267,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ds = resolve_dataset(args.data, g.cfg.size)
     results = evaluate(g, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
                        inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "data": str(args.data), **results}))
+    print(json.dumps({"generator": str(args.pretrained or args.checkpoint), "data": str(args.data),
+                      **results}))
     if args.run_dir:
         from facegan.checkpoint import load_checkpoint
 
-        ckpt = Path(args.checkpoint)
+        ckpt = Path(_model_path(args))
         step = 0 if ckpt.suffix == ".safetensors" else int(load_checkpoint(ckpt)["step"])
         print(f"appended to {append_metrics(Path(args.run_dir), step, results)}")
     return 0
@@ -268,6 +282,8 @@ def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API")
     p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
                    help="checkpoint (.pt), run folder or exported .safetensors; repeat for several models")
+    p.add_argument("--pretrained", action="append", default=[], metavar="NAME",
+                   help="a shipped generator (celeba64, anime64); repeat for several")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
@@ -297,14 +313,25 @@ def _model_sources(specs: list[str]) -> dict[str, str]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    if not args.checkpoint:
+    if not args.checkpoint and not args.pretrained:
+        from facegan import pretrained
+
+        args.pretrained = pretrained.available()  # the shipped generators, when nothing is named
+    if not args.checkpoint and not args.pretrained:
         raise FaceganError("facegan serve needs a model: --checkpoint [NAME=]PATH (.pt or .safetensors)")
     try:
         from facegan.serve import serve
     except ImportError as err:
         raise FaceganError(f"facegan serve needs its extras ({err.name} is missing): "
                            f"pip install 'facegan[serve]'") from None
-    serve(_model_sources(args.checkpoint), args.host, args.port, args.device)
+    from facegan import pretrained
+
+    sources = {name: str(pretrained.path(name)) for name in args.pretrained}
+    for name, path in _model_sources(args.checkpoint).items():
+        if name in sources:
+            raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
+        sources[name] = path
+    serve(sources, args.host, args.port, args.device)
     return 0
 
 

@@ -94,6 +94,77 @@ class PerfConfig:
                                    f"got {getattr(self, name)!r}")
 
 
+GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
+D_NORMS = ("auto", "batch", "layer", "none")
+DIFFAUG_OPS = ("color", "translation", "cutout")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Training stabilizers; each is off by default, so the defaults are the seed recipe bit for bit.
+
+    loss: bce (the seeds' non-saturating GAN), hinge (Lim & Ye 2017; Miyato et al. 2018), lsgan (Mao et
+    al. 2017) or wgan-gp (Gulrajani et al. 2017, with `gp_weight`). ema_kimg: half-life of the EMA of
+    G's weights in thousands of images (Karras et al.), 0 = off. spectral_norm: SN on D's convs (Miyato
+    et al. 2018). d_norm: D's hidden-layer norm; "auto" keeps BatchNorm for the plain recipe, drops it
+    under spectral norm (SN-GAN's D has none; a norm after each conv would rescale away the Lipschitz
+    bound SN sets) and otherwise uses per-sample layer norm when a gradient penalty is on (wgan-gp or
+    R1: the penalty is on each sample's input gradient, which BatchNorm couples across the batch;
+    Gulrajani et al. suggest layer norm). diffaug: DiffAugment ops (Zhao et al. 2020) as a comma list
+    of color, translation, cutout. r1_gamma: R1 penalty γ/2·E‖∇D(x)‖² on reals (Mescheder et al.
+    2018), applied every `r1_every` steps and scaled by it (StyleGAN2's lazy regularisation).
+    label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only).
+    """
+
+    loss: str = "bce"
+    gp_weight: float = 10.0  # λ of WGAN-GP; only read when loss is wgan-gp
+    ema_kimg: float = 0.0
+    spectral_norm: bool = False
+    d_norm: str = "auto"
+    diffaug: str = ""
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in GAN_LOSSES:
+            raise FaceganError(f"--loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
+        if self.d_norm not in D_NORMS:
+            raise FaceganError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        for name in ("gp_weight", "ema_kimg", "r1_gamma"):
+            if getattr(self, name) < 0:
+                raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.r1_every < 1:
+            raise FaceganError(f"--r1-every must be >= 1, got {self.r1_every}")
+        if not 0 <= self.label_smoothing < 1:
+            raise FaceganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "bce":
+            raise FaceganError(f"--label-smoothing applies to the bce loss only, not --loss {self.loss}")
+        if self.loss == "wgan-gp" and self.d_norm == "batch":
+            raise FaceganError("--loss wgan-gp needs a per-sample D: use --d-norm layer, none or auto, "
+                               "not batch (BatchNorm couples the samples the gradient penalty is taken on)")
+        ops = self.diffaug_ops
+        bad = [op for op in ops if op not in DIFFAUG_OPS]
+        if bad or len(set(ops)) != len(ops):
+            raise FaceganError(f"--diffaug must be a comma list of distinct {', '.join(DIFFAUG_OPS)} "
+                               f"(or empty for none), got {self.diffaug!r}")
+
+    @property
+    def diffaug_ops(self) -> tuple[str, ...]:
+        """The DiffAugment ops in the order they apply, e.g. ("color", "translation")."""
+        return tuple(op.strip() for op in self.diffaug.split(",") if op.strip())
+
+    @property
+    def resolved_d_norm(self) -> str:
+        """D's hidden-layer norm with "auto" decided: none under SN, else layer with a gradient penalty
+        (wgan-gp or R1), else batch (the seed)."""
+        if self.d_norm != "auto":
+            return self.d_norm
+        if self.spectral_norm:
+            return "none"
+        return "layer" if self.loss == "wgan-gp" or self.r1_gamma > 0 else "batch"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """The complete, resolved configuration of a run; written to `config.json` and every checkpoint."""
@@ -103,6 +174,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     perf: PerfConfig = field(default_factory=PerfConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,6 +233,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "model": {"size": 32, "ngf": 32, "ndf": 32},
         "train": {"batch_size": 64, "epochs": 12, "sample_every": 100, "ckpt_every": 250, "log_every": 5},
+    },
+    # The seed DCGAN's G and D with the standard stabilizers; every choice is spelled out to tweak.
+    # Hinge loss + spectral norm on D's convs, D without BatchNorm (SN-GAN, Miyato et al. 2018; their
+    # DCGAN-style setting C is Adam(2e-4, β=(0.5, 0.999)), one D step per G step); DiffAugment's
+    # recommended color,translation,cutout (Zhao et al. 2020); G's weights averaged with a 10 kimg
+    # half-life (StyleGAN's default), which is what the sample grids and the exported generator show.
+    "dcgan-plus": {
+        "optim": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
+        "gan": {"loss": "hinge", "spectral_norm": True, "d_norm": "auto",
+                "diffaug": "color,translation,cutout", "ema_kimg": 10.0},
     },
 }
 

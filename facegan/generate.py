@@ -24,13 +24,14 @@ MAX_SEED = 2**63 - 1
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Generator:
     """A ready-to-use generator (eval mode) from a training checkpoint (.pt / run folder) or an
-    exported `.safetensors` file."""
+    exported `.safetensors` file. A checkpoint's EMA generator (G_ema) is preferred when it has one."""
     path = Path(path)
     if path.suffix == ".safetensors":
         cfg, state = read_exported(path)
     else:
         ckpt = load_checkpoint(path)
-        cfg, state = RunConfig.from_dict(ckpt["config"]).model, ckpt["G"]
+        cfg = RunConfig.from_dict(ckpt["config"]).model
+        state = ckpt["G_ema"] if "G_ema" in ckpt else ckpt["G"]
     g = Generator(cfg)
     load_state(g, state, "generator", str(path))
     return g.to(device).eval()

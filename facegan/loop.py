@@ -26,6 +26,7 @@ from facegan.checkpoint import (
 )
 from facegan.config import RunConfig
 from facegan.data import BatchSource, PackedDataset, real_sample, resolve_dataset
+from facegan.ema import EMA
 from facegan.errors import FaceganError
 from facegan.generate import grid
 from facegan.models import build_models
@@ -131,9 +132,10 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
                           channels_last=perf.channels_last)
     total_steps = tc.steps if tc.steps is not None else tc.epochs * batches.steps_per_epoch
 
-    g, d = build_models(cfg.model, seed=tc.seed)
+    g, d = build_models(cfg.model, seed=tc.seed, gan=cfg.gan)
     g, d = g.to(device), d.to(device)
     g_step, d_step = prepare_models(g, d, perf)
+    ema = EMA(g, cfg.gan.ema_kimg, tc.batch_size) if cfg.gan.ema_kimg > 0 else None
     opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
     scaler = make_scaler(perf, device)
     step_rng = torch.Generator(device).manual_seed(tc.seed)
@@ -145,6 +147,11 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
     if ckpt is not None:
         load_state(g, ckpt["G"], "generator", str(ckpt_path))
         load_state(d, ckpt["D"], "discriminator", str(ckpt_path))
+        if ema is not None:
+            if "G_ema" not in ckpt:
+                raise FaceganError(f"{str(ckpt_path)!r} has no G_ema weights although its config asks for "
+                                   f"an EMA generator; the checkpoint is incomplete")
+            load_state(ema.model, ckpt["G_ema"], "EMA generator", str(ckpt_path))
         opt_g.load_state_dict(ckpt["opt_g"])
         opt_d.load_state_dict(ckpt["opt_d"])
         if scaler is not None and ckpt.get("scaler"):
@@ -166,7 +173,7 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
 
     logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None)
     state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger,
-                       (g_step, d_step), perf, scaler)
+                       (g_step, d_step), perf, scaler, ema)
     interrupted = False
     with _StopFlag() as stop:
         try:
@@ -202,13 +209,13 @@ class _LoopState:
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, step_rng: torch.Generator,
                  fixed_z: torch.Tensor, ds: PackedDataset, batches: BatchSource, logger: RunLogger,
                  step_modules: tuple[torch.nn.Module, torch.nn.Module], perf: Perf,
-                 scaler: torch.amp.GradScaler | None) -> None:
+                 scaler: torch.amp.GradScaler | None, ema: EMA | None = None) -> None:
         self.cfg, self.run_dir, self.g, self.d = cfg, run_dir, g, d
         self.opt_g, self.opt_d, self.step_rng, self.fixed_z = opt_g, opt_d, step_rng, fixed_z
         self.ds, self.batches, self.logger = ds, batches, logger
         # The modules the step calls: G and D themselves, or their torch.compile wrappers.
         self.g_step, self.d_step = step_modules
-        self.perf, self.scaler = perf, scaler
+        self.perf, self.scaler, self.ema = perf, scaler, ema
 
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
@@ -221,7 +228,10 @@ class _LoopState:
         self.d.train()
         while step < total and stop.signum is None:
             stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d, self.batches.batch(step),
-                               self.step_rng, amp_dtype=self.perf.amp_dtype, scaler=self.scaler)
+                               self.step_rng, gan=self.cfg.gan, step=step, amp_dtype=self.perf.amp_dtype,
+                               scaler=self.scaler)
+            if self.ema is not None:
+                self.ema.update(self.g)
             step += 1
             # Accumulate on the device; reading back only at log time keeps the step free of syncs.
             vec = torch.stack(list(stats))
@@ -248,11 +258,18 @@ class _LoopState:
         return step
 
     @torch.no_grad()
-    def sample(self, step: int) -> Path:
+    def render(self, z: torch.Tensor) -> torch.Tensor:
+        """Images of the generator users get (the EMA one when enabled) on the CPU, in [-1, 1]."""
+        if self.ema is not None:
+            return self.ema.model(z).float().cpu()  # always in eval mode
         # Eval mode uses BatchNorm running stats, so sampling never changes training state.
         self.g.eval()
-        fake = self.g(self.fixed_z).float().cpu()
+        fake = self.g(z).float().cpu()
         self.g.train()
+        return fake
+
+    def sample(self, step: int) -> Path:
+        fake = self.render(self.fixed_z)
         path = self.run_dir / "samples" / f"step-{step:08d}.png"
         path.parent.mkdir(exist_ok=True)
         nrow = max(1, int(len(fake) ** 0.5))
@@ -271,6 +288,7 @@ class _LoopState:
             "dataset_hash": self.ds.content_hash,
             "G": self.g.state_dict(),
             "D": self.d.state_dict(),
+            **({"G_ema": self.ema.state_dict()} if self.ema is not None else {}),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "rng": capture_rng(self.step_rng),
@@ -279,13 +297,11 @@ class _LoopState:
         return save_checkpoint(self.run_dir / "checkpoints", state, step, self.cfg.train.keep_ckpts)
 
     def finish(self, step: int) -> None:
-        """End-of-run artifacts: exported G, curves, animation, real-vs-fake figure."""
-        export_generator(self.g, self.cfg.model, self.run_dir / "generator.safetensors",
-                         extra={"step": str(step), "dataset_hash": self.ds.content_hash})
+        """End-of-run artifacts: exported G (the EMA one when enabled), curves, animation, real-vs-fake."""
+        g, weights = (self.g, "G") if self.ema is None else (self.ema.model, "G_ema")
+        export_generator(g, self.cfg.model, self.run_dir / "generator.safetensors",
+                         extra={"step": str(step), "dataset_hash": self.ds.content_hash, "weights": weights})
         plots.rebuild(self.run_dir)
-        self.g.eval()
-        with torch.no_grad():
-            fake = self.g(self.fixed_z).float().cpu()
-        self.g.train()
+        fake = self.render(self.fixed_z)
         plots.real_vs_fake(real_sample(self.ds, len(fake), self.cfg.train.seed), fake,
                            self.run_dir / "real_vs_fake.png", nrow=max(1, int(len(fake) ** 0.5)))

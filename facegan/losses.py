@@ -1,17 +1,23 @@
-"""GAN objectives written on discriminator logits (the stable forms of the seeds' Sigmoid + BCELoss)."""
+"""GAN objectives written on discriminator logits (the stable forms of the seeds' Sigmoid + BCELoss),
+plus the gradient penalties. D's output is a raw score; each docstring gives the objective."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
-def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0
+               ) -> torch.Tensor:
     """max_D  log D(x) + log(1 - D(G(z)))  ⇔  min  BCE(D(x), 1) + BCE(D(G(z)), 0).
 
-    Summed over the real and fake halves, as the seeds' errD = errD_real + errD_fake.
+    Summed over the real and fake halves, as the seeds' errD = errD_real + errD_fake. `real_label`
+    below 1 is one-sided label smoothing (Salimans et al. 2016): only the real target moves.
     """
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, real_label))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real + fake
 
@@ -19,3 +25,65 @@ def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Te
 def g_loss_bce(fake_logits: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss: max_G log D(G(z))  ⇔  min  BCE(D(G(z)), 1)."""
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def d_loss_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_D  E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]  (Lim & Ye 2017; SN-GAN, BigGAN)."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_G  -E[D(G(z))]: the generator side of the hinge loss."""
+    return -fake_logits.mean()
+
+
+def d_loss_lsgan(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_D  ½E[(D(x) - 1)²] + ½E[D(G(z))²]  (Mao et al. 2017, targets a=0, b=1)."""
+    return 0.5 * (real_logits - 1).square().mean() + 0.5 * fake_logits.square().mean()
+
+
+def g_loss_lsgan(fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_G  ½E[(D(G(z)) - 1)²]  (Mao et al. 2017, c=1)."""
+    return 0.5 * (fake_logits - 1).square().mean()
+
+
+def d_loss_wgan(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_D  E[D(G(z))] - E[D(x)]: the critic's side of the Wasserstein estimate (without the penalty)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def g_loss_wgan(fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_G  -E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+LossPair = tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+# (D loss, G loss) by GANConfig.loss; the gradient penalty of wgan-gp is added by the step.
+LOSSES: dict[str, LossPair] = {
+    "bce": (d_loss_bce, g_loss_bce),
+    "hinge": (d_loss_hinge, g_loss_hinge),
+    "lsgan": (d_loss_lsgan, g_loss_lsgan),
+    "wgan-gp": (d_loss_wgan, g_loss_wgan),
+}
+
+
+def _input_grad(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """∇ₓ D(x) per sample, kept in the graph so a penalty on it trains D (double backward)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)  # samples are independent in D
+    return grad.flatten(1)
+
+
+def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
+                     weight: float = 10.0) -> torch.Tensor:
+    """λ·E[(‖∇D(x̂)‖₂ - 1)²] at x̂ = ε·x + (1 - ε)·G(z), ε ~ U[0, 1] per sample (Gulrajani et al. 2017).
+
+    `eps` has shape (B, 1, 1, 1); D must treat samples independently (no BatchNorm).
+    """
+    grad = _input_grad(d, eps * real + (1 - eps) * fake)
+    return weight * (grad.norm(dim=1) - 1).square().mean()
+
+
+def r1_penalty(d: nn.Module, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """γ/2·E[‖∇ₓD(x)‖²] on real images (Mescheder et al. 2018)."""
+    return gamma / 2 * _input_grad(d, real).square().sum(dim=1).mean()

@@ -5,6 +5,9 @@ At 64×64 these are exactly the seeds' networks:
   D: (Conv-LReLU) - (Conv-BN-LReLU)×3 - Conv    image → one logit per image (no Sigmoid: the losses
                                                   use the numerically stable logit forms)
 Each doubling of `size` adds one stride-2 block; widths are capped at 8× ngf/ndf so 128/256 stay sane.
+
+GANConfig may change D only (G stays the seeds'): its hidden-layer norm (BatchNorm, per-sample layer
+norm, or none) and spectral norm on every conv.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig
+from facegan.config import GANConfig, ModelConfig
 
 MAX_WIDTH_MULT = 8
 
@@ -56,10 +59,26 @@ class Generator(nn.Module):
         return self.main(z)
 
 
-class Discriminator(nn.Module):
-    """Maps images (B, 3, size, size) to real-vs-fake logits (B,)."""
+def _norm(kind: str, width: int) -> list[nn.Module]:
+    """The norm after a hidden conv of D: "batch" (seed), "layer" or "none"."""
+    if kind == "batch":
+        return [nn.BatchNorm2d(width)]
+    if kind == "layer":
+        # Layer norm over (C, H, W) of each sample with a per-channel gain and shift: the form WGAN-GP's
+        # reference code uses, and independent of the other samples in the batch.
+        return [nn.GroupNorm(1, width)]
+    return []
 
-    def __init__(self, cfg: ModelConfig) -> None:
+
+class Discriminator(nn.Module):
+    """Maps images (B, 3, size, size) to real-vs-fake logits (B,).
+
+    `norm` is the hidden layers' normalisation (batch | layer | none); without a norm those convs get a
+    bias, which BatchNorm's shift made redundant in the seed. Spectral norm is added after init by
+    `add_spectral_norm`.
+    """
+
+    def __init__(self, cfg: ModelConfig, norm: str = "batch") -> None:
         super().__init__()
         self.cfg = cfg
         widths = _widths(cfg.size, cfg.ndf)[::-1]  # e.g. 64px → [b, 2b, 4b, 8b]
@@ -69,8 +88,8 @@ class Discriminator(nn.Module):
         ]
         for w_in, w_out in itertools.pairwise(widths):  # each block halves H and W
             layers += [
-                nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(w_out),
+                nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm == "none"),
+                *_norm(norm, w_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
@@ -86,17 +105,33 @@ def init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
-def build_models(cfg: ModelConfig, seed: int = 0) -> tuple[Generator, Discriminator]:
-    """Fresh G and D with DCGAN init, deterministic in `seed`."""
+def add_spectral_norm(d: nn.Module) -> nn.Module:
+    """Parametrize every conv weight of `d` as W / σ(W), in place (Miyato et al. 2018).
+
+    σ is the top singular value of the weight reshaped to (out, in·k·k), tracked by one power iteration
+    per training-mode forward.
+    """
+    for module in d.modules():
+        if isinstance(module, nn.Conv2d):
+            torch.nn.utils.parametrizations.spectral_norm(module)
+    return d
+
+
+def build_models(cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
+                 ) -> tuple[Generator, Discriminator]:
+    """Fresh G and D with DCGAN init, deterministic in `seed`; `gan` picks D's norm and spectral norm."""
+    gan = gan or GANConfig()
     # A private generator keeps initialisation independent of whatever used the global RNG before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        g, d = Generator(cfg), Discriminator(cfg)
+        g, d = Generator(cfg), Discriminator(cfg, gan.resolved_d_norm)
         g.apply(init_weights)
         d.apply(init_weights)
+        if gan.spectral_norm:  # after init, which writes the raw weights that SN then wraps
+            add_spectral_norm(d)
     return g, d

@@ -1,0 +1,1 @@
+"""Data package: shipped generator weights (*.safetensors) and their model cards (*.md)."""
