@@ -108,17 +108,22 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     """Save `state` as ckpt-<step>.pt, point latest.pt at it, keep only the newest `keep` files."""
     path = ckpt_dir / f"ckpt-{step:08d}.pt"
     atomic_save({"format": FORMAT, "version": 1, **state}, path)
-    # latest.pt is a hard link to the new file (no extra disk), swapped in atomically.
-    tmp = ckpt_dir / f".{LATEST}.tmp-{os.getpid()}"
+    link_as(path, ckpt_dir / LATEST)
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def link_as(path: Path, alias: Path) -> None:
+    """Point `alias` (latest.pt, best.pt) at `path` atomically: a hard link (no extra disk) swapped in
+    with a rename, or a copy where hard links are not supported. Pruning `path` later keeps `alias`."""
+    tmp = alias.with_name(f".{alias.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
         os.link(path, tmp)
     except OSError:
         atomic_save(path.read_bytes(), tmp, writer=lambda data, fh: fh.write(data))
-    os.replace(tmp, ckpt_dir / LATEST)
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
+    os.replace(tmp, alias)
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:

@@ -12,14 +12,15 @@ from facegan.errors import FaceganError
 # Flags of `train` that map onto config fields (flag dest == config field name).
 MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf")
 TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip", "log_every",
-               "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count")
+               "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count", "eval_every",
+               "eval_metrics", "eval_num_fake", "inception_weights")
 OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
 PERF_FLAGS = ("amp", "channels_last", "compile", "fused_adam", "resident")
 GAN_FLAGS = ("loss", "gp_weight", "ema_kimg", "spectral_norm", "d_norm", "diffaug", "r1_gamma", "r1_every",
              "label_smoothing")
 # What may change when continuing a run: its length, where it runs, and how often it reports.
 RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
-             *PERF_FLAGS}
+             "eval_every", "eval_metrics", "eval_num_fake", "inception_weights", *PERF_FLAGS}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +83,11 @@ def _add_train(sub: Any) -> None:
     gan.add_argument("--r1-every", type=int, help="apply R1 every N steps, scaled by N (default 16)")
     gan.add_argument("--label-smoothing", type=float,
                      help="one-sided: D's real target is 1 - s (bce only; default 0)")
+    ev = p.add_argument_group("evaluation during training (metrics.jsonl, TensorBoard, checkpoints/best.pt)")
+    ev.add_argument("--eval-every", type=int, help="steps between evaluations (default 0: never)")
+    ev.add_argument("--eval-metrics", help="comma list (default c2st); the first picks best.pt, e.g. fid10k")
+    ev.add_argument("--eval-num-fake", type=int, help="generated images per evaluation (default: protocol's)")
+    ev.add_argument("--inception-weights", help="local pt_inception-2015-12-05-6726825d.pth for fid/kid")
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
     p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -60,12 +60,18 @@ class TrainConfig:
     keep_ckpts: int = 3
     num_samples: int = 64  # size of the fixed-noise grid
     synthetic_count: int = 8192  # images drawn when `data` is "synthetic"
+    eval_every: int = 0  # steps between quality measurements during training; 0 = never
+    eval_metrics: str = "c2st"  # comma list of metric protocols; the first one picks the best checkpoint
+    eval_num_fake: int = 0  # generated images per evaluation; 0 = the protocol's own count
+    inception_weights: str | None = None  # local FID Inception weights for fid*/kid* metrics
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
                      "num_samples", "synthetic_count"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.eval_num_fake < 0:
+            raise FaceganError("--eval-every and --eval-num-fake must be >= 0")
         if self.steps is not None and self.steps < 1:
             raise FaceganError(f"--steps must be >= 1, got {self.steps}")
 

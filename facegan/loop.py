@@ -19,6 +19,7 @@ from facegan.checkpoint import (
     capture_rng,
     checkpoint_config,
     export_generator,
+    link_as,
     load_checkpoint,
     load_state,
     restore_rng,
@@ -120,6 +121,8 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
 
     device = pick_device(cfg.train.device)
     tc = cfg.train
+    if tc.eval_every:
+        _check_eval_setup(tc.eval_metrics, tc.inception_weights)
     ds = resolve_dataset(tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed,
                          quiet=quiet)
     if ckpt is not None and ckpt.get("dataset_hash") not in (None, ds.content_hash):
@@ -144,6 +147,7 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
                             torch.Generator().manual_seed(tc.seed + 1)).to(device)
 
     step = 0
+    best: dict[str, Any] | None = None
     if ckpt is not None:
         load_state(g, ckpt["G"], "generator", str(ckpt_path))
         load_state(d, ckpt["D"], "discriminator", str(ckpt_path))
@@ -158,6 +162,7 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"], step_rng)
         step = int(ckpt["step"])
+        best = ckpt.get("best") or None
     if ckpt is not None and ckpt_path.parent.name == "checkpoints":
         run_dir = ckpt_path.parent.parent  # continue in the run's own folder
     else:
@@ -165,19 +170,19 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         _write_run_files(run_dir, cfg, ds, g, d)
     (run_dir / "config.json").write_text(cfg.to_json())  # resumed runs record any new length
 
-    if step >= total_steps:
-        if not quiet:
-            print(f"{run_dir}: already at step {step} of {total_steps}; nothing to do "
-                  f"(pass a larger --steps or --epochs to continue)")
-        return TrainResult(run_dir, step, False)
-
     logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None)
     state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger,
-                       (g_step, d_step), perf, scaler, ema)
+                       (g_step, d_step), perf, scaler, ema, best)
     interrupted = False
     with _StopFlag() as stop:
         try:
+            if step >= total_steps and not quiet:
+                print(f"{run_dir}: already at step {step} of {total_steps}; refreshing its figures and "
+                      f"export only (pass a larger --steps or --epochs to train on)")
             step = state.run(step, total_steps, stop, quiet)
+            # End-of-run artifacts also after Ctrl-C/SIGTERM: the checkpoint is already safe, and the
+            # figures and export then show exactly what it holds.
+            state.finish(step)
         finally:
             logger.close()
         if stop.signum is not None:
@@ -185,9 +190,15 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             name = signal.Signals(stop.signum).name
             print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
                   f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
-    if not interrupted:
-        state.finish(step)
     return TrainResult(run_dir, step, interrupted)
+
+
+def _check_eval_setup(metrics: str, inception_weights: str | None) -> None:
+    """Fail before training, not hours in, on an unknown metric or missing Inception weights."""
+    from facegan.metrics import parse_metrics, resolve_weights
+
+    if any(p.kind in ("fid", "kid") for p in parse_metrics(metrics.split(","))):
+        resolve_weights(inception_weights)
 
 
 def _write_run_files(run_dir: Path, cfg: RunConfig, ds: PackedDataset, g: torch.nn.Module,
@@ -209,13 +220,16 @@ class _LoopState:
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, step_rng: torch.Generator,
                  fixed_z: torch.Tensor, ds: PackedDataset, batches: BatchSource, logger: RunLogger,
                  step_modules: tuple[torch.nn.Module, torch.nn.Module], perf: Perf,
-                 scaler: torch.amp.GradScaler | None, ema: EMA | None = None) -> None:
+                 scaler: torch.amp.GradScaler | None, ema: EMA | None = None,
+                 best: dict[str, Any] | None = None) -> None:
         self.cfg, self.run_dir, self.g, self.d = cfg, run_dir, g, d
         self.opt_g, self.opt_d, self.step_rng, self.fixed_z = opt_g, opt_d, step_rng, fixed_z
         self.ds, self.batches, self.logger = ds, batches, logger
         # The modules the step calls: G and D themselves, or their torch.compile wrappers.
         self.g_step, self.d_step = step_modules
         self.perf, self.scaler, self.ema = perf, scaler, ema
+        self.best = best  # {"step", "metric", "value", "score"} of the best evaluation so far
+        self._extractor: Any = None  # the Inception network, loaded once at the first FID/KID eval
 
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
@@ -252,10 +266,41 @@ class _LoopState:
                 sums, window_steps, window_t0 = None, 0, now
             if step % tc.sample_every == 0 or step == total:
                 self.sample(step)
-            if step % tc.ckpt_every == 0 or step == total or stop.signum is not None:
-                self.checkpoint(step)
+            improved = tc.eval_every > 0 and (step % tc.eval_every == 0 or step == total) \
+                and self.evaluate(step)
+            if step % tc.ckpt_every == 0 or step == total or stop.signum is not None or improved:
+                path = self.checkpoint(step)
+                if improved:
+                    link_as(path, path.parent / "best.pt")
         bar.close()
         return step
+
+    def evaluate(self, step: int) -> bool:
+        """Measure the user-facing generator; log to metrics.jsonl + TensorBoard. True if a new best.
+
+        The first metric decides "best": lower FID/KID, or C2ST accuracy closer to 0.5. Evaluation
+        draws from its own seeded generators, so it never perturbs training (resume stays exact).
+        """
+        from facegan.metrics import append_metrics, evaluate, inception_extractor, parse_metrics
+
+        tc = self.cfg.train
+        protocols = parse_metrics(tc.eval_metrics.split(","))
+        device = self.fixed_z.device
+        if self._extractor is None and any(p.kind in ("fid", "kid") for p in protocols):
+            self._extractor = inception_extractor(tc.inception_weights, device)
+        g = self.ema.model if self.ema is not None else self.g
+        results = evaluate(g, self.ds, [p.name for p in protocols], num_fake=tc.eval_num_fake or None,
+                           device=device, feature_extractor=self._extractor)
+        append_metrics(self.run_dir, step, results, kimg=step * tc.batch_size / 1000)
+        for key, value in results.items():
+            self.logger.tb.add_scalar(f"Metrics/{key}", value, step)
+        first = protocols[0]
+        key = {"fid": first.name, "kid": f"{first.name}_mean"}.get(first.kind, f"{first.name}_acc")
+        score = abs(results[key] - 0.5) if first.kind == "c2st" else results[key]
+        if self.best is not None and score >= self.best["score"]:
+            return False
+        self.best = {"step": step, "metric": key, "value": results[key], "score": score}
+        return True
 
     @torch.no_grad()
     def render(self, z: torch.Tensor) -> torch.Tensor:
@@ -293,6 +338,7 @@ class _LoopState:
             "opt_d": self.opt_d.state_dict(),
             "rng": capture_rng(self.step_rng),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "best": self.best or {},
         }
         return save_checkpoint(self.run_dir / "checkpoints", state, step, self.cfg.train.keep_ckpts)
 

@@ -154,3 +154,27 @@ def test_presets(preset: str, latent: int) -> None:
 
     cfg = preset_config(preset)
     assert cfg.model.latent_dim == latent and cfg.model.size == 64 and cfg.train.batch_size == 128
+
+
+def test_eval_during_training_tracks_best(prepared: Path, tmp_path: Path) -> None:
+    """--eval-every appends to metrics.jsonl and keeps checkpoints/best.pt at the best-scoring step."""
+    runs = tmp_path / "runs"
+    assert main(["train", "--data", str(prepared), *TINY, "--steps", "6", "--eval-every", "3",
+                 "--eval-num-fake", "32", "--ckpt-every", "100", "--outdir", str(runs), "--quiet"]) == 0
+    run = only_run(runs)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+    best = min(records, key=lambda r: abs(r["c2st_acc"] - 0.5))
+    ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert ckpt["step"] == best["step"] and ckpt["best"]["value"] == best["c2st_acc"]
+
+
+def test_eval_setup_errors_before_training(prepared: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.delenv("FACEGAN_INCEPTION_WEIGHTS", raising=False)
+    code = main(["train", "--data", str(prepared), *TINY, "--steps", "2", "--eval-every", "1",
+                 "--eval-metrics", "fid2k", "--outdir", str(tmp_path / "runs"), "--quiet"])
+    assert code == 2 and "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
