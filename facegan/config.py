@@ -81,7 +81,8 @@ class PerfConfig:
     """Speed settings. They change how a step is computed, never what it computes (up to rounding).
 
     "auto" picks per device: on CUDA bf16 autocast, channels_last, fused Adam and a device-resident
-    dataset; on CPU/MPS plain fp32 with foreach Adam reading the memory-mapped dataset.
+    dataset; on CPU fp32 with channels_last and fused Adam reading the memory-mapped dataset; on MPS
+    the plain fp32 path.
     """
 
     amp: str = "auto"  # auto | off | bf16 | fp16 (fp16 uses a GradScaler)

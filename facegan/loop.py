@@ -295,7 +295,8 @@ class _LoopState:
         for key, value in results.items():
             self.logger.tb.add_scalar(f"Metrics/{key}", value, step)
         first = protocols[0]
-        key = {"fid": first.name, "kid": f"{first.name}_mean"}.get(first.kind, f"{first.name}_acc")
+        key = {"fid": first.name, "swd": first.name, "kid": f"{first.name}_mean"}.get(
+            first.kind, f"{first.name}_acc")
         score = abs(results[key] - 0.5) if first.kind == "c2st" else results[key]
         if self.best is not None and score >= self.best["score"]:
             return False

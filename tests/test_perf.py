@@ -63,7 +63,8 @@ def test_autocast_step_tracks_fp32(dtype: torch.dtype) -> None:
 
 def test_auto_settings_per_device() -> None:
     cpu = resolve(PerfConfig(), torch.device("cpu"))
-    assert cpu == PLAIN  # CPU default: the plain fp32 path reading the memory map
+    # CPU default: fp32 (bit-exact resume), NHWC + fused Adam, reading the memory map
+    assert cpu == Perf(amp_dtype=None, channels_last=True, compile_mode=None, fused_adam=True, resident=False)
     forced = resolve(PerfConfig(amp="fp16", channels_last="on", fused_adam="on"), torch.device("cpu"))
     assert forced.amp_dtype == torch.float16 and forced.needs_scaler and forced.channels_last
 

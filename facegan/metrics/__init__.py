@@ -32,6 +32,7 @@ from facegan.metrics.inception import (
 )
 from facegan.metrics.kid import kid, mmd2_unbiased
 from facegan.metrics.protocols import PROTOCOLS, Protocol, parse_metrics
+from facegan.metrics.swd import sliced_wasserstein, swd
 
 __all__ = [
     "METRICS_FILE",
@@ -57,5 +58,7 @@ __all__ = [
     "parse_metrics",
     "real_stats",
     "resolve_weights",
+    "sliced_wasserstein",
+    "swd",
     "to_uint8",
 ]

@@ -30,6 +30,7 @@ from facegan.metrics.frechet import frechet_distance, gaussian_stats
 from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
 from facegan.metrics.kid import kid
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
+from facegan.metrics.swd import swd
 from facegan.models import Generator
 
 METRICS_FILE = "metrics.jsonl"
@@ -192,6 +193,12 @@ def evaluate(
                     mean, std = kid(feats_real, f, p.kid_subsets, size, seed=seed)
                     results[f"{p.name}_mean"], results[f"{p.name}_std"] = mean, std
         for p in protocols:
+            if p.kind == "swd":
+                n = min(n_fake(p), len(dataset))
+                real_img = torch.from_numpy(dataset.images[real_indices(len(dataset), n)])
+                fake_img = torch.cat(list(fake_batches(generator, list(range(seed, seed + n)), batch_size)))
+                results.update({k.replace("swd", p.name, 1): v
+                                for k, v in swd(real_img, fake_img, seed=seed).items()})
             if p.kind == "c2st":
                 n = min(n_fake(p), len(dataset))
                 real_img = dataset.images[real_indices(len(dataset), n)]

@@ -13,7 +13,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 
-Kind = Literal["fid", "kid", "c2st"]
+Kind = Literal["fid", "kid", "c2st", "swd"]
 
 # The real subset (when a dataset is larger than a protocol's cap) is drawn with this fixed seed, so
 # it depends only on the data and the protocol, and cached real features stay valid across runs.
@@ -46,6 +46,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("kid10k", "kid", 10_000, 50_000, "KID, 10k generated vs the real set (up to 50k)"),
     Protocol("c2st", "c2st", 2_000, 2_000,
              "classifier two-sample test, 2k real vs 2k generated, half held out; no download"),
+    Protocol("swd", "swd", 2_000, 2_000,
+             "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download"),
 )}
 
 

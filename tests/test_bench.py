@@ -1,0 +1,94 @@
+"""Smoke test of bench/throughput.py: every row runs end to end on synthetic JPEGs (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
+ROWS = ("a", "b", "c", "gen-default", "gen-fastest")
+
+
+def load_bench() -> ModuleType:
+    """bench/ is a folder of scripts, not a package: import the file by path."""
+    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_runs_every_row_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_bench()
+    out = tmp_path / "bench.json"
+    # Tiny nets and batches: this checks the plumbing, not the speed. One thread: on a loaded 2-core
+    # machine OpenMP barriers make tiny ops stall far more than they compute.
+    code = bench.main([
+        "--data", "synthetic:40", "--device", "cpu", "--size", "32", "--ngf", "8", "--ndf", "8",
+        "--latent-dim", "16", "--batch-size", "8", "--windows", "2", "--steps-per-window", "1",
+        "--gen-batch", "8", "--gen-steps-per-window", "2", "--threads", "1",
+        "--candidate", "amp=off,channels_last=off", "--candidate", "amp=off,channels_last=on,fused_adam=on",
+        "--mem-train-steps", "2", "--mem-full-count", "0", "--json", str(out),
+    ])
+    assert code == 0
+    report = capsys.readouterr().out
+    results = json.loads(out.read_text())
+
+    rows = {r["key"]: r for r in results["rows"]}
+    assert tuple(rows) == ROWS
+    for key, row in rows.items():
+        assert row["error"] is None, (key, row["error"])
+        assert len(row["rates"]) == 2
+        for name in ("median", "gflop_per_img", "achieved_flops", "pct_peak"):
+            assert math.isfinite(row[name]) and row[name] > 0, (key, name, row[name])
+        assert f"\n{key} " in report  # every row is in the printed table
+    for key in ("b", "c"):
+        for ratio in ("ratio_to_a", "paired_ratio_to_a"):
+            assert math.isfinite(rows[key][ratio]) and rows[key][ratio] > 0
+        assert all(math.isfinite(v) for v in rows[key]["losses"].values())
+    assert rows["a"]["losses"] and all(math.isfinite(v) for v in rows["a"]["losses"].values())
+    assert len(results["c_candidates"]) == 2 and all("probe_img_s" in c for c in results["c_candidates"])
+
+    flops = results["flops"]
+    assert 0 < flops["g_forward"] < flops["facegan_step"] <= flops["reference_step"]
+    assert results["params"]["G"] > 0 and results["data"]["images"] == 40
+
+    mem = results["memory"]
+    assert [m.get("error") for m in mem] == [None]
+    assert mem[0]["images"] == 40 and mem[0]["array_bytes"] == 40 * 3 * 32 * 32
+    assert all(m["peak_rss"] > 0 and math.isfinite(m["delta_over_array"]) for m in mem)
+    assert "targets:" in report and "memory," in report
+
+
+def test_bench_data_errors(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = load_bench()
+    assert bench.main(["--data", "/nonexistent/faces.zip", "--only", "b", "--memory", "off"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert bench.main(["--data", "synthetic:40", "--candidate", "amp=fp8"]) == 2
+    assert "--amp must be one of" in capsys.readouterr().err
+    # No --data and no CelebA zip next to the repo: one line telling the user what to pass.
+    monkeypatch.setattr(bench, "DEFAULT_DATA", Path("/nonexistent/img_align_celeba.zip"))
+    with pytest.raises(SystemExit) as exc:
+        bench.main([])
+    assert exc.value.code == 2
+    assert "pass --data PATH" in capsys.readouterr().err
+
+
+def test_tiled_dataset_repeats_the_packed_array(prepared: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from facegan.data import PackedDataset
+
+    bench = load_bench()
+    src = PackedDataset(prepared)
+    tiled = PackedDataset(bench.make_tiled_dataset(prepared, tmp_path / "tiled", 150))
+    assert len(tiled) == 150 and tiled.size == src.size
+    assert np.array_equal(tiled.images[:64], src.images)
+    assert np.array_equal(tiled.images[128:150], src.images[:22])
