@@ -35,7 +35,8 @@ def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a GAN", description="Train a DCGAN; defaults are the seeds'.")
     p.add_argument("--data", help="prepared dataset folder, image folder, .zip, or 'synthetic' (default)")
     p.add_argument("--preset", default=None,
-                   help="dcgan (default, seed-faithful), dcgan-z128, tiny, dcgan-plus (dcgan + stabilizers)")
+                   help="dcgan (default, seed-faithful), dcgan-z128, tiny, dcgan-plus (dcgan + EMA + "
+                        "DiffAugment), sngan-da")
     p.add_argument("--size", type=int, help="image size: 32, 64 (default), 128 or 256")
     p.add_argument("--latent-dim", type=int, help="length of z (default 100)")
     p.add_argument("--ngf", type=int, help="generator width (default 64)")

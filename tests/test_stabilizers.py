@@ -231,6 +231,7 @@ STEP_CONFIGS = {
     "wgan-gp": GANConfig(loss="wgan-gp"),
     "bce+smoothing+r1": GANConfig(label_smoothing=0.1, r1_gamma=1.0, r1_every=1),
     "dcgan-plus": preset_config("dcgan-plus").gan,
+    "sngan-da": preset_config("sngan-da").gan,
 }
 
 
@@ -289,8 +290,10 @@ def test_config_section_presets_and_old_checkpoints() -> None:
     assert preset_config("dcgan").gan == GANConfig()
     plus = preset_config("dcgan-plus")
     assert plus.model == preset_config("dcgan").model and plus.train == preset_config("dcgan").train
-    assert plus.gan.ema_kimg > 0 and plus.gan.spectral_norm and plus.gan.diffaug_ops
-    assert plus.gan.resolved_d_norm == "none"
+    assert plus.gan.ema_kimg > 0 and plus.gan.diffaug_ops and plus.gan.loss == "bce"
+    assert plus.gan.resolved_d_norm == "batch"  # the seed D, plus EMA and DiffAugment
+    sn = preset_config("sngan-da")
+    assert sn.gan.spectral_norm and sn.gan.loss == "hinge" and sn.gan.resolved_d_norm == "none"
     raw = plus.to_dict()
     assert RunConfig.from_dict(raw) == plus
     del raw["gan"]  # a checkpoint written before the section existed
@@ -330,7 +333,7 @@ def test_cli_flags_reach_the_config_and_cannot_change_on_resume(
     assert main(["train", "--resume", str(run), "--steps", "4", "--ema-kimg", "2", "--quiet"]) == 2
     assert "--ema-kimg cannot change when resuming" in capsys.readouterr().err
     assert main(["train", "--data", str(prepared), *TINY, "--steps", "1", "--outdir", str(runs),
-                 "--preset", "dcgan-plus", "--no-spectral-norm", "--diffaug", "none", "--quiet"]) == 0
+                 "--preset", "sngan-da", "--no-spectral-norm", "--diffaug", "none", "--quiet"]) == 0
     latest = max(runs.iterdir())
     gan = json.loads((latest / "config.json").read_text())["gan"]
     assert gan["spectral_norm"] is False and gan["diffaug"] == "" and gan["loss"] == "hinge"
