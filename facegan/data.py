@@ -382,7 +382,7 @@ def _to_device(images: np.ndarray, device: torch.device, chunk: int = 4096) -> t
     """Copy a memory-mapped uint8 array to `device` in chunks, so host RAM never holds a second copy."""
     out = torch.empty(images.shape, dtype=torch.uint8, device=device)
     for start in range(0, len(images), chunk):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk]))
+        part = torch.from_numpy(np.array(images[start:start + chunk]))  # one bounded chunk in RAM
         out[start:start + chunk].copy_(part)
     return out
 
