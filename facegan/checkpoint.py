@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import random
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -29,6 +32,8 @@ from facegan.errors import FaceganError
 FORMAT = "facegan-checkpoint"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.pt$")
 LATEST = "latest.pt"
+# The second half of a failed checkpoint write's error line.
+CKPT_KEPT = "the previous checkpoint is intact — {hint} and resume with --resume auto"
 
 
 # ----------------------------------------------------------------------------- RNG state
@@ -65,27 +70,77 @@ def _tuples(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- atomic IO
 
 
-def atomic_save(obj: Any, path: Path, writer: Any = torch.save) -> None:
+def atomic_save(obj: Any, path: Path, writer: Callable[[Any, BinaryIO], Any] | None = None) -> None:
     """Write `obj` to `path` via a temp file + fsync + rename; on failure the old file stays intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            # Looked up at call time (not as a default argument) so a patched torch.save is used.
+            (writer or torch.save)(obj, fh)
+
+    atomic_write(path, write, CKPT_KEPT)
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any],
+                 then: str = "any previous file there is intact — {hint}") -> None:
+    """Let `write(tmp)` fill a temp file beside `path`, then fsync, give it the umask's permissions and
+    rename it over `path`. Any failure removes the temp file, leaves `path` as it was and raises one
+    FaceganError line: "could not write PATH: reason; " + `then` (with {hint} filled in)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            writer(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        _fsync_file(tmp)
+        # Temp-file writers (safetensors among them) may create 0600 files; a finished file gets the
+        # permissions a plain open() would give it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        hint = "free some disk space" if err.errno == errno.ENOSPC else "check the folder"
-        raise FaceganError(
-            f"could not write {path}: {err.strerror or err}; the previous checkpoint is intact — {hint} "
-            f"and resume with --resume auto"
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, FaceganError) or not isinstance(err, Exception):
+            raise  # already one clear line, or Ctrl-C / SystemExit: not a write failure to explain
+        raise FaceganError(f"could not write {path}: {_write_reason(err)}; "
+                           f"{then.format(hint=_write_hint(err))}") from None
     _fsync_dir(path.parent)
+
+
+def _write_reason(err: BaseException) -> str:
+    # torch.save reports a full disk as RuntimeError and safetensors as SafetensorError, not OSError.
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
+
+
+def _write_hint(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "free some disk space"
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check the folder's permissions"
+    return "check the free disk space and that the folder is writable"
+
+
+def _umask() -> int:
+    """The process umask. /proc avoids os.umask's set-and-restore, which races with other threads
+    creating files in between."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -105,33 +160,61 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int) -> Path:
-    """Save `state` as ckpt-<step>.pt, point latest.pt at it, keep only the newest `keep` files."""
+    """Save `state` as ckpt-<step>.pt, point latest.pt at it, keep only the `keep` latest writes.
+
+    Pruning goes by write order, not step: a run resumed from an older checkpoint keeps what it
+    writes now and drops the abandoned, higher-numbered ones first."""
     path = ckpt_dir / f"ckpt-{step:08d}.pt"
     atomic_save({"format": FORMAT, "version": 1, **state}, path)
+    older = [p for p in list_checkpoints(ckpt_dir) if p != path]
+    _stamp_newest(path, older)
     link_as(path, ckpt_dir / LATEST)
-    for old in list_checkpoints(ckpt_dir)[:-keep]:
+    for old in older[: max(0, len(older) - (keep - 1))]:  # never the file just written
         old.unlink(missing_ok=True)
     return path
+
+
+def _stamp_newest(path: Path, others: list[Path]) -> None:
+    """Give `path` an mtime later than every other checkpoint's: file systems that stamp writes
+    with a coarse clock (ext4: one kernel tick) would otherwise tie two quick saves."""
+    newest = 0
+    for other in others:
+        with contextlib.suppress(OSError):
+            newest = max(newest, other.stat().st_mtime_ns)
+    if path.stat().st_mtime_ns <= newest:
+        os.utime(path, ns=(newest + 1, newest + 1))
 
 
 def link_as(path: Path, alias: Path) -> None:
     """Point `alias` (latest.pt, best.pt) at `path` atomically: a hard link (no extra disk) swapped in
     with a rename, or a copy where hard links are not supported. Pruning `path` later keeps `alias`."""
     tmp = alias.with_name(f".{alias.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
     try:
+        tmp.unlink(missing_ok=True)
         os.link(path, tmp)
     except OSError:
-        atomic_save(path.read_bytes(), tmp, writer=lambda data, fh: fh.write(data))
-    os.replace(tmp, alias)
+        # No hard links on this file system: an atomically written copy instead.
+        atomic_write(alias, lambda copy: shutil.copyfile(path, copy), CKPT_KEPT)
+        return
+    try:
+        os.replace(tmp, alias)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise FaceganError(f"could not write {alias}: {_write_reason(err)}; "
+                           f"{CKPT_KEPT.format(hint=_write_hint(err))}") from None
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Numbered checkpoints in a folder, oldest first."""
+    """Numbered checkpoints in a folder, oldest write first (by mtime; the step breaks ties)."""
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CKPT_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    found = []
+    for p in ckpt_dir.iterdir():
+        if m := CKPT_RE.match(p.name):
+            with contextlib.suppress(OSError):  # pruned by a concurrent writer: not listed
+                found.append((p.stat().st_mtime_ns, int(m.group(1)), p))
+    return [p for *_, p in sorted(found)]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -184,14 +267,8 @@ def export_generator(g: nn.Module, cfg: ModelConfig, path: str | Path,
         raise FaceganError(f"export path must end in .safetensors, got {str(path)!r}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}
     meta = {CONFIG_KEY: json.dumps(cfg.__dict__), "format": "facegan-generator", **(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise FaceganError(f"could not write {path}: {err.strerror or err}") from None
+    # save_file is looked up at call time so tests can make it fail mid-write.
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
 

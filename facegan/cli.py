@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,14 +12,14 @@ from typing import Any
 from facegan.errors import FaceganError
 
 # Flags of `train` that map onto config fields (flag dest == config field name).
-MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf")
+MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf", "arch")
 TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip", "log_every",
                "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count", "eval_every",
                "eval_metrics", "eval_num_fake", "inception_weights")
 OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
 PERF_FLAGS = ("amp", "channels_last", "compile", "fused_adam", "resident")
 GAN_FLAGS = ("loss", "gp_weight", "ema_kimg", "spectral_norm", "d_norm", "diffaug", "r1_gamma", "r1_every",
-             "label_smoothing")
+             "label_smoothing", "r2_gamma")
 # What may change when continuing a run: its length, where it runs, and how often it reports.
 RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
              "eval_every", "eval_metrics", "eval_num_fake", "inception_weights", *PERF_FLAGS}
@@ -36,7 +38,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--data", help="prepared dataset folder, image folder, .zip, or 'synthetic' (default)")
     p.add_argument("--preset", default=None,
                    help="dcgan (default, seed-faithful), dcgan-z128, tiny, dcgan-plus (dcgan + EMA + "
-                        "DiffAugment), sngan-da")
+                        "DiffAugment), r3gan (residual nets + RpGAN + R1/R2 + EMA), sngan-da")
+    p.add_argument("--arch", choices=("dcgan", "r3gan"),
+                   help="dcgan (default, the seeds' networks) or r3gan (residual G/D, no normalisation)")
     p.add_argument("--size", type=int, help="image size: 32, 64 (default), 128 or 256")
     p.add_argument("--latent-dim", type=int, help="length of z (default 100)")
     p.add_argument("--ngf", type=int, help="generator width (default 64)")
@@ -60,7 +64,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--synthetic-count", type=int, help="images in the synthetic set (default 8192)")
     perf = p.add_argument_group("speed (same training semantics; 'auto' picks per device)")
     perf.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
-                      help="autocast dtype (auto: bf16 on CUDA, off on CPU)")
+                      help="autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
+                           "AVX512-BF16 or AMX; fp32 elsewhere). off = exact fp32")
     perf.add_argument("--channels-last", choices=("auto", "on", "off"), help="NHWC memory format")
     perf.add_argument("--compile", choices=("off", "default", "max-autotune", "reduce-overhead"),
                       help="torch.compile G and D (reduce-overhead adds CUDA graphs); default off")
@@ -68,8 +73,9 @@ def _add_train(sub: Any) -> None:
     perf.add_argument("--resident", choices=("auto", "on", "off"),
                       help="copy the uint8 dataset to the device once (auto: on for GPUs)")
     gan = p.add_argument_group("stabilizers (all off in dcgan; fixed for the life of a run)")
-    gan.add_argument("--loss", choices=("bce", "hinge", "lsgan", "wgan-gp"),
-                     help="GAN objective (default bce, the seeds' non-saturating loss)")
+    gan.add_argument("--loss", choices=("bce", "hinge", "lsgan", "wgan-gp", "rpgan"),
+                     help="GAN objective (default bce, the seeds' non-saturating loss; rpgan = "
+                          "relativistic pairing)")
     gan.add_argument("--gp-weight", type=float, help="gradient-penalty weight of wgan-gp (default 10)")
     gan.add_argument("--ema-kimg", type=float,
                      help="EMA of G's weights, half-life in thousands of images (0 = off, default)")
@@ -81,7 +87,8 @@ def _add_train(sub: Any) -> None:
     gan.add_argument("--diffaug", type=lambda s: "" if s.lower() in ("none", "off") else s,
                      help="DiffAugment ops, a comma list of color,translation,cutout (default none)")
     gan.add_argument("--r1-gamma", type=float, help="R1 penalty gamma on real images (0 = off, default)")
-    gan.add_argument("--r1-every", type=int, help="apply R1 every N steps, scaled by N (default 16)")
+    gan.add_argument("--r2-gamma", type=float, help="R2 penalty gamma on generated images (0 = off, default)")
+    gan.add_argument("--r1-every", type=int, help="apply R1 and R2 every N steps, scaled by N (default 16)")
     gan.add_argument("--label-smoothing", type=float,
                      help="one-sided: D's real target is 1 - s (bce only; default 0)")
     ev = p.add_argument_group("evaluation during training (metrics.jsonl, TensorBoard, checkpoints/best.pt)")
@@ -105,18 +112,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         given.setdefault("lr_g", args.lr)
         given.setdefault("lr_d", args.lr)
     if args.resume:
-        fixed = sorted(set(given) - RESUMABLE) + (["preset"] if args.preset else [])
-        if fixed:
-            flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
-            raise FaceganError(f"{flags} cannot change when resuming (the checkpoint's config is used); "
-                               f"only {', '.join('--' + f.replace('_', '-') for f in sorted(RESUMABLE))} can")
+        # Other flags may repeat the checkpoint's values (the original command + --resume); train()
+        # refuses real changes, naming the flag, once it has read the checkpoint's config.
+        if args.preset:
+            given["preset"] = args.preset
         result = train(None, Path(args.outdir), resume=args.resume, overrides_on_resume=given,  # type: ignore[arg-type]
-                       quiet=args.quiet)
+                       quiet=args.quiet, resumable=RESUMABLE)
     else:
         cfg = with_overrides(preset_config(args.preset or "dcgan"), given)
         result = train(cfg, Path(args.outdir), quiet=args.quiet)
-    print(f"run folder: {result.run_dir} (step {result.step})")
-    return 128 + 15 if result.interrupted else 0
+    with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) must not turn a clean stop into a crash
+        print(f"run folder: {result.run_dir} (step {result.step})")
+    if result.interrupted:
+        return 128 + (result.signum or signal.SIGTERM)  # the shell's convention for "killed by signal N"
+    return 0
 
 
 def _add_prepare(sub: Any) -> None:
@@ -162,6 +171,12 @@ def _model_path(args: argparse.Namespace) -> str:
     return str(args.checkpoint)
 
 
+def _add_inference_amp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
+                   help="inference precision: auto (default: bf16 + channels_last on CUDA and on CPUs with "
+                        "native bf16, fp32 elsewhere), off (exact fp32), bf16")
+
+
 def _add_generate(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate faces from a checkpoint or exported generator")
     _add_model_source(p)
@@ -178,17 +193,35 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--frames", type=int, default=24, help="frames per leg of an --interpolate walk")
     p.add_argument("--display-size", type=int, help="upscale walk frames to this many pixels")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
+    _add_inference_amp(p)
     p.set_defaults(func=_cmd_generate)
+
+
+def _check_generate_args(args: argparse.Namespace, seeds: list[int]) -> list[int]:
+    """Refuse bad `generate` flags before a model is loaded (one line each); returns `seeds`."""
+    from facegan.generate import ANIMATION_SUFFIXES, MAX_DISPLAY_SIZE, MAX_FACES, MAX_SEED
+
+    if not 1 <= args.n <= MAX_FACES:  # every face is held in memory at once
+        raise FaceganError(f"--n must be between 1 and {MAX_FACES:,}, got {args.n}")
+    if len(seeds) == 1 and not args.interpolate and seeds[0] + args.n - 1 > MAX_SEED:
+        raise FaceganError(f"--seed {seeds[0]} with --n {args.n} runs past the last seed, {MAX_SEED}")
+    if args.nrow is not None and args.nrow < 1:
+        raise FaceganError(f"--nrow must be >= 1, got {args.nrow}")
+    if args.display_size is not None and not 1 <= args.display_size <= MAX_DISPLAY_SIZE:
+        raise FaceganError(f"--display-size must be between 1 and {MAX_DISPLAY_SIZE} pixels, "
+                           f"got {args.display_size}")
+    if not args.interpolate and Path(args.out).suffix.lower() in ANIMATION_SUFFIXES:
+        raise FaceganError(f"--out {args.out!r} is an animation; add --interpolate (and --seed A,B,...) "
+                           f"for a latent walk, or give a .png for a grid or a folder for one PNG per face")
+    return seeds
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from facegan.generate import faces, interpolation, load_generator, parse_seeds, write_faces, write_walk
     from facegan.loop import pick_device
 
-    if args.n < 1:
-        raise FaceganError(f"--n must be >= 1, got {args.n}")
-    seeds = parse_seeds(args.seed)
-    g = load_generator(_model_path(args), pick_device(args.device))
+    seeds = _check_generate_args(args, parse_seeds(args.seed))
+    g = load_generator(_model_path(args), pick_device(args.device), amp=args.amp)
     if args.interpolate:
         out = args.out if args.out != "grid.png" else "walk.gif"
         path = write_walk(interpolation(g, seeds, args.frames, args.truncation), out, args.display_size)
@@ -241,8 +274,10 @@ def _add_evaluate(sub: Any) -> None:
                        description="Compare generated faces with a dataset under named protocols.")
     _add_model_source(p)
     p.add_argument("--data", required=True, help="prepared dataset folder, image folder, .zip or 'synthetic'")
-    p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st "
+    p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st, swd, prdc "
                                      "(default: fid10k when the Inception weights are found, else c2st)")
+    p.add_argument("--truncation", type=float,
+                   help="measure truncated sampling (as generate --truncation); default: full distribution")
     p.add_argument("--num-fake", type=int, help="override the protocols' generated count (quick checks)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the generated faces (default 0)")
     p.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth "
@@ -250,6 +285,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--run-dir", help="append the results to this run's metrics.jsonl")
+    _add_inference_amp(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -262,7 +298,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facegan.metrics import append_metrics, evaluate, resolve_weights
 
     device = pick_device(args.device)
-    g = load_generator(_model_path(args), device)
+    g = load_generator(_model_path(args), device, amp=args.amp)
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     else:
@@ -273,7 +309,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             metrics = ["c2st"]  # offline and no weights: the download-free measure
     ds = resolve_dataset(args.data, g.cfg.size)
     results = evaluate(g, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
-                       inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True)
+                       inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True,
+                       truncation=args.truncation)
     print(json.dumps({"generator": str(args.pretrained or args.checkpoint), "data": str(args.data),
                       **results}))
     if args.run_dir:
@@ -294,6 +331,7 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    _add_inference_amp(p)
     p.set_defaults(func=_cmd_serve)
 
 
@@ -338,7 +376,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if name in sources:
             raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
         sources[name] = path
-    serve(sources, args.host, args.port, args.device)
+    serve(sources, args.host, args.port, args.device, amp=args.amp)
     return 0
 
 

@@ -14,20 +14,28 @@ from typing import Any
 from facegan.errors import FaceganError
 
 SIZES = (32, 64, 128, 256)
+ARCHS = ("dcgan", "r3gan")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of G and D; depth follows `size` (one stride-2 block per doubling above 4×4)."""
+    """Architecture of G and D; depth follows `size` (one stage per doubling above 4×4).
+
+    arch: "dcgan" (the seeds' transposed-conv G and strided-conv D with BatchNorm) or "r3gan" (residual
+    G and D without normalisation, R3GAN-style; `facegan/r3gan.py`). ngf/ndf set the widths of both.
+    """
 
     size: int = 64
     latent_dim: int = 100
     ngf: int = 64
     ndf: int = 64
     channels: int = 3
+    arch: str = "dcgan"
 
     def __post_init__(self) -> None:
         check_size(self.size)
+        if self.arch not in ARCHS:
+            raise FaceganError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -81,8 +89,9 @@ class PerfConfig:
     """Speed settings. They change how a step is computed, never what it computes (up to rounding).
 
     "auto" picks per device: on CUDA bf16 autocast, channels_last, fused Adam and a device-resident
-    dataset; on CPU fp32 with channels_last and fused Adam reading the memory-mapped dataset; on MPS
-    the plain fp32 path.
+    dataset; on CPU channels_last and fused Adam reading the memory-mapped dataset, with bf16 autocast
+    where the processor has native bf16 (AVX512-BF16 or AMX) and fp32 elsewhere; on MPS the plain fp32
+    path. A run's config.json records the resolved values, never "auto".
     """
 
     amp: str = "auto"  # auto | off | bf16 | fp16 (fp16 uses a GradScaler)
@@ -101,7 +110,7 @@ class PerfConfig:
                                    f"got {getattr(self, name)!r}")
 
 
-GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
+GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
 D_NORMS = ("auto", "batch", "layer", "none")
 DIFFAUG_OPS = ("color", "translation", "cutout")
 
@@ -111,7 +120,8 @@ class GANConfig:
     """Training stabilizers; each is off by default, so the defaults are the seed recipe bit for bit.
 
     loss: bce (the seeds' non-saturating GAN), hinge (Lim & Ye 2017; Miyato et al. 2018), lsgan (Mao et
-    al. 2017) or wgan-gp (Gulrajani et al. 2017, with `gp_weight`). ema_kimg: half-life of the EMA of
+    al. 2017), wgan-gp (Gulrajani et al. 2017, with `gp_weight`) or rpgan (relativistic pairing,
+    Jolicoeur-Martineau 2019, as R3GAN uses it with R1 + R2). ema_kimg: half-life of the EMA of
     G's weights in thousands of images (Karras et al.), 0 = off. spectral_norm: SN on D's convs (Miyato
     et al. 2018). d_norm: D's hidden-layer norm; "auto" keeps BatchNorm for the plain recipe, drops it
     under spectral norm (SN-GAN's D has none; a norm after each conv would rescale away the Lipschitz
@@ -120,6 +130,7 @@ class GANConfig:
     Gulrajani et al. suggest layer norm). diffaug: DiffAugment ops (Zhao et al. 2020) as a comma list
     of color, translation, cutout. r1_gamma: R1 penalty γ/2·E‖∇D(x)‖² on reals (Mescheder et al.
     2018), applied every `r1_every` steps and scaled by it (StyleGAN2's lazy regularisation).
+    r2_gamma: the same penalty on generated images (R2; R3GAN pairs it with R1), on the same schedule.
     label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only).
     """
 
@@ -132,13 +143,14 @@ class GANConfig:
     r1_gamma: float = 0.0
     r1_every: int = 16
     label_smoothing: float = 0.0
+    r2_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in GAN_LOSSES:
             raise FaceganError(f"--loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
         if self.d_norm not in D_NORMS:
             raise FaceganError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
-        for name in ("gp_weight", "ema_kimg", "r1_gamma"):
+        for name in ("gp_weight", "ema_kimg", "r1_gamma", "r2_gamma"):
             if getattr(self, name) < 0:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.r1_every < 1:
@@ -169,7 +181,7 @@ class GANConfig:
             return self.d_norm
         if self.spectral_norm:
             return "none"
-        return "layer" if self.loss == "wgan-gp" or self.r1_gamma > 0 else "batch"
+        return "layer" if self.loss == "wgan-gp" or self.r1_gamma > 0 or self.r2_gamma > 0 else "batch"
 
 
 @dataclass(frozen=True)
@@ -230,6 +242,9 @@ def check_size(size: int) -> int:
     return size
 
 
+# γ of R1 and R2 in the r3gan preset, chosen by a pilot on the 6k CelebA sample (README).
+R3GAN_GAMMA = 1.0
+
 # Presets are partial overrides of the defaults, grouped by section.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The seed DCGAN (PyTorch example / anh-nn01 / neptune write-ups): latent 100.
@@ -247,6 +262,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # 6k CelebA sample at equal budget it beat dcgan (SWD 21.4 vs 25.6) and sngan-da (40.1).
     "dcgan-plus": {
         "gan": {"diffaug": "color,translation", "ema_kimg": 10.0},
+    },
+    # The modern architecture (README "Which architecture"): R3GAN-style residual G and D without
+    # normalisation (facegan/r3gan.py), relativistic pairing loss with R1 on real and R2 on fake images
+    # (Huang et al. 2024), Adam β = (0, 0.99) as in R3GAN/StyleGAN2, EMA 10 kimg and DiffAugment
+    # color,translation for small datasets as in dcgan-plus. The penalties are lazy (every 16 steps,
+    # scaled by 16; StyleGAN2) to keep a CPU step cheap.
+    "r3gan": {
+        "model": {"arch": "r3gan"},
+        "optim": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99},
+        "gan": {"loss": "rpgan", "r1_gamma": R3GAN_GAMMA, "r2_gamma": R3GAN_GAMMA, "r1_every": 16,
+                "ema_kimg": 10.0, "diffaug": "color,translation"},
     },
     # SN-GAN-style variant that lost that comparison at a short budget, kept for longer runs: hinge
     # loss + spectral norm on D's convs, D without BatchNorm (Miyato et al. 2018, setting C: Adam(2e-4,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import random
 import signal
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
@@ -25,13 +30,13 @@ from facegan.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from facegan.config import RunConfig
-from facegan.data import BatchSource, PackedDataset, real_sample, resolve_dataset
+from facegan.config import RunConfig, section_types
+from facegan.data import SYNTHETIC, BatchSource, PackedDataset, real_sample, resolve_dataset
 from facegan.ema import EMA
 from facegan.errors import FaceganError
 from facegan.generate import grid
 from facegan.models import build_models
-from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models
+from facegan.perf import Perf, for_inference, make_optimizers, make_scaler, prepare_models
 from facegan.perf import resolve as resolve_perf
 from facegan.step import StepStats, sample_latent, train_step
 from facegan.tracking import RunLogger, latest_run_with_checkpoint, new_run_dir
@@ -61,18 +66,22 @@ class TrainResult:
     run_dir: Path
     step: int
     interrupted: bool
+    signum: int | None = None  # the signal that stopped the run early (exit status 128 + signum)
 
 
 class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so a checkpoint is written
-    from a consistent state instead of dying mid-update."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks between steps, so a checkpoint is written
+    from a consistent state instead of dying mid-update. SIGHUP is a dropped SSH session or closed
+    terminal: without it here, everything since the last checkpoint would be lost."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP does not exist on Windows.
+        stops = (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []))
+        for sig in stops:
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -106,18 +115,54 @@ def run_name(cfg: RunConfig) -> str:
     return f"{data}-{cfg.preset}{cfg.model.size}"
 
 
+def check_resume_overrides(cfg: RunConfig, overrides: dict[str, Any], resumable: Collection[str],
+                           dataset_hash: str | None) -> dict[str, Any]:
+    """The `overrides` (flat config fields, plus "preset") a resume of `cfg` may apply, minus "preset".
+
+    Fields in `resumable` may change. Any other flag may be repeated with the checkpoint's value (so
+    the original command plus --resume works) but not changed. "data" may point somewhere new: train()
+    then checks that it holds the same images (content hash) and records the new path.
+    """
+    current: dict[str, Any] = {"preset": cfg.preset}
+    for section in section_types():
+        current.update(dataclasses.asdict(getattr(cfg, section)))
+    changed = [k for k, v in overrides.items()
+               if k not in resumable and k != "data" and k in current and current[k] != v]
+    if changed:
+        listed = ", ".join(f"--{k.replace('_', '-')} (checkpoint {current[k]!r}, given {overrides[k]!r})"
+                           for k in changed)
+        allowed = ", ".join("--" + f.replace("_", "-") for f in sorted(resumable))
+        raise FaceganError(f"{listed}: cannot change when resuming (the checkpoint's config is used); drop "
+                           f"{'it' if len(changed) == 1 else 'them'} or start a new run; only {allowed} can")
+    if overrides.get("data", cfg.train.data) != cfg.train.data and dataset_hash is None:
+        raise FaceganError(f"this checkpoint records no dataset hash, so --data {overrides['data']!r} cannot "
+                           f"be checked against {cfg.train.data!r}; resume without --data")
+    return {k: v for k, v in overrides.items() if k != "preset"}
+
+
 def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = None,
-          overrides_on_resume: dict[str, Any] | None = None, quiet: bool = False) -> TrainResult:
-    """Train a GAN as `cfg` says (or continue the checkpointed run `resume`); returns where it went."""
+          overrides_on_resume: dict[str, Any] | None = None, quiet: bool = False,
+          resumable: Collection[str] | None = None) -> TrainResult:
+    """Train a GAN as `cfg` says (or continue the checkpointed run `resume`); returns where it went.
+
+    With `resumable`, `overrides_on_resume` go through `check_resume_overrides`; without, all apply."""
     ckpt: dict[str, Any] | None = None
     if resume:
         ckpt_path = resolve_resume(resume, runs_root)
         ckpt = load_checkpoint(ckpt_path)
         cfg = checkpoint_config(ckpt)
+        overrides_on_resume = overrides_on_resume or {}
+        if resumable is not None:
+            overrides_on_resume = check_resume_overrides(cfg, overrides_on_resume, resumable,
+                                                         ckpt.get("dataset_hash"))
         if overrides_on_resume:
             from facegan.config import with_overrides
 
             cfg = with_overrides(cfg, overrides_on_resume)
+        if "data" not in overrides_on_resume and cfg.train.data != SYNTHETIC \
+                and not Path(cfg.train.data).exists():
+            raise FaceganError(f"the dataset this run was trained on, {cfg.train.data!r}, is gone; if it "
+                               f"moved, resume with --data NEW_PATH (it must hold the same images)")
 
     device = pick_device(cfg.train.device)
     tc = cfg.train
@@ -131,10 +176,21 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             f"({ckpt.get('dataset_hash')}); resume with the original data"
         )
     perf = resolve_perf(cfg.perf, device)
+    # The config records what "auto" chose on this device (e.g. amp "bf16"), so the run folder and every
+    # checkpoint say how it was computed, and a resume keeps the same numerics unless told otherwise.
+    cfg = cfg.replace(perf=perf.as_config(cfg.perf.compile))
     batches = BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip, resident=perf.resident,
                           channels_last=perf.channels_last)
     total_steps = tc.steps if tc.steps is not None else tc.epochs * batches.steps_per_epoch
+    if not quiet:  # after every input check, so a bad run still answers in one line
+        print(f"device {device}: {perf.describe()}", file=sys.stderr)
 
+    # Seed the global RNGs (build_models uses a private one), so anything drawing from them is
+    # reproducible and the RNG states checkpoints carry are the run's, not the process's (a resume
+    # restores them below).
+    random.seed(tc.seed)
+    np.random.seed(tc.seed % 2**32)
+    torch.manual_seed(tc.seed)
     g, d = build_models(cfg.model, seed=tc.seed, gan=cfg.gan)
     g, d = g.to(device), d.to(device)
     g_step, d_step = prepare_models(g, d, perf)
@@ -188,9 +244,11 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         if stop.signum is not None:
             interrupted = True
             name = signal.Signals(stop.signum).name
-            print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
-                  f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
-    return TrainResult(run_dir, step, interrupted)
+            # After SIGHUP the terminal may be gone (EIO); the checkpoint is safe, so never fail here.
+            with contextlib.suppress(OSError):
+                print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
+                      f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
+    return TrainResult(run_dir, step, interrupted, stop.signum)
 
 
 def _check_eval_setup(metrics: str, inception_weights: str | None) -> None:
@@ -236,8 +294,10 @@ class _LoopState:
         spe = self.batches.steps_per_epoch
         sums: torch.Tensor | None = None
         window_steps, window_t0 = 0, time.perf_counter()
+        precision = "bf16" if self.perf.amp_dtype == torch.bfloat16 else \
+            "fp16" if self.perf.amp_dtype == torch.float16 else "fp32"
         bar = tqdm(total=total, initial=step, unit="step", disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc="train")
+                   dynamic_ncols=True, desc=f"train {precision}")
         self.g.train()
         self.d.train()
         while step < total and stop.signum is None:
@@ -288,16 +348,17 @@ class _LoopState:
         device = self.fixed_z.device
         if self._extractor is None and any(p.kind in ("fid", "kid") for p in protocols):
             self._extractor = inception_extractor(tc.inception_weights, device)
-        g = self.ema.model if self.ema is not None else self.g
+        g = for_inference(self.ema.model if self.ema is not None else self.g, device, self.cfg.perf.amp)
         results = evaluate(g, self.ds, [p.name for p in protocols], num_fake=tc.eval_num_fake or None,
                            device=device, feature_extractor=self._extractor)
         append_metrics(self.run_dir, step, results, kimg=step * tc.batch_size / 1000)
         for key, value in results.items():
             self.logger.tb.add_scalar(f"Metrics/{key}", value, step)
         first = protocols[0]
-        key = {"fid": first.name, "swd": first.name, "kid": f"{first.name}_mean"}.get(
-            first.kind, f"{first.name}_acc")
-        score = abs(results[key] - 0.5) if first.kind == "c2st" else results[key]
+        key = {"fid": first.name, "swd": first.name, "kid": f"{first.name}_mean",
+               "prdc": f"{first.name}_coverage"}.get(first.kind, f"{first.name}_acc")
+        # Lower is better: FID/KID/SWD as they are, C2ST by its distance from chance, coverage negated.
+        score = {"c2st": abs(results[key] - 0.5), "prdc": -results[key]}.get(first.kind, results[key])
         if self.best is not None and score >= self.best["score"]:
             return False
         self.best = {"step": step, "metric": key, "value": results[key], "score": score}

@@ -57,8 +57,22 @@ def g_loss_wgan(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def d_loss_rpgan(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """min_D  E[softplus(D(G(z)) - D(x))]: relativistic pairing (Jolicoeur-Martineau 2019; R3GAN).
+
+    Each real image is paired with one fake; D is asked that the real score above its partner.
+    """
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def g_loss_rpgan(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """min_G  E[softplus(D(x) - D(G(z)))]: G asks that each fake score above its real partner."""
+    return F.softplus(real_logits - fake_logits).mean()
+
+
 LossPair = tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
-# (D loss, G loss) by GANConfig.loss; the gradient penalty of wgan-gp is added by the step.
+# (D loss, G loss) by GANConfig.loss; the gradient penalty of wgan-gp is added by the step. The paired
+# (relativistic) rpgan is separate: its G loss also needs D's scores of the real batch.
 LOSSES: dict[str, LossPair] = {
     "bce": (d_loss_bce, g_loss_bce),
     "hinge": (d_loss_hinge, g_loss_hinge),
@@ -85,5 +99,5 @@ def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: 
 
 
 def r1_penalty(d: nn.Module, real: torch.Tensor, gamma: float) -> torch.Tensor:
-    """γ/2·E[‖∇ₓD(x)‖²] on real images (Mescheder et al. 2018)."""
+    """γ/2·E[‖∇ₓD(x)‖²] on real images (Mescheder et al. 2018); on generated ones it is R2."""
     return gamma / 2 * _input_grad(d, real).square().sum(dim=1).mean()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from facegan.config import GANConfig, ModelConfig
+from facegan.errors import FaceganError
 
 MAX_WIDTH_MULT = 8
 
@@ -122,16 +123,36 @@ def add_spectral_norm(d: nn.Module) -> nn.Module:
     return d
 
 
+def build_generator(cfg: ModelConfig) -> nn.Module:
+    """An uninitialised generator of `cfg.arch` (weights are loaded or initialised by the caller)."""
+    if cfg.arch == "r3gan":
+        from facegan.r3gan import ResGenerator
+
+        return ResGenerator(cfg)
+    return Generator(cfg)
+
+
 def build_models(cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
-                 ) -> tuple[Generator, Discriminator]:
-    """Fresh G and D with DCGAN init, deterministic in `seed`; `gan` picks D's norm and spectral norm."""
+                 ) -> tuple[nn.Module, nn.Module]:
+    """Fresh G and D of `cfg.arch`, initialised deterministically in `seed`: DCGAN init for dcgan,
+    fix-up init for r3gan. `gan` picks the DCGAN D's norm, and spectral norm for either."""
     gan = gan or GANConfig()
+    if cfg.arch == "r3gan" and gan.d_norm not in ("auto", "none"):
+        raise FaceganError(f"--arch r3gan has no normalisation layers; --d-norm {gan.d_norm} does not "
+                           f"apply (use auto or none)")
     # A private generator keeps initialisation independent of whatever used the global RNG before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        g, d = Generator(cfg), Discriminator(cfg, gan.resolved_d_norm)
-        g.apply(init_weights)
-        d.apply(init_weights)
+        if cfg.arch == "r3gan":
+            from facegan.r3gan import ResDiscriminator, ResGenerator, init_residual
+
+            g, d = ResGenerator(cfg), ResDiscriminator(cfg)
+            init_residual(g)
+            init_residual(d)
+        else:
+            g, d = Generator(cfg), Discriminator(cfg, gan.resolved_d_norm)
+            g.apply(init_weights)
+            d.apply(init_weights)
         if gan.spectral_norm:  # after init, which writes the raw weights that SN then wraps
             add_spectral_norm(d)
     return g, d

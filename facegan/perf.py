@@ -28,6 +28,35 @@ class Perf:
     def needs_scaler(self) -> bool:
         return self.amp_dtype == torch.float16
 
+    def as_config(self, compile_setting: str) -> PerfConfig:
+        """The explicit PerfConfig of these settings (no "auto"), to record what a run used."""
+        amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        onoff = {True: "on", False: "off"}
+        return PerfConfig(amp=amp, channels_last=onoff[self.channels_last], compile=compile_setting,
+                          fused_adam=onoff[self.fused_adam], resident=onoff[self.resident])
+
+    def describe(self) -> str:
+        """One line for the progress bar and the run's start, e.g. "bf16 autocast, channels_last"."""
+        parts = [f"{_DTYPE_NAMES[self.amp_dtype]} autocast" if self.amp_dtype else "fp32",
+                 "channels_last" if self.channels_last else "NCHW",
+                 "fused Adam" if self.fused_adam else "foreach Adam"]
+        if self.compile_mode:
+            parts.append(f"compile={self.compile_mode}")
+        if self.resident:
+            parts.append("device-resident data")
+        return ", ".join(parts)
+
+
+_DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), as torch's CPU dispatcher
+    sees it. Elsewhere oneDNN emulates bf16 and it is slower than fp32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
 
 def resolve(cfg: PerfConfig, device: torch.device) -> Perf:
     """Turn "auto" into what is fastest and safe on `device`."""
@@ -36,7 +65,10 @@ def resolve(cfg: PerfConfig, device: torch.device) -> Perf:
     # DCGAN-64 step, BENCHMARKS.md); MPS keeps the plain path.
     fast_layout = device.type in ("cuda", "cpu")
     if cfg.amp == "auto":
-        amp = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+        # bf16 autocast: on CUDA where supported; on a CPU only with native bf16 (1.9x a fp32
+        # DCGAN-64 step on AVX512-BF16, same quality and bit-exact resume: BENCHMARKS.md).
+        native = torch.cuda.is_bf16_supported() if cuda else device.type == "cpu" and cpu_has_native_bf16()
+        amp = torch.bfloat16 if native else None
     else:
         amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     return Perf(
@@ -76,3 +108,33 @@ def make_optimizers(g: nn.Module, d: nn.Module, optim: OptimConfig, perf: Perf |
 def make_scaler(perf: Perf, device: torch.device) -> torch.amp.GradScaler | None:
     """fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not."""
     return torch.amp.GradScaler(device.type) if perf.needs_scaler else None
+
+
+class InferenceGenerator(nn.Module):
+    """A generator for inference with the fast settings of its device: channels_last weights and the
+    forward pass under autocast (bf16 on CUDA and on CPUs with native bf16), returning fp32 images.
+
+    It wraps the generator rather than changing it, so the wrapped module's weights and state-dict
+    keys stay those of G (export it, not the wrapper). Output is deterministic and independent of the
+    batch a latent is generated in, as `tests/test_generate.py` checks.
+    """
+
+    def __init__(self, g: nn.Module, perf: Perf) -> None:
+        super().__init__()
+        self.g = g.to(memory_format=torch.channels_last) if perf.channels_last else g
+        self.cfg = g.cfg
+        self.amp_dtype = perf.amp_dtype
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        enabled = self.amp_dtype is not None
+        with torch.autocast(z.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled):
+            return self.g(z).float()
+
+
+def for_inference(g: nn.Module, device: torch.device, amp: str = "auto") -> nn.Module:
+    """`g` with the inference speed settings `amp` (auto | off | bf16 | fp16) resolves to on `device`;
+    "off" returns `g` itself: the plain fp32 path, pixel for pixel as before."""
+    if amp == "off":
+        return g
+    perf = resolve(PerfConfig(amp=amp), device)
+    return InferenceGenerator(g, perf) if perf.amp_dtype or perf.channels_last else g

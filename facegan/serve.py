@@ -87,6 +87,16 @@ SeedQ = Annotated[int | None, Query(ge=0, le=MAX_SEED, description="face number;
 ModelQ = Annotated[str | None, Query(max_length=64, description="a loaded model; default: first")]
 SizeQ = Annotated[SizeName, Query(description="output width/height in px, or native")]
 ResampleQ = Annotated[Resample, Query(description="upscaling filter (shrinking uses lanczos)")]
+# The page's and the API's "variety": latent components beyond ±t are redrawn (see
+# facegan.generate.latents); 0 = the full distribution. The default is the measured trade-off
+# (README "Variety"): most faces clean, little variety lost.
+DEFAULT_TRUNCATION = 0.8
+MIN_TRUNCATION, MAX_TRUNCATION = 0.2, 4.0
+TRUNCATION_CHOICES = ((0.5, "low"), (DEFAULT_TRUNCATION, "balanced"), (1.2, "high"), (0.0, "full"))
+TruncQ = Annotated[float, Query(ge=0, le=MAX_TRUNCATION,
+                                description=f"variety: redraw latent components beyond this magnitude "
+                                            f"({MIN_TRUNCATION}-{MAX_TRUNCATION}); 0 = the full "
+                                            f"distribution")]
 
 # Friendly one-line messages for FastAPI's validation failures, keyed by parameter name.
 _SEED_MSG = f"must be an integer between 0 and {MAX_SEED}"
@@ -98,6 +108,7 @@ HINTS = {
     "frames": f"frames must be an integer between {MIN_FRAMES} and {MAX_FRAMES}",
     "size": f"size must be one of {', '.join(SIZES)}",
     "resample": "resample must be nearest or lanczos",
+    "truncation": f"truncation must be 0 (off) or between {MIN_TRUNCATION} and {MAX_TRUNCATION}",
     "method": "method must be slerp or lerp",
     "duration": "duration must be an integer number of milliseconds between 20 and 1000",
     "model": "model must be the name of a loaded model (see /api/models)",
@@ -214,9 +225,9 @@ class ServedModel:
         """G(z) without blocking the event loop: (N, 3, S, S) in [-1, 1] on the CPU."""
         return await asyncio.wrap_future(self.worker.submit(z))
 
-    async def faces(self, seeds: list[int]) -> torch.Tensor:
+    async def faces(self, seeds: list[int], truncation: float | None = None) -> torch.Tensor:
         """The faces named by `seeds` (latents exactly as in `facegan.generate`)."""
-        return await self.decode(latents(seeds, self.latent_dim))
+        return await self.decode(latents(seeds, self.latent_dim, truncation))
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "size": self.size, "latent_dim": self.latent_dim,
@@ -345,6 +356,15 @@ def _validation_message(exc: RequestValidationError) -> str:
     return HINTS.get(name, f"{name}: {first.get('msg', 'invalid value')}")
 
 
+def truncation_arg(value: float) -> float | None:
+    """The API's `truncation` (0 = off) as `facegan.generate.latents` takes it (None = off)."""
+    if value == 0:
+        return None
+    if value < MIN_TRUNCATION:  # tiny values would redraw nearly every component, for no visible gain
+        raise HTTPException(422, HINTS["truncation"])
+    return value
+
+
 def _image(data: bytes, media_type: str, seed: int | None = None, random: bool = False) -> Response:
     headers = {"Cache-Control": "no-store" if random else "public, max-age=3600"}
     if seed is not None:
@@ -406,22 +426,24 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
     @app.get("/api/face.png", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "one face; X-Seed"}})
     async def face(seed: SeedQ = None, model: ModelQ = None, size: SizeQ = "native",
-                   resample: ResampleQ = "nearest") -> Response:
+                   resample: ResampleQ = "nearest", truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
         m = state.pick(model)
+        trunc = truncation_arg(truncation)
         chosen = random_seed() if seed is None else seed
-        img = (await m.faces([chosen]))[0]
+        img = (await m.faces([chosen], trunc))[0]
         data = await state.call(face_png, img, size, resample)
         return _image(data, "image/png", chosen, random=seed is None)
 
     @app.get("/api/grid.png", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "faces seed…seed+n-1"}})
     async def grid_route(n: Annotated[int, Query(ge=1, le=MAX_GRID)] = 16, seed: SeedQ = None,
-                         model: ModelQ = None) -> Response:
+                         model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
         m = state.pick(model)
+        trunc = truncation_arg(truncation)
         chosen = random_seed() if seed is None else seed
         if chosen + n - 1 > MAX_SEED:
             raise HTTPException(400, f"seed + n - 1 must not exceed {MAX_SEED}")
-        images = await m.faces(list(range(chosen, chosen + n)))
+        images = await m.faces(list(range(chosen, chosen + n)), trunc)
         data = await state.call(grid_png, images)
         return _image(data, "image/png", chosen, random=seed is None)
 
@@ -436,22 +458,25 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
         resample: ResampleQ = "nearest",
         duration: Annotated[int, Query(ge=20, le=1000, description="ms per frame")] = 80,
         model: ModelQ = None,
+        truncation: TruncQ = DEFAULT_TRUNCATION,
     ) -> Response:
         m = state.pick(model)
-        za, zb = latents([start, end], m.latent_dim)
+        za, zb = latents([start, end], m.latent_dim, truncation_arg(truncation))
         images = await m.decode(walk_latents(za, zb, frames, method))
         data = await state.call(walk_gif, images, size, resample, duration)
         return _image(data, "image/gif")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page(seed: SeedQ = None, model: ModelQ = None) -> Response:
+    async def page(seed: SeedQ = None, model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION,
+                   resample: ResampleQ = "lanczos") -> Response:
         m = state.pick(model)
+        truncation_arg(truncation)
         chosen = random_seed() if seed is None else seed
         nonce = secrets.token_urlsafe(16)
         csp = (f"default-src 'none'; img-src 'self' blob:; connect-src 'self' blob:; "
                f"script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; form-action 'self'; "
                f"base-uri 'none'; frame-ancestors 'none'")
-        body = render_page(list(models.values()), m, chosen, nonce)
+        body = render_page(list(models.values()), m, chosen, nonce, truncation, resample)
         headers = {"Content-Security-Policy": csp, "Cache-Control": "no-store"}
         return HTMLResponse(body, headers=headers)
 
@@ -461,14 +486,30 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
 # ----------------------------------------------------------------------------- the page
 
 
-def render_page(models: list[ServedModel], current: ServedModel, seed: int, nonce: str) -> str:
-    """The HTML of `/` for face `seed` of `current`; every interpolated value is escaped."""
+def render_page(models: list[ServedModel], current: ServedModel, seed: int, nonce: str,
+                truncation: float = DEFAULT_TRUNCATION, resample: str = "lanczos") -> str:
+    """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off) and
+    upscaling filter; every interpolated value is escaped."""
     multi = len(models) > 1
 
     def q(**params: Any) -> str:
         return html.escape(urlencode(params))
 
+    trunc = f"{truncation:g}"
+    look = {"truncation": trunc}
+    # The permalink names what differs from the defaults, so it shows exactly this face.
     model_q = {"model": current.name} if multi else {}
+    page_extra = {**({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
+                  **({"resample": resample} if resample != "lanczos" else {})}
+    choices = list(TRUNCATION_CHOICES)
+    if all(value != truncation for value, _ in choices):
+        choices.append((truncation, "custom"))
+    variety = "".join(
+        f'<option value="{value:g}"{" selected" if value == truncation else ""}>'
+        f'{label} ({"off" if value == 0 else f"{value:g}"})</option>' for value, label in choices)
+    upscale = "".join(
+        f'<option value="{value}"{" selected" if value == resample else ""}>{label}</option>'
+        for value, label in (("lanczos", "smooth (Lanczos)"), ("nearest", "crisp pixels")))
     options = "".join(
         f'<option value="{html.escape(m.name)}"{" selected" if m is current else ""}>'
         f"{html.escape(m.name)} ({m.size}px)</option>" for m in models)
@@ -487,16 +528,29 @@ def render_page(models: list[ServedModel], current: ServedModel, seed: int, nonc
         "seed": str(seed),
         "next_seed": str(seed + 1 if seed < MAX_SEED else seed - 1),
         "max_frames": str(MAX_FRAMES),
-        "face_q": q(seed=seed, model=current.name, size=DISPLAY_SIZE),
-        "png_q": q(seed=seed, model=current.name),
-        "icon_q": q(seed=seed, model=current.name, size="32"),
-        "grid_q": q(n=16, seed=seed, model=current.name),
-        "page_q": q(seed=seed, **model_q),
-        "new_q": q(**model_q),
+        "face_q": q(seed=seed, model=current.name, size=DISPLAY_SIZE, resample=resample, **look),
+        "png_q": q(seed=seed, model=current.name, **look),
+        "icon_q": q(seed=seed, model=current.name, size="32", **look),
+        "grid_q": q(n=16, seed=seed, model=current.name, **look),
+        "page_q": q(seed=seed, **model_q, **page_extra),
+        "new_q": q(**model_q, **page_extra),
+        "truncation": trunc,
+        "resample": resample,
+        "face_class": "crisp" if resample == "nearest" else "smooth",
+        "upscale_note": html.escape(upscale_note(current.size, resample)),
+        "variety_options": variety,
+        "upscale_options": upscale,
         "switcher": switcher,
         "native": str(current.size),
+        "default_truncation": f"{DEFAULT_TRUNCATION:g}",
     }
     return re.sub(r"\{\{(\w+)\}\}", lambda mt: values[mt.group(1)], PAGE)
+
+
+def upscale_note(native: int, resample: str) -> str:
+    """The page's line saying how the face on screen was made from the generator's pixels."""
+    how = "smooth Lanczos upscaling" if resample == "lanczos" else "crisp pixels (nearest neighbour)"
+    return f"{native}×{native} px face shown at {DISPLAY_SIZE} px with {how}"
 
 
 PAGE = """<!doctype html>
@@ -518,9 +572,11 @@ PAGE = """<!doctype html>
   .frame { background: var(--card); border-radius: 14px; padding: 12px;
            box-shadow: 0 8px 30px rgba(0,0,0,.35); }
   #face, #walk { display: block; width: 512px; max-width: 100%; height: auto; margin: 0 auto;
-                 border-radius: 8px; image-rendering: pixelated; background: #000;
-                 aspect-ratio: 1; }
+                 border-radius: 8px; background: #000; aspect-ratio: 1; }
+  #face.crisp, #walk.crisp { image-rendering: pixelated; }
   #walk { width: 256px; }
+  #walk[hidden] { display: none; }  /* no empty frame or broken-image icon before the first walk */
+  .note { color: var(--dim); font-size: .85rem; margin: 6px 0 0; }
   .row { display: flex; gap: 10px; justify-content: center; align-items: center; flex-wrap: wrap;
          margin: 14px 0 0; }
   .meta { color: var(--dim); font-size: .95rem; }
@@ -540,18 +596,28 @@ PAGE = """<!doctype html>
 </style>
 </head>
 <body data-model="{{model}}" data-multi="{{multi}}" data-size="{{display}}"
-      data-walk-size="{{walk_size}}">
+      data-walk-size="{{walk_size}}" data-native="{{native}}"
+      data-default-truncation="{{default_truncation}}">
 <main>
   <h1>This face does not exist</h1>
   <p class="sub">Drawn by a GAN from a single number. Reload for another.</p>
   <div class="frame">
-    <img id="face" src="/api/face.png?{{face_q}}" width="512" height="512"
+    <img id="face" class="{{face_class}}" src="/api/face.png?{{face_q}}" width="512" height="512"
          alt="A generated face">
+    <p id="upscale-note" class="note">{{upscale_note}}</p>
   </div>
   <div class="row">
     <a id="new-face" class="button" href="/?{{new_q}}" role="button">New face</a>
     {{switcher}}
   </div>
+  <form id="look-form" class="row" method="get" action="/">
+    <input type="hidden" name="seed" value="{{seed}}">
+    <input type="hidden" name="model" value="{{model}}">
+    <label title="how far from the average face latents may go: lower = cleaner, less varied faces">
+      Variety <select id="variety" name="truncation">{{variety_options}}</select></label>
+    <label>Upscaling <select id="upscale" name="resample">{{upscale_options}}</select></label>
+    <noscript><button type="submit">Apply</button></noscript>
+  </form>
   <p class="row meta">
     <span>seed <span id="seed">{{seed}}</span></span>
     <a id="permalink" href="/?{{page_q}}">permalink</a>
@@ -570,10 +636,12 @@ PAGE = """<!doctype html>
            max="{{max_frames}}" value="24" required></label>
     <input type="hidden" name="model" value="{{model}}">
     <input type="hidden" name="size" value="{{walk_size}}">
+    <input type="hidden" name="truncation" value="{{truncation}}">
+    <input type="hidden" name="resample" value="{{resample}}">
     <button id="walk-go" type="submit">Walk</button>
   </form>
-  <div class="row"><img id="walk" alt="Latent walk between two faces" width="256" height="256"
-       hidden></div>
+  <div class="row"><img id="walk" class="{{face_class}}" alt="Latent walk between two faces"
+       width="256" height="256" hidden></div>
 
   <footer>facegan · every face is G(z), z drawn from its seed ·
     <a href="/api/models">models</a> · <a href="/openapi.json">API</a></footer>
@@ -588,13 +656,40 @@ PAGE = """<!doctype html>
 
   const qs = (params) => new URLSearchParams(params).toString();
   const modelParam = () => (data.multi ? { model: data.model } : {});
+  const variety = $("variety"), upscale = $("upscale");
+  const look = () => ({ truncation: variety.value });
+  // What the permalink must name to show this exact face: anything not at its default.
+  const pageParams = () => ({
+    ...modelParam(),
+    ...(Number(variety.value) !== Number(data.defaultTruncation) ? look() : {}),
+    ...(upscale.value !== "lanczos" ? { resample: upscale.value } : {}),
+  });
+  const faceUrl = (seed) => "/api/face.png?" + qs({
+    ...(seed === null ? {} : { seed }), model: data.model, size: data.size, resample: upscale.value,
+    ...look() });
 
   function showSeed(seed) {
     seedEl.textContent = seed;
-    $("permalink").href = "/?" + qs({ seed, ...modelParam() });
-    $("download").href = "/api/face.png?" + qs({ seed, model: data.model });
-    $("grid-link").href = "/api/grid.png?" + qs({ n: 16, seed, model: data.model });
+    $("permalink").href = "/?" + qs({ seed, ...pageParams() });
+    $("download").href = "/api/face.png?" + qs({ seed, model: data.model, ...look() });
+    $("grid-link").href = "/api/grid.png?" + qs({ n: 16, seed, model: data.model, ...look() });
     $("walk-from").value = seed;
+  }
+
+  // Swap in the face of `seed` (null: a new random one) as the current look; returns its seed.
+  async function loadFace(seed) {
+    const resp = await fetch(faceUrl(seed), { cache: "no-store" });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const url = URL.createObjectURL(await resp.blob());
+    face.src = url;
+    await face.decode();  // swap the seed text only once the new face is on screen
+    if (objectUrl) URL.revokeObjectURL(objectUrl);
+    objectUrl = url;
+    const crisp = upscale.value === "nearest";
+    face.className = $("walk").className = crisp ? "crisp" : "smooth";
+    $("upscale-note").textContent = data.native + "×" + data.native + " px face shown at " + data.size +
+      " px with " + (crisp ? "crisp pixels (nearest neighbour)" : "smooth Lanczos upscaling");
+    return resp.headers.get("X-Seed");
   }
 
   async function errorText(resp) {
@@ -608,23 +703,30 @@ PAGE = """<!doctype html>
     newFace.setAttribute("aria-busy", "true");
     status.textContent = "";
     try {
-      const resp = await fetch("/api/face.png?" + qs({ model: data.model, size: data.size }),
-                               { cache: "no-store" });
-      if (!resp.ok) throw new Error(await errorText(resp));
-      const seed = resp.headers.get("X-Seed");
-      const url = URL.createObjectURL(await resp.blob());
-      face.src = url;
-      await face.decode();  // swap the seed text only once the new face is on screen
-      if (objectUrl) URL.revokeObjectURL(objectUrl);
-      objectUrl = url;
+      const seed = await loadFace(null);  // the server picks the seed and names it in X-Seed
       showSeed(seed);
-      history.pushState({ seed }, "", "/?" + qs({ seed, ...modelParam() }));
+      history.pushState({ seed }, "", "/?" + qs({ seed, ...pageParams() }));
     } catch (err) {
       status.textContent = "Could not draw a face: " + err.message;
     } finally {
       newFace.removeAttribute("aria-busy");
     }
   });
+
+  // Variety and upscaling redraw the same seed in place and keep the permalink exact.
+  for (const control of [variety, upscale]) {
+    control.addEventListener("change", async () => {
+      status.textContent = "";
+      const seed = seedEl.textContent;
+      try {
+        await loadFace(seed);
+        showSeed(seed);
+        history.replaceState({ seed }, "", "/?" + qs({ seed, ...pageParams() }));
+      } catch (err) {
+        status.textContent = "Could not redraw the face: " + err.message;
+      }
+    });
+  }
   // Back/forward land on a permalink URL; let the server render that face.
   window.addEventListener("popstate", () => location.reload());
 
@@ -638,6 +740,7 @@ PAGE = """<!doctype html>
     const url = "/api/interpolate.gif?" + qs({
       from: $("walk-from").value.trim(), to: $("walk-to").value.trim(),
       frames: $("walk-frames").value, model: data.model, size: data.walkSize,
+      resample: upscale.value, ...look(),
     });
     $("walk-go").disabled = true;
     try {
@@ -692,7 +795,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(sources: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
-          device: str = "auto") -> None:
+          device: str = "auto", amp: str = "auto") -> None:
     """Load every model in `sources` (name → checkpoint .pt, run folder or exported .safetensors)
     once, then serve them on http://host:port/ until interrupted."""
     import uvicorn  # here, so importing this module for build_app does not need the server
@@ -702,7 +805,7 @@ def serve(sources: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
     for name in sources:
         check_name(name)
     dev = resolve_device(device)
-    generators = {name: load_generator(path, dev) for name, path in sources.items()}
+    generators = {name: load_generator(path, dev, amp=amp) for name, path in sources.items()}
     app = build_app(generators, dev, sources={k: str(v) for k, v in sources.items()})
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]

@@ -17,7 +17,7 @@ from torch import nn
 
 from facegan.augment import diff_augment
 from facegan.config import GANConfig
-from facegan.losses import LOSSES, d_loss_bce, gradient_penalty, r1_penalty
+from facegan.losses import LOSSES, d_loss_bce, d_loss_rpgan, g_loss_rpgan, gradient_penalty, r1_penalty
 
 SEED_GAN = GANConfig()
 
@@ -72,7 +72,7 @@ def train_step(
 
     fake, loss_d, reg, real_logits, fake_logits = d_step(g, d, opt_d, real, z, rng, augment, gan, step,
                                                          autocast, scaler)
-    loss_g, fake_logits_after = g_step(d, opt_g, fake, augment, gan, autocast, scaler)
+    loss_g, fake_logits_after = g_step(d, opt_g, fake, augment, gan, autocast, scaler, real)
     if scaler is not None:
         scaler.update()
 
@@ -112,9 +112,12 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
     if gan.loss == "wgan-gp":
         eps = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=rng.device)
         reg = reg + gradient_penalty(eager_d, real_in.float(), fake_in.float(), eps, gan.gp_weight)
-    if gan.r1_gamma > 0 and step % gan.r1_every == 0:
+    if step % gan.r1_every == 0:
         # Lazy regularisation (StyleGAN2): every r1_every steps, scaled by r1_every to keep its weight.
-        reg = reg + gan.r1_every * r1_penalty(eager_d, real_in.float(), gan.r1_gamma)
+        if gan.r1_gamma > 0:
+            reg = reg + gan.r1_every * r1_penalty(eager_d, real_in.float(), gan.r1_gamma)
+        if gan.r2_gamma > 0:  # R2: the same penalty on generated images (R3GAN)
+            reg = reg + gan.r1_every * r1_penalty(eager_d, fake_in.float(), gan.r2_gamma)
     _backward_and_step(loss_d + reg, opt_d, scaler)  # + 0 leaves the seed's gradients bit for bit
     return fake, loss_d, reg, real_logits, fake_logits
 
@@ -122,17 +125,26 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
 def g_step(d: nn.Module, opt_g: torch.optim.Optimizer, fake: torch.Tensor,
            augment: Callable[[torch.Tensor], torch.Tensor], gan: GANConfig,
            autocast: AbstractContextManager, scaler: torch.amp.GradScaler | None,
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+           real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(2) G step: minimise G's loss on D(augment(G(z))) through the freshly updated D.
 
     For bce that is max log D(G(z)) (non-saturating). D's weights need no gradient here, so it is
-    frozen for the pass: only activations' gradients flow back into G. Returns (Loss_G, fake logits).
+    frozen for the pass: only activations' gradients flow back into G. The relativistic rpgan also
+    scores the `real` batch with the updated D, as its G loss pairs each fake with a real image.
+    Returns (Loss_G, fake logits).
     """
     opt_g.zero_grad(set_to_none=True)
     d.requires_grad_(False)
     with autocast:
         fake_logits_after = d(augment(fake))
-        loss_g = LOSSES[gan.loss][1](fake_logits_after.float())
+        if gan.loss == "rpgan":
+            if real is None:
+                raise ValueError("the rpgan G step needs the real batch")
+            with torch.no_grad():
+                real_logits = d(augment(real))
+            loss_g = g_loss_rpgan(fake_logits_after.float(), real_logits.float())
+        else:
+            loss_g = LOSSES[gan.loss][1](fake_logits_after.float())
     _backward_and_step(loss_g, opt_g, scaler)
     d.requires_grad_(True)
     return loss_g, fake_logits_after
@@ -142,6 +154,8 @@ def d_loss(gan: GANConfig, real_logits: torch.Tensor, fake_logits: torch.Tensor)
     """D's adversarial loss for `gan.loss` (one-sided label smoothing for bce)."""
     if gan.loss == "bce":
         return d_loss_bce(real_logits, fake_logits, real_label=1.0 - gan.label_smoothing)
+    if gan.loss == "rpgan":
+        return d_loss_rpgan(real_logits, fake_logits)
     return LOSSES[gan.loss][0](real_logits, fake_logits)
 
 

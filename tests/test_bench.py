@@ -11,8 +11,11 @@ from types import ModuleType
 
 import pytest
 
+from facegan.perf import cpu_has_native_bf16
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
-ROWS = ("a", "b", "c", "gen-default", "gen-fastest")
+# Row f (exact fp32) exists only where the default is not fp32, i.e. on CPUs with native bf16.
+ROWS = ("a", "b", *(("f",) if cpu_has_native_bf16() else ()), "c", "gen-default", "gen-fastest")
 
 
 def load_bench() -> ModuleType:
@@ -49,7 +52,7 @@ def test_bench_runs_every_row_on_synthetic_data(tmp_path: Path, capsys: pytest.C
         for name in ("median", "gflop_per_img", "achieved_flops", "pct_peak"):
             assert math.isfinite(row[name]) and row[name] > 0, (key, name, row[name])
         assert f"\n{key} " in report  # every row is in the printed table
-    for key in ("b", "c"):
+    for key in ("b", "c", *(("f",) if "f" in rows else ())):
         for ratio in ("ratio_to_a", "paired_ratio_to_a"):
             assert math.isfinite(rows[key][ratio]) and rows[key][ratio] > 0
         assert all(math.isfinite(v) for v in rows[key]["losses"].values())

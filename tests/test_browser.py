@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -177,3 +178,42 @@ def test_latent_walk_and_screenshot(server: str, driver: WebDriver) -> None:
     WebDriverWait(driver, WAIT_S).until(lambda d: text(d, "status") == "")
     driver.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 0
+
+
+def test_variety_and_upscaling_controls(server: str, driver: WebDriver) -> None:
+    severe_console_errors(driver)  # drain what earlier tests left (their deliberate bad requests)
+    driver.get(f"{server}/?seed=21&model=tiny64")
+    wait_image(driver, "face")
+    # the walk area shows nothing (no broken-image frame) before the first walk
+    assert not driver.find_element(By.ID, "walk").is_displayed()
+    # default: smooth upscaling, said on the page, and not pixelated by CSS
+    assert "smooth Lanczos upscaling" in text(driver, "upscale-note")
+    assert driver.execute_script(
+        "return getComputedStyle(document.getElementById('face')).imageRendering") != "pixelated"
+    smooth = image_bytes(driver, "face")
+
+    Select(driver.find_element(By.ID, "upscale")).select_by_value("nearest")
+    WebDriverWait(driver, WAIT_S).until(lambda d: "resample=nearest" in d.current_url)
+    wait_image(driver, "face")
+    crisp = image_bytes(driver, "face")
+    assert crisp != smooth and "crisp pixels" in text(driver, "upscale-note")
+    assert driver.execute_script(
+        "return getComputedStyle(document.getElementById('face')).imageRendering") == "pixelated"
+    # a 64 px face at 512 px with nearest is 8×8 blocks of one colour; Lanczos is not
+    def blocky(png: bytes) -> bool:
+        arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        return np.array_equal(arr, arr[::8, ::8].repeat(8, axis=0).repeat(8, axis=1))
+
+    assert blocky(crisp) and not blocky(smooth)
+
+    Select(driver.find_element(By.ID, "variety")).select_by_value("0")
+    WebDriverWait(driver, WAIT_S).until(lambda d: "truncation=0" in d.current_url)
+    wait_image(driver, "face")
+    full = image_bytes(driver, "face")
+    assert full != crisp and text(driver, "seed") == "21"  # same seed, more variety
+    permalink = driver.find_element(By.ID, "permalink").get_attribute("href")
+    assert "truncation=0" in permalink and "resample=nearest" in permalink
+    driver.get(permalink)  # the permalink shows exactly this face, with these settings
+    wait_image(driver, "face")
+    assert image_bytes(driver, "face") == full
+    assert severe_console_errors(driver) == []

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
-import pickle
+import os
 import random
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from facegan.checkpoint import (
     atomic_save,
@@ -42,31 +46,119 @@ def test_keeps_last_k_and_latest(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_failed_write_keeps_previous_checkpoint(tmp_path: Path) -> None:
+def _partial_then(err: Exception) -> Callable[[object, BinaryIO], None]:
+    """A writer that gets part of the file out, then fails like a full disk does."""
+
+    def writer(obj: object, fh: BinaryIO) -> None:
+        fh.write(b"partial bytes")
+        raise err
+
+    return writer
+
+
+WRITE_FAILURES = [
+    pytest.param(OSError(errno.ENOSPC, "No space left on device"), "No space left on device", id="ENOSPC"),
+    # what torch.save raises when the disk fills up
+    pytest.param(RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed "
+                              "writing file data/0: file write failed"), "PytorchStreamWriter failed",
+                 id="RuntimeError"),
+    pytest.param(SafetensorError("Error while serializing: IoError(No space left on device)"),
+                 "Error while serializing", id="SafetensorError"),
+]
+
+
+@pytest.mark.parametrize("err,reason", WRITE_FAILURES)
+def test_failed_write_keeps_previous_checkpoint(tmp_path: Path, err: Exception, reason: str) -> None:
     path = tmp_path / "ckpt.pt"
     atomic_save({"format": "facegan-checkpoint", "step": 1}, path)
     before = path.read_bytes()
-
-    def disk_full(obj: object, fh: object) -> None:
-        fh.write(b"partial bytes")  # type: ignore[attr-defined]
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(FaceganError, match=r"No space left on device.*previous checkpoint is intact"):
-        atomic_save({"step": 2}, path, writer=disk_full)
+    with pytest.raises(FaceganError, match=r"could not write .*previous checkpoint is intact") as exc:
+        atomic_save({"step": 2}, path, writer=_partial_then(err))
+    assert reason in str(exc.value) and "\n" not in str(exc.value)
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
 
 
-def test_loading_never_runs_code(tmp_path: Path) -> None:
-    class Evil:
-        def __reduce__(self) -> tuple:
-            return (print, ("pwned",))
+@pytest.mark.parametrize("err,reason", WRITE_FAILURES)
+def test_any_failed_checkpoint_write_is_one_line_and_keeps_the_old_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str) -> None:
+    save_checkpoint(tmp_path, _state(), 10, keep=3)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(torch, "save", _partial_then(err))
+    with pytest.raises(FaceganError, match="previous checkpoint is intact") as exc:
+        save_checkpoint(tmp_path, _state(), 10, keep=3)  # overwrite the same step: the worst case
+    assert reason in str(exc.value) and "\n" not in str(exc.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file, nothing changed
 
+
+@pytest.mark.parametrize("err,reason", WRITE_FAILURES)
+def test_any_failed_export_is_one_line_and_keeps_the_old_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str) -> None:
+    g, _ = build_models(SMALL, seed=2)
+    path = export_generator(g, SMALL, tmp_path / "g.safetensors")
+    before = path.read_bytes()
+
+    def failing_save_file(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        Path(filename).write_bytes(b"partial bytes")
+        raise err
+
+    monkeypatch.setattr("facegan.checkpoint.save_file", failing_save_file)
+    with pytest.raises(FaceganError, match=r"could not write .*g\.safetensors") as exc:
+        export_generator(build_models(SMALL, seed=3)[0], SMALL, path)
+    assert reason in str(exc.value) and "\n" not in str(exc.value)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_unwritable_export_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(FaceganError, match="could not write"):
+        export_generator(build_models(SMALL)[0], SMALL, tmp_path / "a-file" / "g.safetensors")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=oct)
+def test_written_files_respect_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        export = export_generator(build_models(SMALL)[0], SMALL, tmp_path / "g.safetensors")
+        ckpt = save_checkpoint(tmp_path / "checkpoints", _state(), 1, keep=1)
+    finally:
+        os.umask(old)
+    for path in (export, ckpt, tmp_path / "checkpoints" / "latest.pt"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+def test_pruning_follows_write_order_not_step(tmp_path: Path) -> None:
+    """Resuming from an older checkpoint must keep what it writes now, not the abandoned newer ones."""
+    for step in (10, 20, 30, 40):
+        save_checkpoint(tmp_path, {**_state(), "step": step}, step, keep=3)
+    # resumed from ckpt-20: the next save is step 25
+    save_checkpoint(tmp_path, {**_state(), "step": 25}, 25, keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "ckpt-00000030.pt", "ckpt-00000040.pt", "ckpt-00000025.pt"]
+    save_checkpoint(tmp_path, {**_state(), "step": 26}, 26, keep=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000026.pt"]
+    assert load_checkpoint(tmp_path / "latest.pt")["step"] == 26
+
+
+class Evil:
+    """Unpickling this runs os.mkdir: a visible side effect that a weights-only load never allows."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[[str], None], tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.mark.parametrize("loader", [load_checkpoint, load_generator], ids=lambda f: f.__name__)
+def test_loading_never_runs_code(tmp_path: Path, loader: Callable[[Path], object]) -> None:
+    marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    with open(path, "wb") as fh:
-        pickle.dump({"format": "facegan-checkpoint", "x": Evil()}, fh)
+    torch.save({**_state(), "format": "facegan-checkpoint", "x": Evil(marker)}, path)
     with pytest.raises(FaceganError, match="not a readable facegan checkpoint"):
-        load_checkpoint(path)
+        loader(path)
+    assert not marker.exists(), "loading the checkpoint ran code from it"
 
 
 @pytest.mark.parametrize("content", [b"", b"hello world", b"PK\x03\x04garbage"])

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_zip
+from conftest import make_image_folder, make_zip
 
 from facegan.cli import main
+from facegan.data import prepare
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8"]
 
@@ -96,9 +97,64 @@ def test_resume_auto_without_runs(capsys: pytest.CaptureFixture[str], tmp_path: 
     one_error_line(capsys, "found no run with a checkpoint")
 
 
-def test_resume_refuses_architecture_changes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert run_cli(capsys, "train", "--resume", "auto", "--ngf", "32", "--outdir", str(tmp_path)) != 0
-    one_error_line(capsys, "--ngf cannot change when resuming")
+def _first_run(prepared: Path, runs: Path, *extra: str) -> list[str]:
+    """Train 2 steps; returns the command line so a test can repeat it."""
+    argv = ["train", "--data", str(prepared), *TINY, "--batch-size", "16", "--seed", "3", "--preset", "dcgan",
+            *extra, "--outdir", str(runs), "--quiet"]
+    assert main([*argv, "--steps", "2"]) == 0
+    return argv
+
+
+def test_resume_refuses_architecture_changes(capsys: pytest.CaptureFixture[str], prepared: Path,
+                                             tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _first_run(prepared, runs)
+    capsys.readouterr()
+    assert run_cli(capsys, "train", "--resume", "auto", "--ngf", "32", "--outdir", str(runs)) == 2
+    one_error_line(capsys, "--ngf (checkpoint 8, given 32): cannot change when resuming")
+
+
+def test_resume_accepts_the_original_command(capsys: pytest.CaptureFixture[str], prepared: Path,
+                                             tmp_path: Path) -> None:
+    """The same `facegan train ...` line plus --resume auto continues; only real changes are refused."""
+    from facegan.checkpoint import load_checkpoint
+
+    argv = _first_run(prepared, tmp_path / "runs", "--lr", "2e-4", "--hflip")
+    assert main([*argv, "--resume", "auto", "--steps", "4"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert load_checkpoint(run)["step"] == 4
+    capsys.readouterr()
+    assert run_cli(capsys, *argv, "--resume", "auto", "--steps", "6", "--seed", "4", "--preset", "tiny") == 2
+    one_error_line(capsys, "--seed (checkpoint 3, given 4)", "--preset (checkpoint 'dcgan', given 'tiny')",
+                   "cannot change when resuming")
+    assert load_checkpoint(run)["step"] == 4
+
+
+def test_resume_from_a_moved_dataset(capsys: pytest.CaptureFixture[str], prepared: Path,
+                                     tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from facegan.checkpoint import load_checkpoint
+
+    runs = tmp_path / "runs"
+    argv = _first_run(prepared, runs)
+    moved = shutil.move(prepared, tmp_path / "moved")
+    capsys.readouterr()
+    assert run_cli(capsys, "train", "--resume", "auto", "--steps", "4", "--outdir", str(runs)) == 2
+    one_error_line(capsys, "is gone", "resume with --data NEW_PATH")
+    assert main([*argv, "--resume", "auto", "--steps", "4", "--data", str(moved)]) == 0
+    (run,) = runs.iterdir()
+    assert load_checkpoint(run)["step"] == 4
+    assert load_checkpoint(run)["config"]["train"]["data"] == str(moved)  # the new path is recorded
+    assert json.loads((run / "config.json").read_text())["train"]["data"] == str(moved)
+    # other images at the new path are still refused
+    other = prepare(str(make_image_folder(tmp_path / "other-src", 48, nested=False)), tmp_path / "other",
+                    size=32, quiet=True).out
+    capsys.readouterr()
+    assert run_cli(capsys, "train", "--resume", "auto", "--steps", "6", "--data", str(other),
+                   "--outdir", str(runs)) == 2
+    one_error_line(capsys, "differs from the one this checkpoint was trained on")
 
 
 def test_resume_with_other_dataset(capsys: pytest.CaptureFixture[str], prepared: Path,
@@ -115,6 +171,39 @@ def test_resume_with_other_dataset(capsys: pytest.CaptureFixture[str], prepared:
     capsys.readouterr()
     assert run_cli(capsys, "train", "--resume", "auto", "--steps", "4", "--outdir", str(runs)) != 0
     one_error_line(capsys, "differs from the one this checkpoint was trained on")
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["generate", "--nrow", "-1"], "--nrow must be >= 1, got -1"),
+    (["generate", "--interpolate", "--seed", "1,2", "--display-size", "-5"], "--display-size must be"),
+    (["generate", "--display-size", "100000"], "--display-size must be between"),
+    (["generate", "--out", "{file}/grid.png"], "could not write"),
+    (["generate", "--seed", "1,2", "--out", "{file}/faces"], "could not write"),
+    (["generate", "--interpolate", "--seed", "1,2", "--out", "{file}/walk.gif"], "could not write"),
+    (["export", "--out", "{file}/g.safetensors"], "could not write"),
+    (["generate", "--out", "x.gif"], "is an animation; add --interpolate"),
+    (["generate", "--n", "10001"], "--n must be between 1 and 10,000"),
+    (["generate", "--seed", "0-10000"], "names 10,001 faces; at most 10,000"),
+    (["generate", "--seed", "0-999999999"], "names 1,000,000,000 faces"),
+    (["generate", "--seed", str(2**63 - 2), "--n", "5"], "runs past the last seed"),
+    (["generate", "--interpolate", "--seed", "0-999", "--frames", "600"], "at most 10,000"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_generate_and_export_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                                        expect: str) -> None:
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.models import build_models
+
+    monkeypatch.chdir(tmp_path)
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    model = export_generator(build_models(cfg)[0], cfg, tmp_path / "g.safetensors")
+    (tmp_path / "a-file").write_bytes(b"")  # a file where a folder is needed: unwritable even for root
+    argv = [a.replace("{file}", str(tmp_path / "a-file")) for a in argv]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert run_cli(capsys, *argv, "--checkpoint", str(model)) == 2
+    one_error_line(capsys, expect)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no temp files
 
 
 def test_console_entry_point_and_module() -> None:

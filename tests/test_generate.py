@@ -12,7 +12,7 @@ from facegan.checkpoint import export_generator
 from facegan.cli import main
 from facegan.config import ModelConfig
 from facegan.errors import FaceganError
-from facegan.generate import faces, interpolation, latents, parse_seeds
+from facegan.generate import faces, interpolation, latents, load_generator, parse_seeds
 from facegan.models import build_models
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
@@ -74,3 +74,24 @@ def test_cli_truncation_changes_faces_reproducibly(g: torch.nn.Module, tmp_path:
               *extra])
     read = {n: (tmp_path / f"{n}.png").read_bytes() for n in "abc"}
     assert read["b"] == read["c"] and read["a"] != read["b"]
+
+
+def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> None:
+    """`amp="auto"` (the CLI's and server's default) may round differently from exact fp32, but a
+    seed's face is still independent of its batch, and within bf16 rounding of the fp32 face."""
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.models import build_models
+    from facegan.perf import InferenceGenerator, Perf, for_inference
+
+    g, _ = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), seed=0)
+    path = export_generator(g, g.cfg, tmp_path / "g.safetensors")
+    exact = load_generator(path, amp="off")
+    assert not isinstance(exact, InferenceGenerator)
+    bf16 = for_inference(load_generator(path), torch.device("cpu"), "bf16")
+    assert isinstance(bf16, InferenceGenerator) and bf16.cfg == g.cfg
+    together, alone = faces(bf16, [3, 4, 5]), faces(bf16, [4])
+    assert torch.equal(together[1:2], alone)
+    assert 0 < (together - faces(exact, [3, 4, 5])).abs().max() < 0.05  # bf16 really ran, close to fp32
+    assert for_inference(g, torch.device("cpu"), "off") is g
+    assert Perf(torch.bfloat16, True, None, True, False).amp_dtype == bf16.amp_dtype

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from facegan import perf as perf_module
 from facegan.config import ModelConfig, OptimConfig, PerfConfig
 from facegan.errors import FaceganError
 from facegan.models import build_models
@@ -61,10 +62,14 @@ def test_autocast_step_tracks_fp32(dtype: torch.dtype) -> None:
     assert max_rel_diff(w_low, w_plain) > 0  # it really ran in low precision
 
 
-def test_auto_settings_per_device() -> None:
-    cpu = resolve(PerfConfig(), torch.device("cpu"))
-    # CPU default: fp32 (bit-exact resume), NHWC + fused Adam, reading the memory map
-    assert cpu == Perf(amp_dtype=None, channels_last=True, compile_mode=None, fused_adam=True, resident=False)
+def test_auto_settings_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPU default: NHWC + fused Adam reading the memory map; bf16 only where the CPU has it natively
+    for native, amp in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(perf_module, "cpu_has_native_bf16", lambda native=native: native)
+        cpu = resolve(PerfConfig(), torch.device("cpu"))
+        assert cpu == Perf(amp_dtype=amp, channels_last=True, compile_mode=None, fused_adam=True,
+                           resident=False)
+    assert resolve(PerfConfig(amp="off"), torch.device("cpu")).amp_dtype is None  # exact fp32 on request
     forced = resolve(PerfConfig(amp="fp16", channels_last="on", fused_adam="on"), torch.device("cpu"))
     assert forced.amp_dtype == torch.float16 and forced.needs_scaler and forced.channels_last
 
@@ -89,3 +94,20 @@ def test_models_keep_plain_state_dict_keys_when_compiled() -> None:
     keys = list(copy.deepcopy(g.state_dict()))
     g_step, _ = prepare_models(g, d, Perf(None, False, "default", False, False))
     assert list(g.state_dict()) == keys and g_step is not g
+
+
+def test_native_bf16_detection_follows_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check asks torch's CPU dispatcher (AVX512-BF16 or AMX), never a parsed /proc string."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not perf_module.cpu_has_native_bf16()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert perf_module.cpu_has_native_bf16()
+
+
+def test_resolved_settings_round_trip_to_config() -> None:
+    """What "auto" chose is recorded as explicit values that resolve to the same settings again."""
+    for perf in (Perf(torch.bfloat16, True, None, True, False), Perf(None, False, "default", False, True)):
+        cfg = perf.as_config("default" if perf.compile_mode else "off")
+        assert "auto" not in (cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.resident)
+        assert resolve(cfg, torch.device("cpu")) == perf

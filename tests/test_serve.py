@@ -31,6 +31,7 @@ from facegan.config import ModelConfig
 from facegan.errors import FaceganError
 from facegan.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.models import Generator, build_models
+from facegan.serve import DEFAULT_TRUNCATION
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 60.0
@@ -203,11 +204,15 @@ def test_served_face_is_the_face_generate_writes(server: str, models: dict[str, 
                                                  tmp_path: Path) -> None:
     """A seed names the same face in `facegan generate` and in the server (which runs batches of
     8, so allow one level of rounding where kernels round differently per batch size)."""
-    g = load_generator(models["tiny64"])
-    (path,) = write_faces(faces(g, [7]), [7], tmp_path)
-    served = np.asarray(image(get_ok(f"{server}/api/face.png?seed=7&model=tiny64")[1]))
-    written = np.asarray(Image.open(path).convert("RGB"))
-    assert np.abs(served.astype(int) - written.astype(int)).max() <= 1
+    g = load_generator(models["tiny64"], amp="auto")  # as `facegan generate` and `serve` load it
+    # The API's default variety is `facegan generate --truncation DEFAULT_TRUNCATION`; 0 = untruncated.
+    for query, truncation in (("", DEFAULT_TRUNCATION), ("&truncation=0", None), ("&truncation=1.5", 1.5)):
+        (path,) = write_faces(faces(g, [7], truncation=truncation), [7], tmp_path / query)
+        served = np.asarray(image(get_ok(f"{server}/api/face.png?seed=7&model=tiny64{query}")[1]))
+        written = np.asarray(Image.open(path).convert("RGB"))
+        assert np.abs(served.astype(int) - written.astype(int)).max() <= 1, query
+    full = get_ok(f"{server}/api/face.png?seed=7&model=tiny64&truncation=0")[1]
+    assert full != get_ok(f"{server}/api/face.png?seed=7&model=tiny64")[1]  # it really truncates
 
 
 def test_upscaling_is_crisp_by_default_and_smooth_on_request(server: str) -> None:
@@ -239,9 +244,10 @@ def test_random_grid_names_its_seed(server: str) -> None:
     assert get_ok(f"{server}/api/grid.png?n=4&seed={seed}&model=tiny32")[1] == body
 
 
-@pytest.mark.parametrize("method", ["slerp", "lerp"])
-def test_interpolate_gif(server: str, method: str) -> None:
-    url = f"{server}/api/interpolate.gif?from=3&to=9&frames=7&model=tiny64&size=128&method={method}"
+@pytest.mark.parametrize(("method", "truncation"), [("slerp", "0"), ("lerp", "0"), ("slerp", "1.2")])
+def test_interpolate_gif(server: str, method: str, truncation: str) -> None:
+    url = (f"{server}/api/interpolate.gif?from=3&to=9&frames=7&model=tiny64&size=128&method={method}"
+           f"&truncation={truncation}")
     headers, body = get_ok(url)
     assert headers["content-type"] == "image/gif"
     im = Image.open(io.BytesIO(body))
@@ -256,7 +262,7 @@ def test_interpolate_gif(server: str, method: str) -> None:
 
     # The walk starts at face 3 and ends at face 9 (up to the GIF's 256-colour palette).
     def face(seed: int) -> np.ndarray:
-        url = f"{server}/api/face.png?seed={seed}&model=tiny64&size=128"
+        url = f"{server}/api/face.png?seed={seed}&model=tiny64&size=128&truncation={truncation}"
         return np.asarray(image(get_ok(url)[1])).astype(int)
 
     def dist(a: np.ndarray, b: np.ndarray) -> float:
@@ -295,10 +301,11 @@ def test_page_shows_the_requested_face(server: str) -> None:
     page = body.decode()
     assert headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in headers["content-security-policy"]
-    assert 'id="face" src="/api/face.png?seed=123&amp;model=tiny64&amp;size=512"' in page
+    assert ('id="face" class="smooth" src="/api/face.png?seed=123&amp;model=tiny64&amp;size=512'
+            f'&amp;resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}"') in page
     assert '<span id="seed">123</span>' in page
     assert 'id="permalink" href="/?seed=123&amp;model=tiny64"' in page
-    for element_id in ("new-face", "model", "walk-form", "walk-go"):
+    for element_id in ("new-face", "model", "walk-form", "walk-go", "variety", "upscale", "upscale-note"):
         assert f'id="{element_id}"' in page
     assert "http://" not in page and "https://" not in page, "the page must not need the network"
 
@@ -311,7 +318,7 @@ def test_page_picks_a_new_face_per_load(server: str) -> None:
     assert len(seeds) == 3
 
 
-@pytest.mark.parametrize("query", ["seed=-1", "model=nope", "seed=abc"])
+@pytest.mark.parametrize("query", ["seed=-1", "model=nope", "seed=abc", "truncation=0.01", "resample=cubic"])
 def test_page_rejects_bad_params(server: str, query: str) -> None:
     status, headers, body = fetch(f"{server}/?{query}")
     assert 400 <= status < 500
@@ -342,6 +349,10 @@ def test_page_rejects_bad_params(server: str, query: str) -> None:
     ("/api/interpolate.gif?from=1&to=2&method=cubic", "method"),
     ("/api/interpolate.gif?from=1&to=2&duration=0", "duration"),
     ("/api/interpolate.gif?from=1&to=2&model=nope", "model"),
+    ("/api/face.png?truncation=0.05", "truncation"),
+    ("/api/face.png?truncation=9", "truncation"),
+    ("/api/grid.png?truncation=-1", "truncation"),
+    ("/api/interpolate.gif?from=1&to=2&truncation=nan", "truncation"),
     ("/no/such/route", "not found"),
 ])
 def test_bad_params_give_one_line_json_4xx(server: str, path: str, word: str) -> None:
@@ -465,3 +476,18 @@ def test_unexpected_errors_are_a_generic_500(caplog: pytest.LogCaptureFixture) -
     assert json.loads(body) == {"error": "internal server error"}
     assert b"secret" not in body and b"Traceback" not in body
     assert "secret internals" in caplog.text  # the operator still sees what happened
+
+
+def test_page_offers_variety_and_upscaling_and_names_them_in_the_permalink(server: str) -> None:
+    page = get_ok(f"{server}/?seed=12&model=tiny64")[1].decode()
+    # defaults: the measured variety, smooth upscaling, said on the page
+    assert f'<option value="{DEFAULT_TRUNCATION:g}" selected>' in page
+    assert '<option value="lanczos" selected>smooth (Lanczos)</option>' in page
+    assert "64×64 px face shown at 512 px with smooth Lanczos upscaling" in page
+    assert f"resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}" in page
+    crisp = get_ok(f"{server}/?seed=12&model=tiny64&truncation=0&resample=nearest")[1].decode()
+    assert '<option value="0" selected>full (off)</option>' in crisp and "crisp pixels" in crisp
+    assert 'id="permalink" href="/?seed=12&amp;model=tiny64&amp;truncation=0&amp;resample=nearest"' in crisp
+    assert 'class="crisp"' in crisp and 'id="walk" class="crisp"' in crisp
+    # the walk area stays hidden (no broken-image frame) until a walk is made
+    assert "#walk[hidden] { display: none; }" in page and 'width="256" height="256" hidden>' in page

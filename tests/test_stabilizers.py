@@ -331,7 +331,7 @@ def test_cli_flags_reach_the_config_and_cannot_change_on_resume(
     assert gan == {**GANConfig().__dict__, "loss": "hinge", "ema_kimg": 1.0, "spectral_norm": True,
                    "diffaug": "translation,cutout", "r1_gamma": 0.5, "r1_every": 2, "gp_weight": 5.0}
     assert main(["train", "--resume", str(run), "--steps", "4", "--ema-kimg", "2", "--quiet"]) == 2
-    assert "--ema-kimg cannot change when resuming" in capsys.readouterr().err
+    assert "--ema-kimg (checkpoint 1.0, given 2.0): cannot change when resuming" in capsys.readouterr().err
     assert main(["train", "--data", str(prepared), *TINY, "--steps", "1", "--outdir", str(runs),
                  "--preset", "sngan-da", "--no-spectral-norm", "--diffaug", "none", "--quiet"]) == 0
     latest = max(runs.iterdir())

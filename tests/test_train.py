@@ -16,6 +16,7 @@ from PIL import Image
 
 from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
+from facegan.perf import cpu_has_native_bf16
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
 
@@ -33,9 +34,28 @@ def run_ok(*args: str) -> str:
     return out
 
 
-def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    state = load_checkpoint(ckpt)
-    return {**{f"G.{k}": v for k, v in state["G"].items()}, **{f"D.{k}": v for k, v in state["D"].items()}}
+def assert_same_training_state(a_ckpt: Path, b_ckpt: Path) -> None:
+    """Two checkpoints hold bit-identical training state: G, D, EMA G, both optimizers (moments and
+    step counts), every RNG stream, the AMP scaler, the step and the config."""
+    a, b = load_checkpoint(a_ckpt), load_checkpoint(b_ckpt)
+    assert {"G", "D", "opt_g", "opt_d", "rng"} <= a.keys()
+    assert ("G_ema" in a) == (a["config"]["gan"]["ema_kimg"] > 0)
+    _assert_same(a, b, "checkpoint")
+
+
+def _assert_same(a: object, b: object, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {set(a) ^ set(b)} differ"
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def only_run(root: Path) -> Path:
@@ -71,11 +91,18 @@ def test_training_writes_every_artifact(prepared: Path, tmp_path: Path) -> None:
     assert (runs / "00001-prepared-dcgan32").is_dir()
 
 
-def test_sigkill_and_resume_is_bit_identical(prepared: Path, tmp_path: Path) -> None:
-    common = ["train", "--data", str(prepared), *TINY, "--steps", "240", "--ckpt-every", "20",
-              "--sample-every", "1000", "--log-every", "10", "--quiet"]
+@pytest.mark.parametrize("amp", [
+    "off",
+    pytest.param("bf16", marks=pytest.mark.skipif(
+        not cpu_has_native_bf16(),
+        reason="this CPU has no native bf16 (AVX512-BF16/AMX), so --amp auto is fp32 here")),
+])
+@pytest.mark.parametrize("preset", ["dcgan", "dcgan-plus"])  # dcgan-plus: EMA and DiffAugment
+def test_sigkill_and_resume_is_bit_identical(prepared: Path, tmp_path: Path, amp: str, preset: str) -> None:
+    common = ["train", "--data", str(prepared), "--preset", preset, *TINY, "--steps", "240",
+              "--ckpt-every", "20", "--sample-every", "1000", "--log-every", "10", "--amp", amp, "--quiet"]
     run_ok(*common, "--outdir", str(tmp_path / "a"))
-    reference = weights(only_run(tmp_path / "a") / "checkpoints" / "latest.pt")
+    reference = only_run(tmp_path / "a") / "checkpoints" / "latest.pt"
 
     proc = facegan(*common, "--outdir", str(tmp_path / "b"))
     deadline = time.time() + 120
@@ -90,14 +117,16 @@ def test_sigkill_and_resume_is_bit_identical(prepared: Path, tmp_path: Path) -> 
     assert killed_at < 240
 
     run_ok("train", "--resume", "auto", "--outdir", str(tmp_path / "b"), "--quiet")
-    resumed = weights(run / "checkpoints" / "latest.pt")
-    assert resumed.keys() == reference.keys()
-    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    assert_same_training_state(run / "checkpoints" / "latest.pt", reference)
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["config"]["perf"]["amp"] == amp
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == list(range(10, 241, 10))  # no duplicated or missing records across the kill
 
 
-def test_sigterm_saves_a_checkpoint_and_resume_finishes(prepared: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(prepared: Path, tmp_path: Path,
+                                                        sig: signal.Signals) -> None:
+    """SIGTERM (a scheduler) and SIGHUP (a dropped SSH session) both stop cleanly with a checkpoint."""
     runs = tmp_path / "runs"
     proc = facegan("train", "--data", str(prepared), *TINY, "--steps", "100000", "--ckpt-every", "1000",
                    "--outdir", str(runs), "--quiet")
@@ -105,10 +134,10 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(prepared: Path, tmp_path
     while not [p for p in runs.glob("*/stats.jsonl") if p.stat().st_size]:
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert "SIGTERM" in err and "--resume" in err
+    assert proc.returncode == 128 + sig, err
+    assert sig.name in err and "--resume" in err
     run = only_run(runs)
     saved = load_checkpoint(run / "checkpoints" / "latest.pt")["step"]
     assert 0 < saved < 1000

@@ -29,6 +29,7 @@ from facegan.metrics.cache import (
 from facegan.metrics.frechet import frechet_distance, gaussian_stats
 from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
 from facegan.metrics.kid import kid
+from facegan.metrics.prdc import RandomEmbedding, embed, prdc
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
 from facegan.metrics.swd import swd
 from facegan.models import Generator
@@ -48,10 +49,11 @@ def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Ite
         yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start:start + batch_size]]))
 
 
-def fake_batches(g: Generator, seeds: list[int], batch_size: int) -> Iterator[torch.Tensor]:
+def fake_batches(g: Generator, seeds: list[int], batch_size: int, truncation: float | None = None
+                 ) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face)."""
     for start in range(0, len(seeds), batch_size):
-        yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size))
+        yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size, truncation))
 
 
 def extract_features(
@@ -128,6 +130,7 @@ def evaluate(
     feature_extractor: FeatureExtractor | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    truncation: float | None = None,
 ) -> dict[str, float]:
     """Measure `generator` against `dataset` under named protocols (see facegan.metrics.PROTOCOLS).
 
@@ -136,7 +139,8 @@ def evaluate(
     metrics), so the same generator always gets the same numbers. `num_fake` replaces every
     protocol's generated count (and C2ST's per-class count) for quick checks; the numbers are then
     not comparable with the named protocol, and the result carries "num_fake". `seed` also seeds
-    KID's subsets and C2ST.
+    KID's subsets and C2ST. `truncation` measures the faces `facegan generate --truncation` makes
+    (the result then carries it); by default the full distribution.
 
     FID/KID use the standard Inception network (weights from `inception_weights`,
     $FACEGAN_INCEPTION_WEIGHTS or the torch hub cache; a missing file raises FaceganError before
@@ -175,7 +179,7 @@ def evaluate(
             # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
             seeds = list(range(seed, seed + max(n_fake(p) for p in feature_protocols)))
             fake = extract_features(
-                extractor, fake_batches(generator, seeds, batch_size), device=device,
+                extractor, fake_batches(generator, seeds, batch_size, truncation), device=device,
                 total=len(seeds), desc=f"generated features ({len(seeds)})", progress=progress,
             )
             reals: dict[int, RealStats] = {}
@@ -196,21 +200,32 @@ def evaluate(
             if p.kind == "swd":
                 n = min(n_fake(p), len(dataset))
                 real_img = torch.from_numpy(dataset.images[real_indices(len(dataset), n)])
-                fake_img = torch.cat(list(fake_batches(generator, list(range(seed, seed + n)), batch_size)))
+                fake_seeds = list(range(seed, seed + n))
+                fake_img = torch.cat(list(fake_batches(generator, fake_seeds, batch_size, truncation)))
                 results.update({k.replace("swd", p.name, 1): v
                                 for k, v in swd(real_img, fake_img, seed=seed).items()})
             if p.kind == "c2st":
                 n = min(n_fake(p), len(dataset))
                 real_img = dataset.images[real_indices(len(dataset), n)]
                 c2st_seeds = list(range(seed, seed + n))
-                fake_img = torch.cat(list(fake_batches(generator, c2st_seeds, batch_size)))
+                fake_img = torch.cat(list(fake_batches(generator, c2st_seeds, batch_size, truncation)))
                 res = c2st(real_img, fake_img, seed=seed, device=device)
                 results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
                 results[f"{p.name}_n"] = float(res.n_test)
+            if p.kind == "prdc":
+                n = min(n_fake(p), len(dataset))
+                embedding = RandomEmbedding().to(device)
+                real_rows = real_indices(len(dataset), n)
+                real_feats = embed(embedding, real_batches(dataset, real_rows, batch_size))
+                fake_feats = embed(embedding, fake_batches(generator, list(range(seed, seed + n)),
+                                                           batch_size, truncation))
+                results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
     finally:
         generator.train(was_training)
     if num_fake is not None:
         results["num_fake"] = float(num_fake)
+    if truncation is not None:
+        results["truncation"] = float(truncation)
     return results
 
 

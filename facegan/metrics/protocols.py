@@ -13,7 +13,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 
-Kind = Literal["fid", "kid", "c2st", "swd"]
+Kind = Literal["fid", "kid", "c2st", "swd", "prdc"]
 
 # The real subset (when a dataset is larger than a protocol's cap) is drawn with this fixed seed, so
 # it depends only on the data and the protocol, and cached real features stay valid across runs.
@@ -48,6 +48,9 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              "classifier two-sample test, 2k real vs 2k generated, half held out; no download"),
     Protocol("swd", "swd", 2_000, 2_000,
              "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download"),
+    Protocol("prdc", "prdc", 2_000, 2_000,
+             "precision/recall/density/coverage (k=5), 2k vs 2k in a seeded random ResNet-18 embedding; "
+             "no download"),
 )}
 
 
