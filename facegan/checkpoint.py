@@ -26,7 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from facegan.config import ModelConfig, RunConfig
+from facegan import __version__
+from facegan.config import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
 from facegan.errors import FaceganError
 
 FORMAT = "facegan-checkpoint"
@@ -165,7 +166,9 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     Pruning goes by write order, not step: a run resumed from an older checkpoint keeps what it
     writes now and drops the abandoned, higher-numbered ones first."""
     path = ckpt_dir / f"ckpt-{step:08d}.pt"
-    atomic_save({"format": FORMAT, "version": 1, **state}, path)
+    # Which facegan wrote it and the layout of its config, so later versions can migrate the config.
+    header = {"format": FORMAT, "version": 1, "facegan_version": __version__, "config_schema": CONFIG_SCHEMA}
+    atomic_save({**header, **state}, path)
     older = [p for p in list_checkpoints(ckpt_dir) if p != path]
     _stamp_newest(path, older)
     link_as(path, ckpt_dir / LATEST)
@@ -239,7 +242,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_config(ckpt: dict[str, Any]) -> RunConfig:
-    return RunConfig.from_dict(ckpt["config"])
+    """The checkpoint's RunConfig, migrated from the config schema it was written with (1 when the
+    checkpoint predates the recorded schema)."""
+    return RunConfig.from_dict(migrate_config(ckpt["config"], ckpt.get("config_schema", 1)))
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:

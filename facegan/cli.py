@@ -11,19 +11,6 @@ from typing import Any
 
 from facegan.errors import FaceganError
 
-# Flags of `train` that map onto config fields (flag dest == config field name).
-MODEL_FLAGS = ("size", "latent_dim", "ngf", "ndf", "arch")
-TRAIN_FLAGS = ("data", "batch_size", "epochs", "steps", "seed", "device", "hflip", "log_every",
-               "sample_every", "ckpt_every", "keep_ckpts", "num_samples", "synthetic_count", "eval_every",
-               "eval_metrics", "eval_num_fake", "inception_weights")
-OPTIM_FLAGS = ("lr_g", "lr_d", "beta1", "beta2")
-PERF_FLAGS = ("amp", "channels_last", "compile", "fused_adam", "resident")
-GAN_FLAGS = ("loss", "gp_weight", "ema_kimg", "spectral_norm", "d_norm", "diffaug", "r1_gamma", "r1_every",
-             "label_smoothing", "r2_gamma")
-# What may change when continuing a run: its length, where it runs, and how often it reports.
-RESUMABLE = {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
-             "eval_every", "eval_metrics", "eval_num_fake", "inception_weights", *PERF_FLAGS}
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (not usage + error) and exits 2."""
@@ -34,68 +21,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a GAN", description="Train a DCGAN; defaults are the seeds'.")
-    p.add_argument("--data", help="prepared dataset folder, image folder, .zip, or 'synthetic' (default)")
+    from facegan.cli_config import add_config_flags
+    from facegan.config import DEFAULT_PRESET, preset_names
+
+    p = sub.add_parser("train", help="train a GAN",
+                       description="Train a GAN. Settings resolve as defaults < --preset < --config file < "
+                                   "flags; defaults are the seeds' DCGAN.")
     p.add_argument("--preset", default=None,
-                   help="dcgan (default, seed-faithful), dcgan-z128, tiny, dcgan-plus (dcgan + EMA + "
-                        "DiffAugment), r3gan (residual nets + RpGAN + R1/R2 + EMA), sngan-da")
-    p.add_argument("--arch", choices=("dcgan", "r3gan"),
-                   help="dcgan (default, the seeds' networks) or r3gan (residual G/D, no normalisation)")
-    p.add_argument("--size", type=int, help="image size: 32, 64 (default), 128 or 256")
-    p.add_argument("--latent-dim", type=int, help="length of z (default 100)")
-    p.add_argument("--ngf", type=int, help="generator width (default 64)")
-    p.add_argument("--ndf", type=int, help="discriminator width (default 64)")
-    p.add_argument("--batch-size", type=int, help="default 128")
-    p.add_argument("--epochs", type=int, help="passes over the data (default 5)")
-    p.add_argument("--steps", type=int, help="total training steps; overrides --epochs")
-    p.add_argument("--lr", type=float, help="learning rate of both G and D (default 2e-4)")
-    p.add_argument("--lr-g", type=float, help="generator learning rate")
-    p.add_argument("--lr-d", type=float, help="discriminator learning rate")
-    p.add_argument("--beta1", type=float, help="Adam beta1 (default 0.5)")
-    p.add_argument("--beta2", type=float, help="Adam beta2 (default 0.999)")
-    p.add_argument("--seed", type=int, help="run seed: init, data order, noise (default 0)")
-    p.add_argument("--device", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, mps")
-    p.add_argument("--hflip", action="store_true", default=None, help="random horizontal flips")
-    p.add_argument("--log-every", type=int, help="steps between stats records (default 10)")
-    p.add_argument("--sample-every", type=int, help="steps between sample grids (default 200)")
-    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 500)")
-    p.add_argument("--keep-ckpts", type=int, help="numbered checkpoints to keep (default 3)")
-    p.add_argument("--num-samples", type=int, help="images in the fixed-noise grid (default 64)")
-    p.add_argument("--synthetic-count", type=int, help="images in the synthetic set (default 8192)")
-    perf = p.add_argument_group("speed (same training semantics; 'auto' picks per device)")
-    perf.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"),
-                      help="autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
-                           "AVX512-BF16 or AMX; fp32 elsewhere). off = exact fp32")
-    perf.add_argument("--channels-last", choices=("auto", "on", "off"), help="NHWC memory format")
-    perf.add_argument("--compile", choices=("off", "default", "max-autotune", "reduce-overhead"),
-                      help="torch.compile G and D (reduce-overhead adds CUDA graphs); default off")
-    perf.add_argument("--fused-adam", choices=("auto", "on", "off"), help="fused Adam kernel")
-    perf.add_argument("--resident", choices=("auto", "on", "off"),
-                      help="copy the uint8 dataset to the device once (auto: on for GPUs)")
-    gan = p.add_argument_group("stabilizers (all off in dcgan; fixed for the life of a run)")
-    gan.add_argument("--loss", choices=("bce", "hinge", "lsgan", "wgan-gp", "rpgan"),
-                     help="GAN objective (default bce, the seeds' non-saturating loss; rpgan = "
-                          "relativistic pairing)")
-    gan.add_argument("--gp-weight", type=float, help="gradient-penalty weight of wgan-gp (default 10)")
-    gan.add_argument("--ema-kimg", type=float,
-                     help="EMA of G's weights, half-life in thousands of images (0 = off, default)")
-    gan.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
-                     help="spectral norm on D's convs (default off)")
-    gan.add_argument("--d-norm", choices=("auto", "batch", "layer", "none"),
-                     help="D's hidden-layer norm; auto: none with spectral norm, else layer with wgan-gp "
-                          "or R1, else batch")
-    gan.add_argument("--diffaug", type=lambda s: "" if s.lower() in ("none", "off") else s,
-                     help="DiffAugment ops, a comma list of color,translation,cutout (default none)")
-    gan.add_argument("--r1-gamma", type=float, help="R1 penalty gamma on real images (0 = off, default)")
-    gan.add_argument("--r2-gamma", type=float, help="R2 penalty gamma on generated images (0 = off, default)")
-    gan.add_argument("--r1-every", type=int, help="apply R1 and R2 every N steps, scaled by N (default 16)")
-    gan.add_argument("--label-smoothing", type=float,
-                     help="one-sided: D's real target is 1 - s (bce only; default 0)")
-    ev = p.add_argument_group("evaluation during training (metrics.jsonl, TensorBoard, checkpoints/best.pt)")
-    ev.add_argument("--eval-every", type=int, help="steps between evaluations (default 0: never)")
-    ev.add_argument("--eval-metrics", help="comma list (default c2st); the first picks best.pt, e.g. fid10k")
-    ev.add_argument("--eval-num-fake", type=int, help="generated images per evaluation (default: protocol's)")
-    ev.add_argument("--inception-weights", help="local pt_inception-2015-12-05-6726825d.pth for fid/kid")
+                   help=f"a named starting config: {', '.join(preset_names())} (default {DEFAULT_PRESET}); "
+                        f"see facegan/presets/*.yaml")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="a YAML config file (the layout --print-config prints; partial files are fine): "
+                        "overrides the preset, flags override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as YAML (ready for --config) and exit without training")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve everything, build the models, run one step on a random batch of 2, print "
+                        "the plan and exit; writes nothing")
+    add_config_flags(p)
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
     p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -103,23 +46,31 @@ def _add_train(sub: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from facegan.config import preset_config, with_overrides
-    from facegan.loop import train
+    from facegan.cli_config import given_settings
+    from facegan.config import flat_fields, load_config_file, resolve_config, resumable_fields, to_yaml
+    from facegan.loop import dry_run, train
 
-    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS + OPTIM_FLAGS + PERF_FLAGS + GAN_FLAGS
-             if getattr(args, k) is not None}
-    if args.lr is not None:
-        given.setdefault("lr_g", args.lr)
-        given.setdefault("lr_d", args.lr)
+    given = given_settings(args)
+    file = load_config_file(args.config) if args.config else {}
     if args.resume:
-        # Other flags may repeat the checkpoint's values (the original command + --resume); train()
-        # refuses real changes, naming the flag, once it has read the checkpoint's config.
-        if args.preset:
-            given["preset"] = args.preset
+        if args.print_config or args.dry_run:
+            raise FaceganError("--print-config and --dry-run describe a new run; they do not combine with "
+                               "--resume")
+        # The file's settings and the flags may repeat the checkpoint's values (the original command +
+        # --resume); train() refuses real changes, naming the flag, once it has read the checkpoint.
+        given = {**flat_fields(file), **given}
+        if args.preset or file.get("preset"):
+            given["preset"] = args.preset or file["preset"]
         result = train(None, Path(args.outdir), resume=args.resume, overrides_on_resume=given,  # type: ignore[arg-type]
-                       quiet=args.quiet, resumable=RESUMABLE)
+                       quiet=args.quiet, resumable=resumable_fields())
     else:
-        cfg = with_overrides(preset_config(args.preset or "dcgan"), given)
+        cfg = resolve_config(args.preset, file, given)
+        if args.print_config:
+            print(to_yaml(cfg), end="")
+            return 0
+        if args.dry_run:
+            print("\n".join(dry_run(cfg, Path(args.outdir))))
+            return 0
         result = train(cfg, Path(args.outdir), quiet=args.quiet)
     with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) must not turn a clean stop into a crash
         print(f"run folder: {result.run_dir} (step {result.step})")
@@ -332,6 +283,32 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
     _add_inference_amp(p)
+    from facegan.serve_limits import ServeLimits
+
+    d = ServeLimits()
+    g = p.add_argument_group("workers and limits (the limits hold per worker process)")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes sharing the port, each loading the generators (default 1)")
+    g.add_argument("--header-timeout", type=float, default=d.header_timeout, metavar="S",
+                   help=f"seconds a client has to send a whole request; slower ones get a 408 "
+                        f"(default {d.header_timeout:g})")
+    g.add_argument("--send-timeout", type=float, default=d.send_timeout, metavar="S",
+                   help=f"drop a connection whose client reads nothing for S seconds (default "
+                        f"{d.send_timeout:g})")
+    g.add_argument("--keep-alive", type=int, default=d.keep_alive, metavar="S",
+                   help=f"seconds an idle keep-alive connection stays open (default {d.keep_alive})")
+    g.add_argument("--conns-per-client", type=int, default=d.conns_per_client, metavar="N",
+                   help=f"open connections per client address, 0 = no cap (default {d.conns_per_client})")
+    g.add_argument("--budget-mpix", type=float, default=d.budget_mpix, metavar="MPX",
+                   help=f"megapixels of images being made at once, all clients together; more "
+                        f"waits, then gets a 429 (default {d.budget_mpix:g})")
+    g.add_argument("--client-budget-mpix", type=float, default=d.client_budget_mpix, metavar="MPX",
+                   help=f"megapixels one client may have in the making (default {d.client_budget_mpix:g})")
+    g.add_argument("--budget-wait", type=float, default=d.budget_wait, metavar="S",
+                   help=f"seconds a request may wait for budget before a 429 (default {d.budget_wait:g})")
+    g.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
+                   help="comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names "
+                        "the client; they are exempt from --conns-per-client (default: none)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -376,7 +353,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if name in sources:
             raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
         sources[name] = path
-    serve(sources, args.host, args.port, args.device, amp=args.amp)
+    from facegan.serve_limits import ServeLimits
+
+    limits = ServeLimits(
+        header_timeout=args.header_timeout, send_timeout=args.send_timeout, keep_alive=args.keep_alive,
+        conns_per_client=args.conns_per_client, budget_mpix=args.budget_mpix,
+        client_budget_mpix=args.client_budget_mpix, budget_wait=args.budget_wait,
+        forwarded_allow_ips=tuple(ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()))
+    serve(sources, args.host, args.port, args.device, amp=args.amp, workers=args.workers, limits=limits)
     return 0
 
 

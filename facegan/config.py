@@ -2,19 +2,66 @@
 
 The defaults are the seed write-ups' DCGAN (Radford et al. as used by the PyTorch example): 64×64 RGB,
 latent 100, ngf = ndf = 64, Adam(2e-4, β=(0.5, 0.999)), batch 128, BCE with real=1 / fake=0.
+
+Every setting is declared here once, with `setting(...)`: its type and default, its help text, its
+choices and whether a resume may change it. `facegan train`'s flags (facegan/cli_config.py), config
+files, presets (facegan/presets/*.yaml) and the resume check are all derived from these fields.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from facegan.errors import FaceganError
 
 SIZES = (32, 64, 128, 256)
 ARCHS = ("dcgan", "r3gan")
+# The choice lists, each defined once: the dataclasses validate with them and `facegan train` offers them.
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+AUTO_ON_OFF = ("auto", "on", "off")
+COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
+GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
+D_NORMS = ("auto", "batch", "layer", "none")
+DIFFAUG_OPS = ("color", "translation", "cutout")
+# Version of the config layout in checkpoints and config files; bump it (and add a migration below)
+# whenever a field is added, removed, renamed or changes its default.
+CONFIG_SCHEMA = 2
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resumable: bool = False,
+            parse: Callable[[str], Any] | None = None, group: str | None = None, flag: bool = True) -> Any:
+    """A config field plus what its `facegan train` flag needs (facegan/cli_config.py reads it).
+
+    help: the flag's help, without the default (that is appended from `default`). choices: the allowed
+    values, checked by the dataclass and offered by the flag. resumable: may change when a run is
+    resumed. parse: converts the flag's text (e.g. "none" → ""). group: a help section other than the
+    dataclass's. flag: False for fields that are not meant to be set from the command line.
+    """
+    meta = {"help": help, "choices": choices, "resumable": resumable, "parse": parse, "group": group,
+            "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+def _check_choices(obj: Any) -> None:
+    """Refuse a value outside its field's `choices`, in the flags' one-line style."""
+    for f in fields(obj):
+        allowed = f.metadata.get("choices")
+        if allowed is not None and getattr(obj, f.name) not in allowed:
+            raise FaceganError(f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                               f"got {getattr(obj, f.name)!r}")
+
+
+def _none_is_empty(text: str) -> str:
+    return "" if text.lower() in ("none", "off") else text
 
 
 @dataclass(frozen=True)
@@ -25,17 +72,18 @@ class ModelConfig:
     G and D without normalisation, R3GAN-style; `facegan/r3gan.py`). ngf/ndf set the widths of both.
     """
 
-    size: int = 64
-    latent_dim: int = 100
-    ngf: int = 64
-    ndf: int = 64
-    channels: int = 3
-    arch: str = "dcgan"
+    size: int = setting(64, "image size: 32, 64, 128 or 256 (one network stage per doubling)")
+    latent_dim: int = setting(100, "length of z")
+    ngf: int = setting(64, "generator width")
+    ndf: int = setting(64, "discriminator width")
+    # Not a flag: every dataset facegan prepares is RGB.
+    channels: int = setting(3, "image channels", flag=False)
+    arch: str = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)",
+                        choices=ARCHS)
 
     def __post_init__(self) -> None:
         check_size(self.size)
-        if self.arch not in ARCHS:
-            raise FaceganError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        _check_choices(self)
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -45,33 +93,38 @@ class ModelConfig:
 class OptimConfig:
     """Adam for both networks, as in the DCGAN paper."""
 
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr_g: float = setting(2e-4, "generator learning rate")
+    lr_d: float = setting(2e-4, "discriminator learning rate")
+    beta1: float = setting(0.5, "Adam beta1")
+    beta2: float = setting(0.999, "Adam beta2")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything about one training run except the architecture and optimizer."""
 
-    data: str = "synthetic"
-    batch_size: int = 128
-    epochs: int = 5
-    steps: int | None = None  # when set, overrides `epochs`
-    seed: int = 0
-    device: str = "auto"
-    hflip: bool = False  # the seeds do not flip; a common, label-free augmentation for faces
-    log_every: int = 10
-    sample_every: int = 200
-    ckpt_every: int = 500
-    keep_ckpts: int = 3
-    num_samples: int = 64  # size of the fixed-noise grid
-    synthetic_count: int = 8192  # images drawn when `data` is "synthetic"
-    eval_every: int = 0  # steps between quality measurements during training; 0 = never
-    eval_metrics: str = "c2st"  # comma list of metric protocols; the first one picks the best checkpoint
-    eval_num_fake: int = 0  # generated images per evaluation; 0 = the protocol's own count
-    inception_weights: str | None = None  # local FID Inception weights for fid*/kid* metrics
+    data: str = setting("synthetic", "prepared dataset folder, image folder, .zip, or 'synthetic'")
+    batch_size: int = setting(128, "images per step")
+    epochs: int = setting(5, "passes over the data", resumable=True)
+    steps: int | None = setting(None, "total training steps; overrides --epochs", resumable=True)
+    seed: int = setting(0, "run seed: init, data order, noise")
+    device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", resumable=True)
+    # The seeds do not flip; a common, label-free augmentation for faces.
+    hflip: bool = setting(False, "random horizontal flips")
+    log_every: int = setting(10, "steps between stats records", resumable=True)
+    sample_every: int = setting(200, "steps between sample grids", resumable=True)
+    ckpt_every: int = setting(500, "steps between checkpoints", resumable=True)
+    keep_ckpts: int = setting(3, "numbered checkpoints to keep", resumable=True)
+    num_samples: int = setting(64, "images in the fixed-noise grid")
+    synthetic_count: int = setting(8192, "images in the synthetic set (--data synthetic)")
+    eval_every: int = setting(0, "steps between quality measurements; 0 = never", resumable=True,
+                              group="eval")
+    eval_metrics: str = setting("c2st", "comma list of metric protocols; the first picks best.pt, "
+                                "e.g. fid10k", resumable=True, group="eval")
+    eval_num_fake: int = setting(0, "generated images per evaluation; 0 = the protocol's own count",
+                                 resumable=True, group="eval")
+    inception_weights: str | None = setting(None, "local pt_inception-2015-12-05-6726825d.pth for fid/kid",
+                                            resumable=True, group="eval")
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
@@ -94,25 +147,19 @@ class PerfConfig:
     path. A run's config.json records the resolved values, never "auto".
     """
 
-    amp: str = "auto"  # auto | off | bf16 | fp16 (fp16 uses a GradScaler)
-    channels_last: str = "auto"  # auto | on | off
-    compile: str = "off"  # off | default | max-autotune | reduce-overhead (CUDA graphs)
-    fused_adam: str = "auto"  # auto | on | off (off = foreach)
-    resident: str = "auto"  # auto | on | off: copy the uint8 dataset to the device once
+    amp: str = setting("auto", "autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
+                       "AVX512-BF16 or AMX; fp32 elsewhere); off = exact fp32; fp16 uses a GradScaler",
+                       choices=AMP_MODES, resumable=True)
+    channels_last: str = setting("auto", "NHWC memory format", choices=AUTO_ON_OFF, resumable=True)
+    compile: str = setting("off", "torch.compile G and D (reduce-overhead adds CUDA graphs)",
+                           choices=COMPILE_MODES, resumable=True)
+    fused_adam: str = setting("auto", "fused Adam kernel (off = foreach)", choices=AUTO_ON_OFF,
+                              resumable=True)
+    resident: str = setting("auto", "copy the uint8 dataset to the device once (auto: on for GPUs)",
+                            choices=AUTO_ON_OFF, resumable=True)
 
     def __post_init__(self) -> None:
-        choices = {"amp": ("auto", "off", "bf16", "fp16"), "channels_last": ("auto", "on", "off"),
-                   "compile": ("off", "default", "max-autotune", "reduce-overhead"),
-                   "fused_adam": ("auto", "on", "off"), "resident": ("auto", "on", "off")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise FaceganError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                                   f"got {getattr(self, name)!r}")
-
-
-GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
-D_NORMS = ("auto", "batch", "layer", "none")
-DIFFAUG_OPS = ("color", "translation", "cutout")
+        _check_choices(self)
 
 
 @dataclass(frozen=True)
@@ -134,22 +181,22 @@ class GANConfig:
     label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only).
     """
 
-    loss: str = "bce"
-    gp_weight: float = 10.0  # λ of WGAN-GP; only read when loss is wgan-gp
-    ema_kimg: float = 0.0
-    spectral_norm: bool = False
-    d_norm: str = "auto"
-    diffaug: str = ""
-    r1_gamma: float = 0.0
-    r1_every: int = 16
-    label_smoothing: float = 0.0
-    r2_gamma: float = 0.0
+    loss: str = setting("bce", "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
+                        "rpgan (relativistic pairing)", choices=GAN_LOSSES)
+    gp_weight: float = setting(10.0, "gradient-penalty weight of wgan-gp")
+    ema_kimg: float = setting(0.0, "EMA of G's weights, half-life in thousands of images (0 = off)")
+    spectral_norm: bool = setting(False, "spectral norm on D's convs")
+    d_norm: str = setting("auto", "D's hidden-layer norm; auto: none with spectral norm, else layer with "
+                          "wgan-gp or R1, else batch", choices=D_NORMS)
+    diffaug: str = setting("", "DiffAugment ops, a comma list of color,translation,cutout, or none",
+                           parse=_none_is_empty)
+    r1_gamma: float = setting(0.0, "R1 penalty gamma on real images (0 = off)")
+    r1_every: int = setting(16, "apply R1 and R2 every N steps, scaled by N")
+    label_smoothing: float = setting(0.0, "one-sided: D's real target is 1 - s (bce only)")
+    r2_gamma: float = setting(0.0, "R2 penalty gamma on generated images (0 = off)")
 
     def __post_init__(self) -> None:
-        if self.loss not in GAN_LOSSES:
-            raise FaceganError(f"--loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
-        if self.d_norm not in D_NORMS:
-            raise FaceganError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        _check_choices(self)
         for name in ("gp_weight", "ema_kimg", "r1_gamma", "r2_gamma"):
             if getattr(self, name) < 0:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
@@ -242,55 +289,205 @@ def check_size(size: int) -> int:
     return size
 
 
-# γ of R1 and R2 in the r3gan preset, chosen by a pilot on the 6k CelebA sample (README).
-R3GAN_GAMMA = 1.0
+# Presets are data: partial config files in facegan/presets/<name>.yaml (the layout --print-config
+# prints), so a preset and a user's --config file are read by the same code and checked the same way.
+DEFAULT_PRESET = "dcgan"
 
-# Presets are partial overrides of the defaults, grouped by section.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # The seed DCGAN (PyTorch example / anh-nn01 / neptune write-ups): latent 100.
-    "dcgan": {},
-    # The Jovian/anime write-ups' variant: latent tensor of shape (128, 1, 1).
-    "dcgan-z128": {"model": {"latent_dim": 128}},
-    # A small, quick DCGAN for CPU demos (the README's first command): 32×32, half-width nets.
-    "tiny": {
-        "model": {"size": 32, "ngf": 32, "ndf": 32},
-        "train": {"batch_size": 64, "epochs": 12, "sample_every": 100, "ckpt_every": 250, "log_every": 5},
-    },
-    # The stronger DCGAN-size preset, chosen by measurement (README "Quality"): the seed DCGAN plus
-    # G's weights averaged with a 10 kimg half-life (StyleGAN's default; samples, export and evaluation
-    # use the average) and DiffAugment color,translation (Zhao et al. 2020) for small datasets. On the
-    # 6k CelebA sample at equal budget it beat dcgan (SWD 21.4 vs 25.6) and sngan-da (40.1).
-    "dcgan-plus": {
-        "gan": {"diffaug": "color,translation", "ema_kimg": 10.0},
-    },
-    # The modern architecture (README "Which architecture"): R3GAN-style residual G and D without
-    # normalisation (facegan/r3gan.py), relativistic pairing loss with R1 on real and R2 on fake images
-    # (Huang et al. 2024), Adam β = (0, 0.99) as in R3GAN/StyleGAN2, EMA 10 kimg and DiffAugment
-    # color,translation for small datasets as in dcgan-plus. The penalties are lazy (every 16 steps,
-    # scaled by 16; StyleGAN2) to keep a CPU step cheap.
-    "r3gan": {
-        "model": {"arch": "r3gan"},
-        "optim": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99},
-        "gan": {"loss": "rpgan", "r1_gamma": R3GAN_GAMMA, "r2_gamma": R3GAN_GAMMA, "r1_every": 16,
-                "ema_kimg": 10.0, "diffaug": "color,translation"},
-    },
-    # SN-GAN-style variant that lost that comparison at a short budget, kept for longer runs: hinge
-    # loss + spectral norm on D's convs, D without BatchNorm (Miyato et al. 2018, setting C: Adam(2e-4,
-    # β=(0.5, 0.999)), one D step per G step), DiffAugment color,translation,cutout, EMA 10 kimg.
-    "sngan-da": {
-        "optim": {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999},
-        "gan": {"loss": "hinge", "spectral_norm": True, "d_norm": "auto",
-                "diffaug": "color,translation,cutout", "ema_kimg": 10.0},
-    },
-}
+
+def preset_names() -> list[str]:
+    """The shipped presets, the default first, then alphabetically."""
+    names = sorted(p.name[: -len(".yaml")] for p in _presets_dir().iterdir() if p.name.endswith(".yaml"))
+    return sorted(names, key=lambda n: n != DEFAULT_PRESET)
+
+
+def _presets_dir() -> Any:
+    return resources.files("facegan") / "presets"
+
+
+@functools.cache
+def _preset_sections(name: str) -> dict[str, dict[str, Any]]:
+    if name not in preset_names():
+        raise FaceganError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
+    where = f"preset {name}"
+    raw = parse_config_yaml((_presets_dir() / f"{name}.yaml").read_text(encoding="utf-8"), where)
+    if "preset" in raw or "schema" in raw:  # a preset cannot name another preset
+        raise FaceganError(f"{where}: only config sections belong in a preset, not 'preset' or 'schema'")
+    return raw
 
 
 def preset_config(name: str) -> RunConfig:
     """The RunConfig of a named preset."""
-    if name not in PRESETS:
-        raise FaceganError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    over = PRESETS[name]
-    return RunConfig(preset=name, **{sec: kind(**over.get(sec, {})) for sec, kind in section_types().items()})
+    return apply_sections(RunConfig(preset=name), _preset_sections(name))
+
+
+def __getattr__(name: str) -> Any:
+    """`PRESETS` ({name: partial sections}) and `R3GAN_GAMMA`, read from the preset files on first use."""
+    if name == "PRESETS":
+        return {n: copy.deepcopy(_preset_sections(n)) for n in preset_names()}
+    if name == "R3GAN_GAMMA":  # γ of R1 and R2 in the r3gan preset, chosen by a pilot (README)
+        return preset_config("r3gan").gan.r1_gamma
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------- config files (YAML)
+
+
+def field_type(kind: type, name: str) -> tuple[type, bool]:
+    """(base type, None allowed) of a section field, e.g. (int, True) for `steps: int | None`."""
+    hint = typing.get_type_hints(kind)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return (args[0] if args else hint), type(None) in typing.get_args(hint)
+
+
+def _coerce(kind: type, name: str, value: Any, where: str, section: str) -> Any:
+    """A YAML value as the field's type, or one line naming the key. YAML 1.1 (PyYAML) reads `2e-4`
+    as a string, so numeric strings are accepted for float fields."""
+    base, optional = field_type(kind, name)
+    if value is None and optional:
+        return None
+    if base is float and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif (base is int and isinstance(value, int) and not isinstance(value, bool)) \
+            or (base in (str, bool) and isinstance(value, base)):
+        return value
+    want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
+    raise FaceganError(f"{where}: {section}.{name} must be {want}{' or null' if optional else ''}, "
+                       f"got {value!r}")
+
+
+def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
+    """A config file's text → {"preset"?, "schema"?, section: {field: value}}, every key checked.
+
+    Partial files are fine (what they leave out comes from the preset); an unknown key is one line
+    naming it, so a typo never passes silently."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or err
+        raise FaceganError(f"{where} is not valid YAML ({problem}{at})") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise FaceganError(f"{where} must hold a mapping of config sections, not a {type(raw).__name__}")
+    kinds = section_types()
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "schema":
+            if value != CONFIG_SCHEMA:
+                raise FaceganError(f"{where}: schema {value!r} is not this facegan's config schema "
+                                   f"({CONFIG_SCHEMA}); re-create the file with --print-config")
+            out[key] = value
+        elif key == "preset":
+            if not isinstance(value, str):
+                raise FaceganError(f"{where}: preset must be a preset name, got {value!r}")
+            out[key] = value
+        elif key in kinds:
+            value = {} if value is None else value
+            if not isinstance(value, dict):
+                raise FaceganError(f"{where}: {key} must be a mapping of its settings, got {value!r}")
+            known = [f.name for f in fields(kinds[key])]
+            for name in value:
+                if name not in known:
+                    raise FaceganError(f"{where}: unknown key '{key}.{name}' ({key} has: {', '.join(known)})")
+            out[key] = {name: _coerce(kinds[key], name, v, where, key) for name, v in value.items()}
+        else:
+            raise FaceganError(f"{where}: unknown key {key!r} (a config file has: schema, preset, "
+                               f"{', '.join(kinds)})")
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read and check a `--config` YAML file (see `parse_config_yaml`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise FaceganError(f"--config {str(path)!r}: cannot read it ({reason})") from None
+    return parse_config_yaml(text, str(path))
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    """The complete config as a YAML config file, in field order, ready to edit and pass to --config."""
+    import yaml
+
+    body = yaml.safe_dump({"schema": CONFIG_SCHEMA, **cfg.to_dict()}, sort_keys=False, allow_unicode=True)
+    return f"# facegan train config; edit and run: facegan train --config FILE.yaml\n{body}"
+
+
+def apply_sections(base: RunConfig, sections: dict[str, Any]) -> RunConfig:
+    """`base` with the fields of partial `{section: {field: value}}` replaced (keys already checked)."""
+    changes = {sec: dataclasses.replace(getattr(base, sec), **vals)
+               for sec, vals in sections.items() if sec in section_types() and vals}
+    return base.replace(**changes)
+
+
+def resolve_config(preset: str | None, file: dict[str, Any] | None, flags: dict[str, Any]) -> RunConfig:
+    """Layer the settings: defaults < preset < config file < flags given on the command line.
+
+    The preset is `preset` (the --preset flag), else the file's `preset`, else dcgan."""
+    file = file or {}
+    name = preset or file.get("preset") or DEFAULT_PRESET
+    return with_overrides(apply_sections(preset_config(name), file), flags)
+
+
+def flat_fields(sections: dict[str, Any]) -> dict[str, Any]:
+    """`{section: {field: value}}` → `{field: value}` (field names are unique across sections)."""
+    return {k: v for sec, vals in sections.items() if sec in section_types() for k, v in vals.items()}
+
+
+def resumable_fields() -> frozenset[str]:
+    """Fields a resumed run may change (its length, where it runs, how often it reports)."""
+    return frozenset(f.name for kind in section_types().values() for f in fields(kind)
+                     if f.metadata.get("resumable"))
+
+
+# ----------------------------------------------------------------------------- checkpoint migrations
+
+
+def migrate_config(raw: dict[str, Any], schema: int) -> dict[str, Any]:
+    """A checkpoint's config dict written under `schema`, brought to CONFIG_SCHEMA.
+
+    Each step pins what the older format meant, so an old checkpoint keeps training as it did even
+    after a default changes."""
+    if not isinstance(schema, int) or schema < 1:
+        raise FaceganError(f"invalid config schema {schema!r} in this checkpoint")
+    if schema > CONFIG_SCHEMA:
+        raise FaceganError(f"this checkpoint was written by a newer facegan (config schema {schema}; this "
+                           f"one reads up to {CONFIG_SCHEMA}); upgrade facegan to use it")
+    out = copy.deepcopy(raw)
+    for step in range(schema, CONFIG_SCHEMA):
+        out = _MIGRATIONS[step](out)
+    return out
+
+
+def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1: checkpoints before the schema was recorded (facegan 0.1.0 up to R3GAN). Their
+    sections may lack fields added later; those get the value that reproduces what the run did."""
+    pinned: dict[str, dict[str, Any]] = {
+        "model": {"arch": "dcgan"},  # only the DCGAN networks existed
+        "gan": {"r2_gamma": 0.0},  # no R2 penalty existed
+    }
+    if "perf" not in raw:  # written before the speed settings: the plain fp32 path
+        pinned["perf"] = {"amp": "off", "channels_last": "off", "compile": "off", "fused_adam": "off",
+                          "resident": "off"}
+    out = {"preset": raw.get("preset", DEFAULT_PRESET)}
+    for sec, kind in section_types().items():
+        given = raw.get(sec, {})
+        defaults = {f.name: f.default for f in fields(kind)}
+        out[sec] = {**defaults, **pinned.get(sec, {}), **given}
+    return out
+
+
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
 
 
 def with_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -16,8 +16,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from facegan.checkpoint import load_checkpoint, load_state, read_exported
-from facegan.config import RunConfig
+from facegan.checkpoint import checkpoint_config, load_checkpoint, load_state, read_exported
 from facegan.errors import FaceganError
 from facegan.models import Generator, build_generator
 from facegan.perf import for_inference
@@ -42,7 +41,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
         cfg, state = read_exported(path)
     else:
         ckpt = load_checkpoint(path)
-        cfg = RunConfig.from_dict(ckpt["config"]).model
+        cfg = checkpoint_config(ckpt).model
         state = ckpt["G_ema"] if "G_ema" in ckpt else ckpt["G"]
     g = build_generator(cfg)
     load_state(g, state, "generator", str(path))

@@ -31,7 +31,7 @@ from facegan.checkpoint import (
     save_checkpoint,
 )
 from facegan.config import RunConfig, section_types
-from facegan.data import SYNTHETIC, BatchSource, PackedDataset, real_sample, resolve_dataset
+from facegan.data import SYNTHETIC, BatchSource, PackedDataset, is_prepared, real_sample, resolve_dataset
 from facegan.ema import EMA
 from facegan.errors import FaceganError
 from facegan.generate import grid
@@ -39,7 +39,7 @@ from facegan.models import build_models
 from facegan.perf import Perf, for_inference, make_optimizers, make_scaler, prepare_models
 from facegan.perf import resolve as resolve_perf
 from facegan.step import StepStats, sample_latent, train_step
-from facegan.tracking import RunLogger, latest_run_with_checkpoint, new_run_dir
+from facegan.tracking import RunLogger, latest_run_with_checkpoint, new_run_dir, next_run_dir
 
 
 def pick_device(name: str) -> torch.device:
@@ -249,6 +249,74 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
                 print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
                       f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
     return TrainResult(run_dir, step, interrupted, stop.signum)
+
+
+def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
+    """Check that `train(cfg)` would start, writing nothing: resolve the device and speed settings,
+    count the data, build the models and run one training step on a random batch of 2. Returns the
+    plan as lines to print."""
+    tc = cfg.train
+    device = pick_device(tc.device)
+    if tc.eval_every:
+        _check_eval_setup(tc.eval_metrics, tc.inception_weights)
+    count, data = _dataset_plan(tc.data, cfg.model.size, tc.synthetic_count)
+    if tc.batch_size > count:
+        raise FaceganError(f"--batch-size {tc.batch_size} is larger than the dataset ({count} images)")
+    per_epoch = count // tc.batch_size
+    total = tc.steps if tc.steps is not None else tc.epochs * per_epoch
+    length = "--steps" if tc.steps is not None else f"{tc.epochs} epochs of {per_epoch:,}"
+    perf = resolve_perf(cfg.perf, device)
+    # The models' own seeded generator and a private step rng: the process's global RNGs stay untouched.
+    g, d = build_models(cfg.model, seed=tc.seed, gan=cfg.gan)
+    g, d = g.to(device), d.to(device)
+    g_step, d_step = prepare_models(g, d, perf)
+    ema = EMA(g, cfg.gan.ema_kimg, tc.batch_size) if cfg.gan.ema_kimg > 0 else None
+    opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
+    rng = torch.Generator(device).manual_seed(tc.seed)
+    shape = (2, cfg.model.channels, cfg.model.size, cfg.model.size)
+    real = torch.rand(shape, generator=rng, device=device) * 2 - 1
+    if perf.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    t0 = time.perf_counter()
+    # Step 0 also runs the lazy R1/R2 penalties, so every configured term is exercised.
+    stats = train_step(g_step, d_step, opt_g, opt_d, real, rng, gan=cfg.gan, step=0,
+                       amp_dtype=perf.amp_dtype, scaler=make_scaler(perf, device))
+    if ema is not None:
+        ema.update(g)
+    loss_d, loss_g = float(stats.loss_d), float(stats.loss_g)
+    seconds = time.perf_counter() - t0
+    if not (np.isfinite(loss_d) and np.isfinite(loss_g)):
+        raise FaceganError(f"the first step on a random batch gave Loss_D {loss_d}, Loss_G {loss_g}; "
+                           f"check the learning rates and loss settings")
+    n_g = sum(p.numel() for p in g.parameters())
+    n_d = sum(p.numel() for p in d.parameters())
+    return [
+        f"preset         {cfg.preset} ({cfg.model.arch}, {cfg.model.size}px, loss {cfg.gan.loss})",
+        f"device         {device}: {perf.describe()}",
+        f"data           {data}",
+        f"steps          {total:,} ({length} steps, batch {tc.batch_size})",
+        f"run folder     {next_run_dir(runs_root, run_name(cfg))}",
+        f"generator      {n_g:,} parameters",
+        f"discriminator  {n_d:,} parameters",
+        f"first step     ok on a random batch of 2 in {seconds:.2f} s "
+        f"(Loss_D {loss_d:.3f}, Loss_G {loss_g:.3f})",
+        "dry run: nothing was written",
+    ]
+
+
+def _dataset_plan(data: str, size: int, synthetic_count: int) -> tuple[int, str]:
+    """(image count, description) of `data`, without preparing or caching anything."""
+    if data == SYNTHETIC:
+        return synthetic_count, (f"{synthetic_count:,} synthetic faces (drawn into the dataset cache on "
+                                 f"first use)")
+    if is_prepared(data):
+        ds = resolve_dataset(data, size)  # opens a prepared folder as it is; checks its image size
+        return len(ds), f"{data} (prepared, {len(ds):,} images)"
+    from facegan.data import _listing  # the same checks a real run makes: exists, holds images
+
+    listing = _listing(data, synthetic_count)
+    return len(listing.images), (f"{data} ({listing.kind}, {len(listing.images):,} image files, prepared "
+                                 f"into the dataset cache on first use)")
 
 
 def _check_eval_setup(metrics: str, inception_weights: str | None) -> None:

@@ -1,6 +1,6 @@
 """"This face does not exist": a small web app and JSON/image API over one or more generators.
 
-Routes (all GET):
+Routes (all GET, and HEAD wherever GET works):
   /                     HTML page: a random face per load, `?seed=` permalinks, `?model=` switch
   /api/face.png         one face               seed, model, size, resample
   /api/grid.png         faces seed…seed+n-1    n, seed, model
@@ -16,6 +16,12 @@ names one face of a model, so a seeded image is byte-for-byte reproducible. Gene
 once; each has one thread that runs all its forward passes, batching concurrent requests (a torch
 module is not safe to call from several threads at once), and images are encoded in worker
 threads, so the event loop keeps answering while faces are being drawn.
+
+Limits (facegan.serve_limits, facegan.serve_conn): a per-process cost budget admits image work,
+globally and per client, answering 429 with Retry-After when it is spent; slow or stalled connections
+are timed out and one address may hold only so many. Seeded images are cacheable forever, with an
+ETag naming the model's weights (facegan.serve_cache). `--workers N` runs N such processes on one
+port.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import asyncio
 import html
 import io
 import ipaddress
+import json
 import logging
 import math
+import os
 import queue
 import re
 import secrets
@@ -33,8 +41,8 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
@@ -64,6 +72,8 @@ from facegan.generate import (
     walk_latents,
 )
 from facegan.models import Generator
+from facegan.serve_cache import IMMUTABLE, etag, model_version, not_modified
+from facegan.serve_limits import CostBudget, OverBudget, ServeLimits, client_key, image_cost
 
 log = logging.getLogger("facegan.serve")
 
@@ -209,8 +219,11 @@ class ServedModel:
     g: Generator
     source: str
     worker: GeneratorWorker = field(init=False)
+    # Changes whenever the weights, or anything else that shapes the pixels, do; part of every ETag.
+    version: str = field(init=False)
 
     def __post_init__(self) -> None:
+        self.version = model_version(self.g)
         self.worker = GeneratorWorker(self.g, self.name)
 
     @property
@@ -284,12 +297,19 @@ def check_name(name: str) -> str:
 
 
 class _Server:
-    """Shared state of one app: the models and the limiter for CPU-heavy work."""
+    """Shared state of one app: the models, the cost budget and the limiter for CPU-heavy work."""
 
-    def __init__(self, models: dict[str, ServedModel]) -> None:
+    def __init__(self, models: dict[str, ServedModel], budget: CostBudget) -> None:
         self.models = models
         self.default = next(iter(models))
+        self.budget = budget
         self._limiter: anyio.CapacityLimiter | None = None
+
+    def admit(self, request: Request, cost: float) -> AbstractAsyncContextManager[None]:
+        """Hold `cost` (Mpx) of the budget for this request's client; OverBudget (→ 429) if refused.
+        Behind a trusted proxy the client is X-Forwarded-For's, as uvicorn rewrote it."""
+        host = request.client.host if request.client else None
+        return self.budget.admit(client_key(host), cost)
 
     def pick(self, name: str | None) -> ServedModel:
         if name is None:
@@ -310,6 +330,21 @@ class _Server:
     def stop(self) -> None:
         for m in self.models.values():
             m.worker.stop()
+
+
+class _HeadAsGet:
+    """Pure-ASGI middleware answering HEAD wherever GET works: the app sees a GET, and the server
+    (which knows the request was a HEAD) sends the headers, Content-Length included, without the
+    body. One middleware rather than a HEAD route per GET route keeps /openapi.json free of
+    duplicate operations."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
 
 
 class _SecurityHeaders:
@@ -365,18 +400,35 @@ def truncation_arg(value: float) -> float | None:
     return value
 
 
-def _image(data: bytes, media_type: str, seed: int | None = None, random: bool = False) -> Response:
-    headers = {"Cache-Control": "no-store" if random else "public, max-age=3600"}
+def _image(data: bytes | None, media_type: str, seed: int | None = None, tag: str | None = None
+           ) -> Response:
+    """An image response; `tag` (the ETag of a seeded image) makes it cacheable forever, without one
+    it is a random face that must not be cached. `data` None: 304 Not Modified."""
+    headers = {"Cache-Control": IMMUTABLE if tag else "no-store"}
+    if tag:
+        headers["ETag"] = tag
     if seed is not None:
         headers["X-Seed"] = str(seed)
+    if data is None:
+        return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)
 
 
+def _cached(request: Request, tag: str) -> bool:
+    """Whether the client (or a cache) already holds the image `tag` names."""
+    return not_modified(request.headers.get("if-none-match"), tag)
+
+
+def _side(size: str, native: int) -> int:
+    return native if size == "native" else int(size)
+
+
 def build_app(generators: dict[str, Generator], device: torch.device | str = "cpu", *,
-              sources: dict[str, str] | None = None) -> FastAPI:
+              sources: dict[str, str] | None = None, budget: CostBudget | None = None) -> FastAPI:
     """The web app serving `generators` (name → G). They are moved to `device` and put in eval
     mode; `sources` (name → where it was loaded from) is shown by /api/models as a file name only
-    (the server's directory layout is none of the client's business)."""
+    (the server's directory layout is none of the client's business). `budget` admits the image
+    work (default: ServeLimits' defaults)."""
     if not generators:
         raise FaceganError("no models to serve; give at least one --checkpoint or --pretrained")
     dev = resolve_device(device)
@@ -385,7 +437,7 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
         check_name(name): ServedModel(name, g.to(dev).eval(), Path(sources.get(name, name)).name)
         for name, g in generators.items()
     }
-    state = _Server(models)
+    state = _Server(models, budget or ServeLimits().budget())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -396,10 +448,19 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
                   lifespan=lifespan,
                   description="This face does not exist: faces from DCGAN generators, by seed.")
     app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_HeadAsGet)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail))
+        response = _error(request, exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. a 405's Allow
+        return response
+
+    @app.exception_handler(OverBudget)
+    async def over_budget(request: Request, exc: OverBudget) -> Response:
+        response = _error(request, 429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -425,31 +486,41 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
 
     @app.get("/api/face.png", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "one face; X-Seed"}})
-    async def face(seed: SeedQ = None, model: ModelQ = None, size: SizeQ = "native",
+    async def face(request: Request, seed: SeedQ = None, model: ModelQ = None, size: SizeQ = "native",
                    resample: ResampleQ = "nearest", truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
         m = state.pick(model)
         trunc = truncation_arg(truncation)
+        tag = None if seed is None else etag(m.version, "face", seed, size, resample, float(truncation))
+        if tag and _cached(request, tag):
+            return _image(None, "image/png", seed, tag)
         chosen = random_seed() if seed is None else seed
-        img = (await m.faces([chosen], trunc))[0]
-        data = await state.call(face_png, img, size, resample)
-        return _image(data, "image/png", chosen, random=seed is None)
+        async with state.admit(request, image_cost(1, _side(size, m.size), m.size)):
+            img = (await m.faces([chosen], trunc))[0]
+            data = await state.call(face_png, img, size, resample)
+        return _image(data, "image/png", chosen, tag)
 
     @app.get("/api/grid.png", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "faces seed…seed+n-1"}})
-    async def grid_route(n: Annotated[int, Query(ge=1, le=MAX_GRID)] = 16, seed: SeedQ = None,
-                         model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
+    async def grid_route(request: Request, n: Annotated[int, Query(ge=1, le=MAX_GRID)] = 16,
+                         seed: SeedQ = None, model: ModelQ = None,
+                         truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
         m = state.pick(model)
         trunc = truncation_arg(truncation)
         chosen = random_seed() if seed is None else seed
         if chosen + n - 1 > MAX_SEED:
             raise HTTPException(400, f"seed + n - 1 must not exceed {MAX_SEED}")
-        images = await m.faces(list(range(chosen, chosen + n)), trunc)
-        data = await state.call(grid_png, images)
-        return _image(data, "image/png", chosen, random=seed is None)
+        tag = None if seed is None else etag(m.version, "grid", seed, n, float(truncation))
+        if tag and _cached(request, tag):
+            return _image(None, "image/png", seed, tag)
+        async with state.admit(request, image_cost(n, m.size + 2, m.size)):  # 2 px of padding
+            images = await m.faces(list(range(chosen, chosen + n)), trunc)
+            data = await state.call(grid_png, images)
+        return _image(data, "image/png", chosen, tag)
 
     @app.get("/api/interpolate.gif", response_class=Response,
              responses={200: {"content": {"image/gif": {}}, "description": "animated latent walk"}})
     async def interpolate(
+        request: Request,
         start: Annotated[int, Query(alias="from", ge=0, le=MAX_SEED)],
         end: Annotated[int, Query(alias="to", ge=0, le=MAX_SEED)],
         frames: Annotated[int, Query(ge=MIN_FRAMES, le=MAX_FRAMES)] = 24,
@@ -461,10 +532,15 @@ def build_app(generators: dict[str, Generator], device: torch.device | str = "cp
         truncation: TruncQ = DEFAULT_TRUNCATION,
     ) -> Response:
         m = state.pick(model)
-        za, zb = latents([start, end], m.latent_dim, truncation_arg(truncation))
-        images = await m.decode(walk_latents(za, zb, frames, method))
-        data = await state.call(walk_gif, images, size, resample, duration)
-        return _image(data, "image/gif")
+        trunc = truncation_arg(truncation)
+        tag = etag(m.version, "walk", start, end, frames, method, size, resample, duration, float(truncation))
+        if _cached(request, tag):
+            return _image(None, "image/gif", tag=tag)
+        async with state.admit(request, image_cost(frames, _side(size, m.size), m.size)):
+            za, zb = latents([start, end], m.latent_dim, trunc)
+            images = await m.decode(walk_latents(za, zb, frames, method))
+            data = await state.call(walk_gif, images, size, resample, duration)
+        return _image(data, "image/gif", tag=tag)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(seed: SeedQ = None, model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION,
@@ -794,33 +870,92 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+WORKER_ENV = "FACEGAN_SERVE_WORKER"  # how `--workers` processes learn what to load
+LIMIT_CONCURRENCY = 256  # open connections per process beyond which uvicorn answers a quick 503
+GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM/SIGINT, requests in flight get this long to finish
+
+
 def serve(sources: dict[str, str], host: str = "127.0.0.1", port: int = 8000,
-          device: str = "auto", amp: str = "auto") -> None:
+          device: str = "auto", amp: str = "auto", *, workers: int = 1,
+          limits: ServeLimits | None = None) -> None:
     """Load every model in `sources` (name → checkpoint .pt, run folder or exported .safetensors)
-    once, then serve them on http://host:port/ until interrupted."""
+    once, then serve them on http://host:port/ until interrupted; `workers` processes share the port,
+    each with its own copy of the generators and its own `limits`."""
     import uvicorn  # here, so importing this module for build_app does not need the server
 
+    from facegan.serve_conn import GuardedConfig
+
+    limits = limits or ServeLimits()
     if not sources:
         raise FaceganError("no models to serve; give at least one --checkpoint or --pretrained")
+    if workers < 1:
+        raise FaceganError(f"--workers must be at least 1, got {workers}")
     for name in sources:
         check_name(name)
     dev = resolve_device(device)
+    # Loaded here even when workers will load their own: a bad checkpoint is one clear error
+    # before anything starts, not a worker dying at startup.
     generators = {name: load_generator(path, dev, amp=amp) for name, path in sources.items()}
-    app = build_app(generators, dev, sources={k: str(v) for k, v in sources.items()})
+    sources = {k: str(v) for k, v in sources.items()}
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     summary = ", ".join(f"{n} ({g.cfg.size}px)" for n, g in generators.items())
-    print(f"facegan: serving {summary} on {dev} at http://{shown}:{bound_port}/ "
+    procs = f", {workers} worker processes" if workers > 1 else ""
+    print(f"facegan: serving {summary} on {dev}{procs} at http://{shown}:{bound_port}/ "
           f"(Ctrl-C to stop)", flush=True)
     if not _is_loopback(host):
         print(f"facegan: note: {host} is not a loopback address; anyone who can reach this "
               f"machine can use the server", flush=True)
-    # limit_concurrency: beyond that many open requests new ones get a quick 503 instead of
-    # queueing without bound behind the generator.
-    config = uvicorn.Config(app, log_level="info", access_log=True, server_header=False,
-                            limit_concurrency=256)
+    # limit_concurrency: beyond that many open connections new requests get a quick 503 instead of
+    # queueing without bound; X-Forwarded-For is believed only from --forwarded-allow-ips.
+    options: dict[str, Any] = dict(
+        log_level="info", access_log=True, server_header=False, limit_concurrency=LIMIT_CONCURRENCY,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limits=limits,
+        proxy_headers=bool(limits.forwarded_allow_ips),
+        forwarded_allow_ips=list(limits.forwarded_allow_ips) or None)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers == 1:
+            app = build_app(generators, dev, sources=sources, budget=limits.budget())
+            uvicorn.Server(GuardedConfig(app, **options)).run(sockets=[sock])
+        else:
+            del generators  # each worker loads its own
+            _run_workers(GuardedConfig("facegan.serve:worker_app", factory=True, workers=workers,
+                                       **options),
+                         sock, {"sources": sources, "device": str(dev), "amp": amp, "workers": workers,
+                                "limits": asdict(limits)})
     finally:
         sock.close()
+
+
+def _run_workers(config: Any, sock: socket.socket, spec: dict[str, Any]) -> None:
+    """Run `config.workers` server processes on the one listening socket `sock`.
+
+    uvicorn's own supervisor does the work: it starts each worker with multiprocessing's spawn (a
+    fresh interpreter: torch and its thread pools do not survive fork), hands it `sock` (so all
+    accept on one port and the kernel spreads the connections, no SO_REUSEPORT needed), restarts a
+    worker that dies, and on SIGINT/SIGTERM stops them all. It builds the app in each worker from
+    an import string only, hence the factory `worker_app`, which reads what to load from the
+    environment the workers inherit."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[WORKER_ENV] = json.dumps(spec)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise FaceganError("a worker process failed to start; see the log above")
+
+
+def worker_app() -> FastAPI:
+    """The app of one `--workers` process (uvicorn calls this factory in each worker)."""
+    spec = json.loads(os.environ[WORKER_ENV])
+    if "OMP_NUM_THREADS" not in os.environ:
+        # N processes with a thread per core each would oversubscribe the CPU N times over.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec["workers"]))
+    raw = spec["limits"]
+    limits = ServeLimits(**{**raw, "forwarded_allow_ips": tuple(raw["forwarded_allow_ips"])})
+    dev = torch.device(spec["device"])
+    sources: dict[str, str] = spec["sources"]
+    generators = {name: load_generator(path, dev, amp=spec["amp"]) for name, path in sources.items()}
+    return build_app(generators, dev, sources=sources, budget=limits.budget())

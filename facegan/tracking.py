@@ -23,11 +23,16 @@ TB_TAGS = {
 }
 
 
+def next_run_dir(root: Path, name: str) -> Path:
+    """The `root/NNNNN-name` folder a new run would get now, without creating anything."""
+    used = [int(m.group(1)) for p in root.iterdir() if (m := RUN_RE.match(p.name))] if root.is_dir() else []
+    return root / f"{max(used, default=-1) + 1:05d}-{name}"
+
+
 def new_run_dir(root: Path, name: str) -> Path:
     """Create `root/NNNNN-name` with the next free number (stylegan-style run numbering)."""
     root.mkdir(parents=True, exist_ok=True)
-    used = [int(m.group(1)) for p in root.iterdir() if (m := RUN_RE.match(p.name))]
-    nxt = max(used, default=-1) + 1
+    nxt = int(next_run_dir(root, name).name[:5])
     while True:
         path = root / f"{nxt:05d}-{name}"
         try:

@@ -225,3 +225,61 @@ def test_non_safetensors_export_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
     with pytest.raises(FaceganError, match="not a readable safetensors"):
         load_generator(tmp_path / "bad.safetensors")
+
+
+# ----------------------------------------------------------------------------- versions and migration
+
+# Saved by facegan 0.1.0 (config schema 2) with: facegan train --data synthetic --synthetic-count 16
+# --size 32 --ngf 4 --ndf 4 --latent-dim 8 --batch-size 8 --steps 2 --num-samples 4 --device cpu
+# --amp off --ema-kimg 1. Committed so every later version proves it still reads it.
+FIXTURE = Path(__file__).parent / "fixtures" / "ckpt-v0.1.0-schema2.pt"
+
+
+def test_checkpoints_record_facegan_version_and_config_schema(tmp_path: Path) -> None:
+    from facegan import __version__
+    from facegan.config import CONFIG_SCHEMA
+
+    ckpt = load_checkpoint(save_checkpoint(tmp_path, _state(), 1, keep=1))
+    assert ckpt["facegan_version"] == __version__ and ckpt["config_schema"] == CONFIG_SCHEMA
+
+
+def test_committed_checkpoint_still_loads() -> None:
+    from facegan.checkpoint import checkpoint_config
+
+    assert FIXTURE.stat().st_size < 200_000
+    ckpt = load_checkpoint(FIXTURE)
+    assert (ckpt["facegan_version"], ckpt["config_schema"], ckpt["step"]) == ("0.1.0", 2, 2)
+    cfg = checkpoint_config(ckpt)
+    assert cfg.model == ModelConfig(size=32, latent_dim=8, ngf=4, ndf=4)
+    assert (cfg.train.steps, cfg.perf.amp, cfg.gan.ema_kimg) == (2, "off", 1.0)
+    g = load_generator(FIXTURE)
+    with torch.no_grad():
+        faces = g(torch.randn(2, 8, 1, 1))
+    assert faces.shape == (2, 3, 32, 32) and torch.isfinite(faces).all()
+
+
+def test_committed_checkpoint_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from facegan.cli import main
+
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "00000-synthetic-dcgan32"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(FIXTURE, run / "checkpoints" / "latest.pt")
+    assert main(["train", "--resume", str(run), "--steps", "3", "--quiet"]) == 0
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3
+
+
+def test_schema1_checkpoint_is_migrated_on_load(tmp_path: Path) -> None:
+    """A checkpoint from before the schema was recorded: no version fields, no arch/r2_gamma/perf."""
+    from facegan.checkpoint import checkpoint_config
+
+    ckpt = load_checkpoint(FIXTURE)
+    del ckpt["config_schema"], ckpt["facegan_version"]
+    raw = ckpt["config"]
+    del raw["model"]["arch"], raw["gan"]["r2_gamma"], raw["perf"]
+    atomic_save(ckpt, tmp_path / "old.pt")
+    cfg = checkpoint_config(load_checkpoint(tmp_path / "old.pt"))
+    assert cfg.model.arch == "dcgan" and cfg.gan.r2_gamma == 0.0 and cfg.perf.fused_adam == "off"
+    assert load_generator(tmp_path / "old.pt").cfg == cfg.model

@@ -5,9 +5,13 @@ The server is started by `server_command`, the one place to change when the CLI 
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
 import json
 import os
+import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -16,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +36,7 @@ from facegan.errors import FaceganError
 from facegan.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.models import Generator, build_models
 from facegan.serve import DEFAULT_TRUNCATION
+from facegan.serve_cache import IMMUTABLE, model_version
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 60.0
@@ -40,11 +45,12 @@ STARTUP_TIMEOUT_S = 60.0
 # ----------------------------------------------------------------------------- server helpers
 
 
-def server_command(models: dict[str, Path], port: int) -> list[str]:
-    """The real CLI command that starts the server."""
+def server_command(models: dict[str, Path], port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The real CLI command that starts the server, with `extra` flags."""
     sources = {name: str(path) for name, path in models.items()}
     flags = [a for n, p in sources.items() for a in ("--checkpoint", f"{n}={p}")]
-    return [sys.executable, "-m", "facegan", "serve", *flags, "--port", str(port), "--device", "cpu"]
+    return [sys.executable, "-m", "facegan", "serve", *flags, "--port", str(port), "--device", "cpu",
+            *extra]
 
 
 def free_port() -> int:
@@ -86,16 +92,40 @@ def fetch(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
+def request(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+            source: str | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-case headers, body) of one request on a fresh connection; `source` is the
+    client address to connect from (any 127.x.y.z works on Linux loopback), to play another client."""
+    m = re.fullmatch(r"http://([^/:]+):(\d+)(/.*)", url)
+    assert m, url
+    conn = http.client.HTTPConnection(m[1], int(m[2]), timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, m[3], headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
 @contextmanager
-def running_server(models: dict[str, Path], log_path: Path) -> Iterator[str]:
+def running_server(models: dict[str, Path], log_path: Path, extra: Sequence[str] = ()) -> Iterator[str]:
     """Start the server process, wait for /healthz, yield its base URL, always stop it."""
+    with server_process(models, log_path, extra) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(models: dict[str, Path], log_path: Path, extra: Sequence[str] = ()
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """running_server, yielding the process too."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     # Output goes to a file, not a pipe: an unread pipe fills up and would block the server.
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(server_command(models, port), cwd=REPO, env=env,
+        proc = subprocess.Popen(server_command(models, port, extra), cwd=REPO, env=env,
                                 stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -110,7 +140,7 @@ def running_server(models: dict[str, Path], log_path: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"no /healthz after {STARTUP_TIMEOUT_S}s:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
@@ -491,3 +521,219 @@ def test_page_offers_variety_and_upscaling_and_names_them_in_the_permalink(serve
     assert 'class="crisp"' in crisp and 'id="walk" class="crisp"' in crisp
     # the walk area stays hidden (no broken-image frame) until a walk is made
     assert "#walk[hidden] { display: none; }" in page and 'width="256" height="256" hidden>' in page
+
+
+# ----------------------------------------------------------------------------- limits and caching
+
+
+def _vm_kib(pid: int, field: str) -> int:
+    """A memory figure (VmRSS, VmHWM) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_slow_loris_does_not_lock_others_out(models: dict[str, Path], tmp_path: Path) -> None:
+    """300 connections from one address that never finish their request line: another client is
+    served at once (per-address cap), and the stalled ones get a 408 and are closed after
+    --header-timeout, after which their own address is served again."""
+    with server_process(models, tmp_path / "server.log", ["--header-timeout", "2"]) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        stalled: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                stalled.append(sock)
+                with contextlib.suppress(OSError):  # the cap may have closed it already
+                    sock.sendall(b"GET /api/face.png?seed=1 HT")
+            t0 = time.monotonic()
+            status, _, body = request(f"{base}/healthz", source="127.0.0.2", timeout=5)
+            assert status == 200, (status, body[:200])
+            assert time.monotonic() - t0 < 3
+            # The loris's own address: refused while it holds its share, served once they time out.
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError):
+                    status, headers, body = request(f"{base}/healthz", timeout=3)
+                    if status == 200:
+                        break
+                    assert status == 429 and headers["retry-after"] == "1", (status, body[:200])
+                    assert "connections" in json.loads(body)["error"]
+                assert time.monotonic() < deadline, "the stalled connections were never dropped"
+                time.sleep(0.2)
+            sock = stalled[0]  # one the cap let in, so it waited for the timeout
+            sock.settimeout(5)
+            reply = b"".join(iter(lambda: sock.recv(4096), b""))
+            assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"].startswith("request not received")
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_expensive_requests_are_admitted_by_budget(models: dict[str, Path], tmp_path: Path) -> None:
+    """24 of the most expensive GIFs at once, from 8 client addresses: some get a 429 with
+    Retry-After, /healthz keeps answering quickly, and time and memory stay bounded."""
+    gif = "/api/interpolate.gif?to=999&frames=60&size=512&resample=lanczos&model=tiny64&from="
+    with server_process(models, tmp_path / "server.log") as (base, proc):
+        get_ok(f"{base}{gif}0")  # warm up (allocators, thread pools) before measuring memory
+        rss0 = _vm_kib(proc.pid, "VmRSS")
+        stop = threading.Event()
+        health: list[float] = []
+
+        def poll_health() -> None:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                assert request(f"{base}/healthz", source="127.0.0.99", timeout=10)[0] == 200
+                health.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+
+        def one(i: int) -> tuple[int, dict[str, str], bytes]:
+            return request(f"{base}{gif}{i + 1}", source=f"127.0.0.{10 + i % 8}", timeout=60)
+
+        poller = threading.Thread(target=poll_health, daemon=True)
+        poller.start()
+        t0 = time.perf_counter()
+        try:
+            with ThreadPoolExecutor(24) as pool:
+                results = list(pool.map(one, range(24)))
+        finally:
+            stop.set()
+            poller.join(15)
+        wall = time.perf_counter() - t0
+        peak_growth_mb = (_vm_kib(proc.pid, "VmHWM") - rss0) / 1024
+    statuses = [status for status, _, _ in results]
+    print(f"\nbudget: {statuses.count(200)} × 200, {statuses.count(429)} × 429 in {wall:.1f}s; "
+          f"/healthz max {max(health) * 1000:.0f} ms over {len(health)} polls; "
+          f"peak RSS +{peak_growth_mb:.0f} MB")
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(200) >= 1 and statuses.count(429) >= 1, statuses
+    for status, headers, body in results:
+        if status == 429:
+            assert int(headers["retry-after"]) >= 1
+            assert "\n" not in body.decode().strip()
+            assert list(json.loads(body)) == ["error"]
+    assert health and max(health) < 3.0, health
+    assert wall < 60
+    assert peak_growth_mb < 600
+
+
+def test_head_works_wherever_get_does(server: str) -> None:
+    for path in ("/", "/healthz", "/api/models", "/openapi.json", "/api/face.png?seed=3&size=64",
+                 "/api/grid.png?n=4&seed=1", "/api/interpolate.gif?from=1&to=2&frames=3"):
+        status, headers, body = request(server + path, "HEAD")
+        assert status == 200, (path, status)
+        assert body == b""
+        get_headers, get_body = get_ok(server + path)
+        assert headers["content-type"] == get_headers["content-type"], path
+        if "seed=" in path or "from=" in path or path in ("/healthz", "/api/models"):
+            assert int(headers["content-length"]) == len(get_body), path
+    status, headers, body = request(f"{server}/api/face.png?seed=-1", "HEAD")
+    assert status == 422 and body == b""
+    status, headers, body = request(f"{server}/api/face.png?seed=1", "POST")  # HEAD, not everything
+    assert status == 405 and json.loads(body) == {"error": "Method Not Allowed"}
+    assert headers["allow"] == "GET"
+
+
+def test_seeded_images_are_cacheable_forever_with_a_model_version_etag(
+        server: str, models: dict[str, Path]) -> None:
+    version = model_version(load_generator(models["tiny32"], amp="auto"))  # as the server loads it
+    url = f"{server}/api/face.png?seed=5&model=tiny32&size=64"
+    headers = get_ok(url)[0]
+    assert headers["cache-control"] == IMMUTABLE == "public, max-age=31536000, immutable"
+    tag = headers["etag"]
+    assert re.fullmatch(rf'"{version}-[0-9a-f]{{16}}"', tag), tag  # strong, names the weights
+    assert get_ok(url)[0]["etag"] == tag
+    others = {get_ok(u)[0]["etag"] for u in (f"{server}/api/face.png?seed=6&model=tiny32&size=64",
+                                              f"{server}/api/face.png?seed=5&model=tiny32&size=128",
+                                              f"{server}/api/face.png?seed=5&model=tiny64&size=64")}
+    assert tag not in others and len(others) == 3
+    # Revalidation: a matching If-None-Match (alone, weak or in a list) is a bodiless 304.
+    for inm in (tag, f"W/{tag}", f'"nope", {tag}', "*"):
+        status, h304, body304 = request(url, headers={"If-None-Match": inm})
+        assert (status, body304) == (304, b""), inm
+        assert h304["etag"] == tag and h304["cache-control"] == IMMUTABLE
+    assert request(url, headers={"If-None-Match": '"nope"'})[0] == 200
+    # Grids and walks of seeds are immutable too; random faces and grids are never stored.
+    for seeded in ("/api/grid.png?n=4&seed=1&model=tiny32", "/api/interpolate.gif?from=1&to=2&frames=3"):
+        h = get_ok(server + seeded)[0]
+        assert h["cache-control"] == IMMUTABLE and h["etag"].startswith('"')
+    for random in ("/api/face.png?model=tiny32", "/api/grid.png?n=4&model=tiny32"):
+        h = get_ok(server + random)[0]
+        assert h["cache-control"] == "no-store" and "etag" not in h
+    # A retrained model under the same name has another version, so other ETags.
+    g2, _ = build_models(ModelConfig(size=32, ngf=8, ndf=8), seed=123)
+    assert model_version(g2) != model_version(load_generator(models["tiny32"]))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_workers_share_the_port_and_stop_cleanly(models: dict[str, Path], tmp_path: Path,
+                                                 sig: signal.Signals) -> None:
+    log = tmp_path / "server.log"
+    with server_process(models, log, ["--workers", "2"]) as (base, proc):
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(c) for c in children
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        assert json.loads(get_ok(f"{base}/healthz")[1])["ok"] is True
+        with ThreadPoolExecutor(4) as pool:
+            tags = set(pool.map(lambda i: get_ok(f"{base}/api/face.png?seed={i % 2}")[0]["etag"],
+                                range(16)))
+        assert len(tags) == 2  # every worker names a face by the same ETag
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{w}").exists() for w in workers):
+            assert time.monotonic() < deadline, "a worker outlived the server"
+            time.sleep(0.1)
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_client_that_stops_reading_is_dropped(models: dict[str, Path], tmp_path: Path) -> None:
+    """A response the client does not read is dropped after --send-timeout, freeing its memory."""
+    gif = "/api/interpolate.gif?from=1&to=2&frames=60&size=512&resample=lanczos&model=tiny64"
+    log = tmp_path / "server.log"
+    with server_process(models, log, ["--send-timeout", "1"]) as (base, _):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # so the server's buffer fills
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+            sock.sendall(f"GET {gif} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+            deadline = time.monotonic() + 30
+            while "client read nothing" not in log.read_text():
+                assert time.monotonic() < deadline, "the stalled response was never dropped"
+                time.sleep(0.2)
+            got = bytearray()
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(1 << 16):
+                    got += chunk
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        assert length and len(body) < int(length[1])
+        assert get_ok(f"{base}/healthz")  # and the server carries on
+
+
+def test_behind_a_proxy_limits_follow_x_forwarded_for(models: dict[str, Path], tmp_path: Path) -> None:
+    """With --forwarded-allow-ips the proxy's connections are not capped (it carries many clients)
+    and the cost budget is kept per X-Forwarded-For client."""
+    gif = "/api/interpolate.gif?to=999&frames=60&size=512&resample=lanczos&model=tiny64&from="
+    flags = ["--forwarded-allow-ips", "127.0.0.1", "--conns-per-client", "4"]
+    with server_process(models, tmp_path / "server.log", flags) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+        try:
+            assert get_ok(f"{base}/healthz")  # 8 open connections, cap 4: the proxy is exempt
+
+            def one(args: tuple[int, str]) -> int:
+                return request(f"{base}{gif}{args[0]}", headers={"X-Forwarded-For": args[1]})[0]
+
+            with ThreadPoolExecutor(4) as pool:
+                two_clients = list(pool.map(one, [(1, "198.51.100.1"), (2, "198.51.100.2")]))
+                one_client = list(pool.map(one, [(i, "198.51.100.3") for i in range(3, 7)]))
+        finally:
+            for sock in idle:
+                sock.close()
+    assert two_clients == [200, 200]  # each within its own share
+    assert 429 in one_client and 200 in one_client  # one client's share holds one such GIF
