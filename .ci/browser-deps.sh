@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what tests/test_browser.py needs on a fresh Debian/Ubuntu machine: Chromium and its
 # WebDriver from the distribution (test tools' own browser downloads need the open internet).
-# Idempotent, and always exits 0: when the install fails the browser test skips with its reason.
+# Idempotent. When the install fails it exits 0 on a developer machine (the browser test then skips
+# with its reason) but 1 under CI=true, where a silently skipped browser test would hide a broken page.
 set -u
 
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
@@ -10,6 +11,10 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
 fi
 
 warn() {
+    if [ "${CI:-}" = "true" ]; then
+        echo "browser-deps: ERROR: $*; CI=true needs tests/test_browser.py to run, so this fails" >&2
+        exit 1
+    fi
     echo "browser-deps: WARNING: $*; tests/test_browser.py will be skipped" >&2
     exit 0
 }

@@ -166,6 +166,7 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     Pruning goes by write order, not step: a run resumed from an older checkpoint keeps what it
     writes now and drops the abandoned, higher-numbered ones first."""
     path = ckpt_dir / f"ckpt-{step:08d}.pt"
+    _remove_stale_temps(ckpt_dir)
     # Which facegan wrote it and the layout of its config, so later versions can migrate the config.
     header = {"format": FORMAT, "version": 1, "facegan_version": __version__, "config_schema": CONFIG_SCHEMA}
     atomic_save({**header, **state}, path)
@@ -175,6 +176,24 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     for old in older[: max(0, len(older) - (keep - 1))]:  # never the file just written
         old.unlink(missing_ok=True)
     return path
+
+
+def _remove_stale_temps(ckpt_dir: Path) -> None:
+    """Delete the temp files of writers that died mid-write (SIGKILL, power loss): they are never
+    valid checkpoints, and each can be as large as one. A live writer's file (its pid runs) is kept."""
+    if not ckpt_dir.is_dir():
+        return
+    for tmp in ckpt_dir.glob(".*.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # no such process: the writer is gone
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except OSError:  # alive under another user (EPERM): not ours to remove
+            pass
 
 
 def _stamp_newest(path: Path, others: list[Path]) -> None:
@@ -241,10 +260,47 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def checkpoint_config(ckpt: dict[str, Any]) -> RunConfig:
+def checkpoint_config(ckpt: dict[str, Any], source: str | Path | None = None) -> RunConfig:
     """The checkpoint's RunConfig, migrated from the config schema it was written with (1 when the
-    checkpoint predates the recorded schema)."""
-    return RunConfig.from_dict(migrate_config(ckpt["config"], ckpt.get("config_schema", 1)))
+    checkpoint predates the recorded schema). With `source`, a bad config is reported naming it."""
+    raw = ckpt.get("config")
+    try:
+        if not isinstance(raw, dict):
+            raise FaceganError(f"no config mapping (got {type(raw).__name__})")
+        return RunConfig.from_dict(migrate_config(raw, ckpt.get("config_schema", 1)))
+    except FaceganError as err:
+        if source is None:
+            raise
+        raise FaceganError(f"{str(source)!r} has an invalid config ({err})") from None
+
+
+def check_state(expected: nn.Module, state: Any, what: str, source: str | Path) -> None:
+    """Refuse `state` unless it has exactly `expected`'s keys, each a tensor of the expected shape.
+
+    `expected` is usually built on the meta device, so a crafted file is refused before any real
+    memory is allocated for the model it claims to be; the error names the first offending key."""
+    where = f"{what} weights in {str(source)!r}"
+    if not isinstance(state, dict):
+        raise FaceganError(f"{where} are not a mapping of tensors (got {type(state).__name__}); "
+                           f"the file is damaged or not a facegan file")
+    want = expected.state_dict()
+    problem = None
+    for key, ref in want.items():
+        got = state.get(key)
+        if key not in state:
+            problem = f"{key!r} is missing"
+        elif not isinstance(got, torch.Tensor):
+            problem = f"{key!r} is not a tensor (got {type(got).__name__})"
+        elif tuple(got.shape) != tuple(ref.shape):
+            problem = f"{key!r} has shape {tuple(got.shape)} but the config needs {tuple(ref.shape)}"
+        if problem:
+            break
+    extra = [k for k in state if k not in want]
+    if problem is None and extra:
+        problem = f"unexpected key {str(extra[0])!r}"
+    if problem is not None:
+        raise FaceganError(f"{where} do not fit this architecture: {problem}; the file was made for a "
+                           f"different model config or is damaged")
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
@@ -284,13 +340,17 @@ def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise FaceganError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
     if CONFIG_KEY not in meta:
         raise FaceganError(f"{str(path)!r} has no facegan generator config in its metadata")
+    # The config is checked before the tensors are read, so a bad one costs no memory.
     try:
         cfg = ModelConfig(**json.loads(meta[CONFIG_KEY]))
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, FaceganError) as err:
         raise FaceganError(f"{str(path)!r} has an invalid generator config ({err})") from None
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise FaceganError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
     return cfg, tensors

@@ -32,32 +32,64 @@ COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
 GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
 D_NORMS = ("auto", "batch", "layer", "none")
 DIFFAUG_OPS = ("color", "translation", "cutout")
+NAN_POLICIES = ("rollback-skip", "rollback-lower-lr", "stop")
 # Version of the config layout in checkpoints and config files; bump it (and add a migration below)
 # whenever a field is added, removed, renamed or changes its default.
 CONFIG_SCHEMA = 2
 
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resumable: bool = False,
-            parse: Callable[[str], Any] | None = None, group: str | None = None, flag: bool = True) -> Any:
+            parse: Callable[[str], Any] | None = None, group: str | None = None, flag: bool = True,
+            max: float | None = None) -> Any:
     """A config field plus what its `facegan train` flag needs (facegan/cli_config.py reads it).
 
     help: the flag's help, without the default (that is appended from `default`). choices: the allowed
     values, checked by the dataclass and offered by the flag. resumable: may change when a run is
     resumed. parse: converts the flag's text (e.g. "none" → ""). group: a help section other than the
-    dataclass's. flag: False for fields that are not meant to be set from the command line.
+    dataclass's. flag: False for fields that are not meant to be set from the command line. max: the
+    largest value allowed, checked by the dataclass before anything is built from it.
     """
     meta = {"help": help, "choices": choices, "resumable": resumable, "parse": parse, "group": group,
-            "flag": flag}
+            "flag": flag, "max": max}
     return field(default=default, metadata=meta)
 
 
+# The widest network facegan builds: a config read from a file (a checkpoint, an export, a YAML) is
+# untrusted, and `ngf: 1000000` would otherwise try to allocate terabytes before any other check.
+MAX_WIDTH = 4096
+
+
 def _check_choices(obj: Any) -> None:
-    """Refuse a value outside its field's `choices`, in the flags' one-line style."""
+    """Refuse a value of the wrong type, above its field's `max` or outside its `choices`, in the flags'
+    one-line style. Types are checked first, so a config file's `ngf: "64"` or `ngf: 64.5` is one
+    line here instead of a TypeError deep inside model building."""
     for f in fields(obj):
+        value, flag = getattr(obj, f.name), f"--{f.name.replace('_', '-')}"
+        base, optional = _field_types(type(obj))[f.name]
+        if not ((value is None and optional) or _is_a(value, base)):
+            want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
+            raise FaceganError(f"{flag} must be {want}{' or null' if optional else ''}, got {value!r}")
+        top = f.metadata.get("max")
+        if top is not None and value is not None and value > top:
+            raise FaceganError(f"{flag} must be at most {top}, got {value}")
         allowed = f.metadata.get("choices")
-        if allowed is not None and getattr(obj, f.name) not in allowed:
-            raise FaceganError(f"--{f.name.replace('_', '-')} must be one of {', '.join(allowed)}, "
-                               f"got {getattr(obj, f.name)!r}")
+        if allowed is not None and value not in allowed:
+            raise FaceganError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _is_a(value: Any, base: type) -> bool:
+    """isinstance for config values: bool is not an int here, and an int is a fine float."""
+    if base is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) if base is float else isinstance(value, base)
+
+
+@functools.cache
+def _field_types(kind: type) -> dict[str, tuple[type, bool]]:
+    # Cached: get_type_hints resolves the string annotations on every call otherwise.
+    return {f.name: field_type(kind, f.name) for f in fields(kind)}
 
 
 def _none_is_empty(text: str) -> str:
@@ -73,17 +105,17 @@ class ModelConfig:
     """
 
     size: int = setting(64, "image size: 32, 64, 128 or 256 (one network stage per doubling)")
-    latent_dim: int = setting(100, "length of z")
-    ngf: int = setting(64, "generator width")
-    ndf: int = setting(64, "discriminator width")
+    latent_dim: int = setting(100, "length of z", max=MAX_WIDTH)
+    ngf: int = setting(64, "generator width", max=MAX_WIDTH)
+    ndf: int = setting(64, "discriminator width", max=MAX_WIDTH)
     # Not a flag: every dataset facegan prepares is RGB.
-    channels: int = setting(3, "image channels", flag=False)
+    channels: int = setting(3, "image channels", flag=False, max=4)
     arch: str = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)",
                         choices=ARCHS)
 
     def __post_init__(self) -> None:
-        check_size(self.size)
         _check_choices(self)
+        check_size(self.size)
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -97,6 +129,9 @@ class OptimConfig:
     lr_d: float = setting(2e-4, "discriminator learning rate")
     beta1: float = setting(0.5, "Adam beta1")
     beta2: float = setting(0.999, "Adam beta2")
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass(frozen=True)
@@ -125,12 +160,23 @@ class TrainConfig:
                                  resumable=True, group="eval")
     inception_weights: str | None = setting(None, "local pt_inception-2015-12-05-6726825d.pth for fid/kid",
                                             resumable=True, group="eval")
+    # No schema bump for these two: they only act once a run diverges, and a run written before they
+    # existed gets the guard's defaults, which change nothing about a healthy run.
+    on_nan: str = setting("rollback-skip", "when a loss or weight turns NaN/inf: roll back to the last good "
+                          "checkpoint and skip the batches since the last finite check (rollback-skip), "
+                          "or halve both learning rates (rollback-lower-lr), or stop (stop)",
+                          choices=NAN_POLICIES, resumable=True)
+    nan_retries: int = setting(3, "rollbacks a diverging run may make before it gives up", resumable=True,
+                               max=1000)
 
     def __post_init__(self) -> None:
+        _check_choices(self)
         for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
                      "num_samples", "synthetic_count"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.nan_retries < 0:
+            raise FaceganError(f"--nan-retries must be >= 0, got {self.nan_retries}")
         if self.eval_every < 0 or self.eval_num_fake < 0:
             raise FaceganError("--eval-every and --eval-num-fake must be >= 0")
         if self.steps is not None and self.steps < 1:

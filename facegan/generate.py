@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from facegan.checkpoint import checkpoint_config, load_checkpoint, load_state, read_exported
+from facegan.checkpoint import check_state, checkpoint_config, load_checkpoint, load_state, read_exported
 from facegan.errors import FaceganError
 from facegan.models import Generator, build_generator
 from facegan.perf import for_inference
@@ -41,8 +41,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
         cfg, state = read_exported(path)
     else:
         ckpt = load_checkpoint(path)
-        cfg = checkpoint_config(ckpt).model
-        state = ckpt["G_ema"] if "G_ema" in ckpt else ckpt["G"]
+        cfg = checkpoint_config(ckpt, path).model
+        key = "G_ema" if "G_ema" in ckpt else "G"
+        if key not in ckpt:
+            raise FaceganError(f"{str(path)!r} holds no generator weights (no 'G' entry); the checkpoint "
+                               f"is incomplete")
+        state = ckpt[key]
+    # Shapes are compared on the meta device first: a file whose config and weights disagree (or that
+    # claims a huge model) is refused before the full-size generator is allocated.
+    with torch.device("meta"):
+        check_state(build_generator(cfg), state, "generator", path)
     g = build_generator(cfg)
     load_state(g, state, "generator", str(path))
     g = g.to(device).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import random
 import signal
@@ -21,7 +22,9 @@ from tqdm import tqdm
 
 from facegan import plots
 from facegan.checkpoint import (
+    atomic_write,
     capture_rng,
+    check_state,
     checkpoint_config,
     export_generator,
     link_as,
@@ -150,7 +153,7 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
     if resume:
         ckpt_path = resolve_resume(resume, runs_root)
         ckpt = load_checkpoint(ckpt_path)
-        cfg = checkpoint_config(ckpt)
+        cfg = checkpoint_config(ckpt, ckpt_path)
         overrides_on_resume = overrides_on_resume or {}
         if resumable is not None:
             overrides_on_resume = check_resume_overrides(cfg, overrides_on_resume, resumable,
@@ -164,6 +167,8 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             raise FaceganError(f"the dataset this run was trained on, {cfg.train.data!r}, is gone; if it "
                                f"moved, resume with --data NEW_PATH (it must hold the same images)")
 
+    if ckpt is not None:
+        _check_resume_state(cfg, ckpt, ckpt_path)
     device = pick_device(cfg.train.device)
     tc = cfg.train
     if tc.eval_every:
@@ -205,30 +210,22 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
     step = 0
     best: dict[str, Any] | None = None
     if ckpt is not None:
-        load_state(g, ckpt["G"], "generator", str(ckpt_path))
-        load_state(d, ckpt["D"], "discriminator", str(ckpt_path))
-        if ema is not None:
-            if "G_ema" not in ckpt:
-                raise FaceganError(f"{str(ckpt_path)!r} has no G_ema weights although its config asks for "
-                                   f"an EMA generator; the checkpoint is incomplete")
-            load_state(ema.model, ckpt["G_ema"], "EMA generator", str(ckpt_path))
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        restore_rng(ckpt["rng"], step_rng)
-        step = int(ckpt["step"])
+        step = _load_training_state(ckpt, str(ckpt_path), cfg, g, d, ema, opt_g, opt_d, scaler, step_rng)
         best = ckpt.get("best") or None
     if ckpt is not None and ckpt_path.parent.name == "checkpoints":
         run_dir = ckpt_path.parent.parent  # continue in the run's own folder
     else:
         run_dir = new_run_dir(runs_root, run_name(cfg))
         _write_run_files(run_dir, cfg, ds, g, d)
-    (run_dir / "config.json").write_text(cfg.to_json())  # resumed runs record any new length
+    # Atomic: a resume on a full disk must not truncate the run's config. Resumes record any new length.
+    atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(cfg.to_json()))
 
     logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None)
     state = _LoopState(cfg, run_dir, g, d, opt_g, opt_d, step_rng, fixed_z, ds, batches, logger,
                        (g_step, d_step), perf, scaler, ema, best)
+    if ckpt is not None:  # the rollback target until this run writes a checkpoint of its own
+        state.last_good = ckpt_path
+        state.guard = _Guard.from_state(ckpt.get("guard"))
     interrupted = False
     with _StopFlag() as stop:
         try:
@@ -249,6 +246,76 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
                 print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
                       f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
     return TrainResult(run_dir, step, interrupted, stop.signum)
+
+
+RESUME_KEYS = ("G", "D", "opt_g", "opt_d", "rng", "step")
+
+
+def _load_training_state(ckpt: dict[str, Any], source: str, cfg: RunConfig, g: torch.nn.Module,
+                         d: torch.nn.Module, ema: EMA | None, opt_g: torch.optim.Optimizer,
+                         opt_d: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                         step_rng: torch.Generator) -> int:
+    """Put a checkpoint's training state (weights, optimizers, scaler, RNGs) into the live objects, at
+    the learning rates its divergence guard had lowered them to; returns its step."""
+    load_state(g, ckpt["G"], "generator", source)
+    load_state(d, ckpt["D"], "discriminator", source)
+    if ema is not None:
+        if "G_ema" not in ckpt:
+            raise FaceganError(f"{source!r} has no G_ema weights although its config asks for "
+                               f"an EMA generator; the checkpoint is incomplete")
+        load_state(ema.model, ckpt["G_ema"], "EMA generator", source)
+    opt_g.load_state_dict(ckpt["opt_g"])
+    opt_d.load_state_dict(ckpt["opt_d"])
+    _set_lr(opt_g, opt_d, cfg, _Guard.from_state(ckpt.get("guard")).lr_scale)
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    restore_rng(ckpt["rng"], step_rng)
+    return int(ckpt["step"])
+
+
+def _set_lr(opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, cfg: RunConfig, scale: float) -> None:
+    for opt, lr in ((opt_g, cfg.optim.lr_g), (opt_d, cfg.optim.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+
+
+@dataclass
+class _Guard:
+    """What the divergence guard has done so far; saved in every checkpoint so a resume repeats it:
+    the learning-rate scale, how many rollbacks the run made, and the step ranges it skips."""
+
+    lr_scale: float = 1.0
+    rollbacks: int = 0
+    skip: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # inclusive step ranges
+
+    @classmethod
+    def from_state(cls, raw: Any) -> _Guard:
+        if not isinstance(raw, dict):  # a checkpoint written before the guard existed
+            return cls()
+        return cls(float(raw.get("lr_scale", 1.0)), int(raw.get("rollbacks", 0)),
+                   [(int(a), int(b)) for a, b in raw.get("skip", [])])
+
+    def state(self) -> dict[str, Any]:
+        return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "skip": [list(r) for r in self.skip]}
+
+    def skips(self, step: int) -> bool:
+        """Whether the batch of step index `step` (the step that makes `step + 1`) is skipped."""
+        return any(a <= step + 1 <= b for a, b in self.skip)
+
+
+def _check_resume_state(cfg: RunConfig, ckpt: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit its own config, before the real models are built:
+    the expected shapes come from G and D built on the meta device, which allocates nothing."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise FaceganError(f"{str(path)!r} has no {missing[0]!r} entry; the checkpoint is incomplete — use "
+                           f"another file from the run's checkpoints/ folder")
+    with torch.device("meta"):
+        g, d = build_models(cfg.model, seed=cfg.train.seed, gan=cfg.gan)
+    check_state(g, ckpt["G"], "generator", path)
+    check_state(d, ckpt["D"], "discriminator", path)
+    if cfg.gan.ema_kimg > 0 and "G_ema" in ckpt:  # a missing G_ema is reported where it is loaded
+        check_state(g, ckpt["G_ema"], "EMA generator", path)
 
 
 def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
@@ -356,6 +423,15 @@ class _LoopState:
         self.perf, self.scaler, self.ema = perf, scaler, ema
         self.best = best  # {"step", "metric", "value", "score"} of the best evaluation so far
         self._extractor: Any = None  # the Inception network, loaded once at the first FID/KID eval
+        # Divergence guard: the checkpoint a NaN/inf rolls back to (None: the in-memory `initial` state
+        # of a run that has not saved one yet), and a device-side flag that every step ANDs its stats'
+        # finiteness into, so detecting a NaN costs no host sync until the next log/checkpoint.
+        self.guard = _Guard()
+        self.last_good: Path | None = None
+        self.initial: dict[str, Any] | None = None
+        self.finite = torch.ones((), dtype=torch.bool, device=fixed_z.device)
+        self.checked = 0  # the last step at which the flag and the weights were seen finite
+        self.stop: _StopFlag | None = None  # set by `run`; an evaluation polls it between batches
 
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
@@ -368,19 +444,38 @@ class _LoopState:
                    dynamic_ncols=True, desc=f"train {precision}")
         self.g.train()
         self.d.train()
+        self.checked, self.stop = step, stop
+        if self.last_good is None:
+            self.initial = copy.deepcopy(self.state(step))
         while step < total and stop.signum is None:
-            stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d, self.batches.batch(step),
-                               self.step_rng, gan=self.cfg.gan, step=step, amp_dtype=self.perf.amp_dtype,
-                               scaler=self.scaler)
-            if self.ema is not None:
-                self.ema.update(self.g)
+            if not self.guard.skips(step):  # skipped: a batch range that made this run diverge before
+                stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d,
+                                   self.batches.batch(step), self.step_rng, gan=self.cfg.gan, step=step,
+                                   amp_dtype=self.perf.amp_dtype, scaler=self.scaler)
+                if self.ema is not None:
+                    self.ema.update(self.g)
+                # Accumulate on the device; reading back only at log time keeps the step free of syncs.
+                vec = torch.stack(list(stats))
+                self.finite &= torch.isfinite(vec).all()
+                sums = vec if sums is None else sums + vec
+                window_steps += 1
             step += 1
-            # Accumulate on the device; reading back only at log time keeps the step free of syncs.
-            vec = torch.stack(list(stats))
-            sums = vec if sums is None else sums + vec
-            window_steps += 1
             bar.update(1)
-            if step % tc.log_every == 0 or step == total:
+            log_due = step % tc.log_every == 0 or step == total
+            sample_due = step % tc.sample_every == 0 or step == total
+            eval_due = tc.eval_every > 0 and (step % tc.eval_every == 0 or step == total)
+            ckpt_due = step % tc.ckpt_every == 0 or step == total or stop.signum is not None
+            # Every host sync point first checks the guard, so nothing non-finite is logged as a
+            # record, evaluated or saved.
+            if log_due or sample_due or eval_due or ckpt_due:
+                if not self.healthy():
+                    step = self.rollback(step)
+                    sums, window_steps, window_t0 = None, 0, time.perf_counter()
+                    bar.n = step
+                    bar.refresh()
+                    continue
+                self.checked = step
+            if log_due and sums is not None:
                 now = time.perf_counter()
                 means = (sums / window_steps).tolist()
                 record = {"step": step, "epoch": (step - 1) // spe, "kimg": step * tc.batch_size / 1000,
@@ -392,16 +487,62 @@ class _LoopState:
                                 Dx=f"{record['d_real']:.2f}", DGz=f"{record['d_fake_after']:.2f}",
                                 ips=f"{record['img_per_s']:.0f}")
                 sums, window_steps, window_t0 = None, 0, now
-            if step % tc.sample_every == 0 or step == total:
+            if sample_due:
                 self.sample(step)
-            improved = tc.eval_every > 0 and (step % tc.eval_every == 0 or step == total) \
-                and self.evaluate(step)
-            if step % tc.ckpt_every == 0 or step == total or stop.signum is not None or improved:
+            improved = eval_due and self.evaluate(step)
+            # A stop request may have arrived (and cut short the evaluation) since ckpt_due was set.
+            if ckpt_due or improved or stop.signum is not None:
                 path = self.checkpoint(step)
                 if improved:
                     link_as(path, path.parent / "best.pt")
         bar.close()
         return step
+
+    def healthy(self) -> bool:
+        """Whether every step since the last check gave finite stats and G, D (and the EMA G) hold
+        finite weights: one host sync."""
+        nets = (self.g, self.d, *([self.ema.model] if self.ema is not None else []))
+        checks = [torch.isfinite(t).all() for net in nets for t in net.state_dict().values()
+                  if t.is_floating_point()]
+        return bool(torch.stack([self.finite, *checks]).all())
+
+    def rollback(self, step: int) -> int:
+        """Handle a NaN/inf seen at `step` as --on-nan says: stop, or roll back to the last good
+        checkpoint and skip the batches since the last finite check or halve the learning rates.
+        Returns the step training continues from; raises FaceganError when it must give up."""
+        tc = self.cfg.train
+        first = self.checked + 1
+        when = f"between steps {first} and {step}" if first < step else f"at step {step}"
+        good = str(self.last_good) if self.last_good is not None else "none yet (the run's initial state)"
+        what = f"a loss or weight became NaN/inf {when}"
+        if tc.on_nan == "stop":
+            raise FaceganError(f"{what}; stopped without saving it (--on-nan stop); the last good checkpoint "
+                               f"is {good}")
+        if self.guard.rollbacks >= tc.nan_retries:
+            raise FaceganError(f"{what}, after {self.guard.rollbacks} rollback(s); gave up without saving "
+                               f"it (--nan-retries {tc.nan_retries}); the last good checkpoint is {good} — "
+                               f"lower --lr or change --loss, or resume with --on-nan rollback-lower-lr")
+        state = load_checkpoint(self.last_good) if self.last_good is not None else self.initial
+        assert state is not None
+        good_step = _load_training_state(state, good, self.cfg, self.g, self.d, self.ema, self.opt_g,
+                                         self.opt_d, self.scaler, self.step_rng)
+        self.best = state.get("best") or None
+        self.guard.rollbacks += 1
+        if tc.on_nan == "rollback-skip":
+            self.guard.skip.append((first, step))
+            action = f"will skip the batches of steps {first}-{step}"
+        else:
+            self.guard.lr_scale /= 2
+            action = f"halved the learning rates (now x{self.guard.lr_scale:g} of the configured ones)"
+        _set_lr(self.opt_g, self.opt_d, self.cfg, self.guard.lr_scale)
+        self.finite.fill_(True)
+        self.logger.rewind(good_step)
+        self.checked = good_step
+        with contextlib.suppress(OSError):
+            print(f"\nwarning: {what}; rolled back to step {good_step} and {action} (rollback "
+                  f"{self.guard.rollbacks} of at most {tc.nan_retries}, --on-nan {tc.on_nan})",
+                  file=sys.stderr)
+        return good_step
 
     def evaluate(self, step: int) -> bool:
         """Measure the user-facing generator; log to metrics.jsonl + TensorBoard. True if a new best.
@@ -410,6 +551,7 @@ class _LoopState:
         draws from its own seeded generators, so it never perturbs training (resume stays exact).
         """
         from facegan.metrics import append_metrics, evaluate, inception_extractor, parse_metrics
+        from facegan.metrics.evaluate import EvaluationCancelled
 
         tc = self.cfg.train
         protocols = parse_metrics(tc.eval_metrics.split(","))
@@ -417,8 +559,15 @@ class _LoopState:
         if self._extractor is None and any(p.kind in ("fid", "kid") for p in protocols):
             self._extractor = inception_extractor(tc.inception_weights, device)
         g = for_inference(self.ema.model if self.ema is not None else self.g, device, self.cfg.perf.amp)
-        results = evaluate(g, self.ds, [p.name for p in protocols], num_fake=tc.eval_num_fake or None,
-                           device=device, feature_extractor=self._extractor)
+        stop = self.stop
+        try:
+            # A stop request abandons the evaluation within one batch, so the checkpoint that follows
+            # is written at once instead of after a whole FID pass (a scheduler's grace period is short).
+            results = evaluate(g, self.ds, [p.name for p in protocols], num_fake=tc.eval_num_fake or None,
+                               device=device, feature_extractor=self._extractor,
+                               cancel=None if stop is None else lambda: stop.signum is not None)
+        except EvaluationCancelled:
+            return False
         append_metrics(self.run_dir, step, results, kimg=step * tc.batch_size / 1000)
         for key, value in results.items():
             self.logger.tb.add_scalar(f"Metrics/{key}", value, step)
@@ -453,8 +602,18 @@ class _LoopState:
         return path
 
     def checkpoint(self, step: int) -> Path:
+        """Save the training state at `step`; it becomes the divergence guard's rollback target."""
+        if not self.healthy():  # the loop checks first; this keeps any other caller from saving a NaN
+            raise FaceganError(f"refusing to save a checkpoint at step {step}: it holds NaN/inf values")
+        path = save_checkpoint(self.run_dir / "checkpoints", self.state(step), step,
+                               self.cfg.train.keep_ckpts)
+        self.last_good, self.initial = path, None
+        return path
+
+    def state(self, step: int) -> dict[str, Any]:
+        """Everything a checkpoint holds (live tensors: copy before keeping it)."""
         spe = self.batches.steps_per_epoch
-        state = {
+        return {
             "config": self.cfg.to_dict(),
             "step": step,
             "epoch": step // spe,
@@ -469,8 +628,8 @@ class _LoopState:
             "rng": capture_rng(self.step_rng),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "best": self.best or {},
+            "guard": self.guard.state(),
         }
-        return save_checkpoint(self.run_dir / "checkpoints", state, step, self.cfg.train.keep_ckpts)
 
     def finish(self, step: int) -> None:
         """End-of-run artifacts: exported G (the EMA one when enabled), curves, animation, real-vs-fake."""

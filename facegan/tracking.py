@@ -71,15 +71,37 @@ class RunLogger:
     """Appends step records to stats.jsonl and mirrors them to TensorBoard."""
 
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        self.run_dir = run_dir
         self.path = run_dir / STATS
+        self._open(resume_step)
+
+    def _open(self, resume_step: int | None) -> None:
+        from facegan.checkpoint import CKPT_KEPT, atomic_write
+
         if resume_step is not None:
             # Drop records written after the checkpoint we resume from, so curves don't double back.
-            kept = [r for r in read_stats(run_dir) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
-        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+            # Atomically: on a full disk a plain rewrite would truncate the run's only stats record.
+            kept = [r for r in read_stats(self.run_dir) if r.get("step", 0) <= resume_step]
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)),
+                         CKPT_KEPT)
+        try:
+            self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+        except OSError as err:
+            raise _log_error(self.run_dir, err) from None
 
     def log(self, record: dict[str, Any]) -> None:
+        try:
+            self._log(record)
+        except OSError as err:
+            raise _log_error(self.path, err) from None
+
+    def rewind(self, step: int) -> None:
+        """Forget what was logged after `step` (the run rolled back to a checkpoint there)."""
+        self.close()
+        self._open(step)
+
+    def _log(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
         step = record["step"]
         for key, tag in TB_TAGS.items():
@@ -92,3 +114,12 @@ class RunLogger:
     def close(self) -> None:
         self.file.close()
         self.tb.close()
+
+
+def _log_error(where: Path, err: OSError) -> Exception:
+    """A failed write of the run's logs as one line (disk full is the usual cause)."""
+    from facegan.checkpoint import CKPT_KEPT, _write_hint
+    from facegan.errors import FaceganError
+
+    return FaceganError(f"could not write {where}: {err.strerror or err}; "
+                        f"{CKPT_KEPT.format(hint=_write_hint(err))}")

@@ -1,13 +1,15 @@
 """The face page in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium).
 
 Skipped, with the reason, when the browser or its driver is not installed: `.ci/browser-deps.sh`
-installs them.
+installs them. Under CI=true a missing browser fails the run instead (see browser_gate.py).
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))  # the server helpers live in test_serve.py
+from browser_gate import missing_browser
 from test_serve import make_models, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,11 +28,13 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOT = Path("/tmp/facegan_serve.png")
 WAIT_S = 30
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-    pytest.skip(f"chromium ({CHROMIUM}) or chromedriver ({CHROMEDRIVER}) not installed; "
-                f"run .ci/browser-deps.sh", allow_module_level=True)
-
+_HAS_SELENIUM = importlib.util.find_spec("selenium") is not None
+_missing = missing_browser(os.environ, CHROMIUM, CHROMEDRIVER, _HAS_SELENIUM)
+if _missing is not None:
+    if _missing[0] == "fail":
+        pytest.fail(_missing[1], pytrace=False)
+    pytest.skip(_missing[1], allow_module_level=True)
+from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402

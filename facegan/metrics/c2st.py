@@ -20,6 +20,7 @@ classifier.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,7 @@ def c2st(
     lr: float = 1e-3,
     max_size: int = 64,
     device: str | torch.device = "cpu",
+    check: Callable[[], None] | None = None,
 ) -> C2STResult:
     """Train on half of `real` vs half of `fake` (uint8 (N, 3, H, W)), report held-out accuracy.
 
@@ -84,7 +86,8 @@ def c2st(
     area-downsampled first to bound the cost (a few thousand 64 px images train in seconds on a
     CPU). Deterministic for a given seed on a given CPU machine: the split, initialisation and batch
     order come from seeded generators (the model uses no other randomness), and torch's global RNG
-    is left as it was (CUDA's is never touched).
+    is left as it was (CUDA's is never touched). `check` is called before each training batch and may
+    raise to abort (evaluate's cancellation).
     """
     xr, xf = _prepare(real, max_size), _prepare(fake, max_size)
     if xr.shape[2:] != xf.shape[2:]:
@@ -117,6 +120,8 @@ def c2st(
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x_train), generator=order_gen).split(batch_size):
+            if check is not None:
+                check()
             xb, yb = x_train[idx].to(device), y_train[idx].to(device)
             loss = F.binary_cross_entropy_with_logits(model(xb).flatten(), yb)
             opt.zero_grad(set_to_none=True)

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,23 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Generator output in [-1, 1] → uint8 [0, 255]: the inverse of the data normalisation."""
     x = torch.nan_to_num(images.float(), nan=0.0)
     return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class EvaluationCancelled(Exception):
+    """Raised inside `evaluate` when its `cancel` callback says stop (e.g. training got SIGTERM)."""
+
+
+def check_cancel(cancel: Callable[[], bool] | None) -> None:
+    """Raise EvaluationCancelled when `cancel()` says so."""
+    if cancel is not None and cancel():
+        raise EvaluationCancelled
+
+
+def cancellable(batches: Iterable[torch.Tensor], cancel: Callable[[], bool] | None) -> Iterator[torch.Tensor]:
+    """`batches`, asking `cancel()` before each one (see `check_cancel`)."""
+    for batch in batches:
+        check_cancel(cancel)
+        yield batch
 
 
 def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
@@ -93,6 +110,7 @@ def real_stats(
     cache_dir: str | Path | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    cancel: Callable[[], bool] | None = None,
 ) -> RealStats:
     """Features and statistics of the real images a protocol with cap `max_real` uses, from the
     cache when available (see facegan.metrics.cache); extractors without an id are not cached."""
@@ -106,7 +124,8 @@ def real_stats(
         if cached is not None:
             return cached
     idx = real_indices(len(ds), max_real)
-    feats = extract_features(extractor, real_batches(ds, idx, batch_size), device=device,
+    feats = extract_features(extractor, cancellable(real_batches(ds, idx, batch_size), cancel),
+                             device=device,
                              total=len(idx), desc=f"real features ({len(idx)})", progress=progress)
     stats = RealStats.from_features(feats)
     if key is not None and path is not None:
@@ -131,6 +150,7 @@ def evaluate(
     batch_size: int = 256,
     progress: bool = False,
     truncation: float | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Measure `generator` against `dataset` under named protocols (see facegan.metrics.PROTOCOLS).
 
@@ -150,6 +170,8 @@ def evaluate(
     extractor and the C2ST classifier. Torch's global RNG is left untouched, so a training run can
     evaluate mid-way; such a caller should build `inception_extractor(path, device)` once and pass
     it as `feature_extractor` (its `extractor_id` keeps the cache valid) rather than reload it.
+    `cancel` is asked between batches; when it returns True, EvaluationCancelled is raised within one
+    batch's work (a training run passes its stop flag, so SIGTERM never waits for a whole evaluation).
     """
     protocols = parse_metrics(metrics)
     if num_fake is not None and num_fake < 2:
@@ -170,6 +192,9 @@ def evaluate(
     def n_fake(p: Protocol) -> int:
         return num_fake if num_fake is not None else p.num_fake
 
+    def generated(seeds: list[int]) -> Iterator[torch.Tensor]:
+        return cancellable(fake_batches(generator, seeds, batch_size, truncation), cancel)
+
     results: dict[str, float] = {}
     was_training = generator.training
     generator.eval()
@@ -179,7 +204,7 @@ def evaluate(
             # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
             seeds = list(range(seed, seed + max(n_fake(p) for p in feature_protocols)))
             fake = extract_features(
-                extractor, fake_batches(generator, seeds, batch_size, truncation), device=device,
+                extractor, generated(seeds), device=device,
                 total=len(seeds), desc=f"generated features ({len(seeds)})", progress=progress,
             )
             reals: dict[int, RealStats] = {}
@@ -187,7 +212,7 @@ def evaluate(
                 if p.max_real not in reals:
                     reals[p.max_real] = real_stats(dataset, p.max_real, extractor, device=device,
                                                    cache_dir=cache_dir, batch_size=batch_size,
-                                                   progress=progress)
+                                                   progress=progress, cancel=cancel)
                 real, f = reals[p.max_real], fake[:n_fake(p)]
                 if p.kind == "fid":
                     results[p.name] = frechet_distance(real.mu, real.sigma, *gaussian_stats(f))
@@ -201,24 +226,25 @@ def evaluate(
                 n = min(n_fake(p), len(dataset))
                 real_img = torch.from_numpy(dataset.images[real_indices(len(dataset), n)])
                 fake_seeds = list(range(seed, seed + n))
-                fake_img = torch.cat(list(fake_batches(generator, fake_seeds, batch_size, truncation)))
+                fake_img = torch.cat(list(generated(fake_seeds)))
                 results.update({k.replace("swd", p.name, 1): v
                                 for k, v in swd(real_img, fake_img, seed=seed).items()})
             if p.kind == "c2st":
                 n = min(n_fake(p), len(dataset))
                 real_img = dataset.images[real_indices(len(dataset), n)]
                 c2st_seeds = list(range(seed, seed + n))
-                fake_img = torch.cat(list(fake_batches(generator, c2st_seeds, batch_size, truncation)))
-                res = c2st(real_img, fake_img, seed=seed, device=device)
+                fake_img = torch.cat(list(generated(c2st_seeds)))
+                res = c2st(real_img, fake_img, seed=seed, device=device,
+                           check=lambda: check_cancel(cancel))
                 results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
                 results[f"{p.name}_n"] = float(res.n_test)
             if p.kind == "prdc":
                 n = min(n_fake(p), len(dataset))
                 embedding = RandomEmbedding().to(device)
                 real_rows = real_indices(len(dataset), n)
-                real_feats = embed(embedding, real_batches(dataset, real_rows, batch_size))
-                fake_feats = embed(embedding, fake_batches(generator, list(range(seed, seed + n)),
-                                                           batch_size, truncation))
+                reals = cancellable(real_batches(dataset, real_rows, batch_size), cancel)
+                real_feats = embed(embedding, reals)
+                fake_feats = embed(embedding, generated(list(range(seed, seed + n))))
                 results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
     finally:
         generator.train(was_training)
