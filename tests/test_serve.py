@@ -241,8 +241,9 @@ def test_served_face_is_the_face_generate_writes(server: str, models: dict[str, 
         served = np.asarray(image(get_ok(f"{server}/api/face.png?seed=7&model=tiny64{query}")[1]))
         written = np.asarray(Image.open(path).convert("RGB"))
         assert np.abs(served.astype(int) - written.astype(int)).max() <= 1, query
-    full = get_ok(f"{server}/api/face.png?seed=7&model=tiny64&truncation=0")[1]
-    assert full != get_ok(f"{server}/api/face.png?seed=7&model=tiny64")[1]  # it really truncates
+    # the default really truncates: some of ten faces change (a latent may lie within ±t already)
+    base = f"{server}/api/face.png?model=tiny64"
+    assert any(get_ok(f"{base}&seed={s}&truncation=0")[1] != get_ok(f"{base}&seed={s}")[1] for s in range(10))
 
 
 def test_upscaling_is_crisp_by_default_and_smooth_on_request(server: str) -> None:
