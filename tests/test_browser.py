@@ -211,14 +211,14 @@ def test_variety_and_upscaling_controls(server: str, driver: WebDriver) -> None:
 
     assert blocky(crisp) and not blocky(smooth)
 
-    Select(driver.find_element(By.ID, "variety")).select_by_value("0")
-    WebDriverWait(driver, WAIT_S).until(lambda d: "truncation=0" in d.current_url)
+    Select(driver.find_element(By.ID, "variety")).select_by_value("1")  # "low": t = 1.0
+    WebDriverWait(driver, WAIT_S).until(lambda d: "truncation=1" in d.current_url)
     wait_image(driver, "face")
-    full = image_bytes(driver, "face")
-    assert full != crisp and text(driver, "seed") == "21"  # same seed, more variety
+    low = image_bytes(driver, "face")
+    assert low != crisp and text(driver, "seed") == "21"  # same seed, less variety
     permalink = driver.find_element(By.ID, "permalink").get_attribute("href")
-    assert "truncation=0" in permalink and "resample=nearest" in permalink
+    assert "truncation=1" in permalink and "resample=nearest" in permalink
     driver.get(permalink)  # the permalink shows exactly this face, with these settings
     wait_image(driver, "face")
-    assert image_bytes(driver, "face") == full
+    assert image_bytes(driver, "face") == low
     assert severe_console_errors(driver) == []
