@@ -1224,24 +1224,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
             train_rows.append(start_row(
                 row, lambda: ReferenceRunner(staged.image_root, mc, args.batch_size, args.workers, device),
                 plan.ref_warmup, plan.steps))
-        if "b" in only:
-            log(f"row b: facegan default ({describe(default)})")
-            prec = precision_of(default, device)
-            row = Row("b", "facegan default", describe(default), prec, gflop_per_img=flops["facegan_step"],
-                      peak_flops=row_peak(device, prec, env))
-            rows.append(row)
-            train_rows.append(start_row(
-                row, lambda: FaceganRunner(staged.packed, default, mc, args.batch_size, device),
-                plan.warmup, plan.steps))
         fp32 = resolve(PerfConfig(amp="off"), device)
-        if "f" in only and fp32 != default:  # the old CPU default, kept as a row for the history
-            log(f"row f: facegan fp32 ({describe(fp32)})")
-            prec = precision_of(fp32, device)
-            row = Row("f", "facegan fp32", describe(fp32), prec, gflop_per_img=flops["facegan_step"],
+        facegan_rows = [("b", "facegan default", default)] if "b" in only else []
+        if "f" in only and fp32 != default:  # the old CPU default (exact fp32), kept for the history
+            facegan_rows.append(("f", "facegan fp32", fp32))
+        for key, label, perf in facegan_rows:
+            log(f"row {key}: {label} ({describe(perf)})")
+            prec = precision_of(perf, device)
+            row = Row(key, label, describe(perf), prec, gflop_per_img=flops["facegan_step"],
                       peak_flops=row_peak(device, prec, env))
             rows.append(row)
             train_rows.append(start_row(
-                row, lambda: FaceganRunner(staged.packed, fp32, mc, args.batch_size, device),
+                row, lambda perf=perf: FaceganRunner(staged.packed, perf, mc, args.batch_size, device),
                 plan.warmup, plan.steps))
         if "c" in only:
             if best_c is None:
