@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch import nn
 from torchvision.utils import make_grid, save_image
 
 from facegan.checkpoint import check_state, checkpoint_config, load_checkpoint, load_state, read_exported
@@ -29,7 +30,7 @@ MAX_DISPLAY_SIZE = 2048  # largest --display-size of a walk's frames, in pixels
 ANIMATION_SUFFIXES = (".gif", ".mp4", ".webm", ".mov", ".avi", ".mkv")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: str = "off") -> Generator:
+def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: str = "off") -> nn.Module:
     """A ready-to-use generator (eval mode) from a training checkpoint (.pt / run folder) or an
     exported `.safetensors` file. A checkpoint's EMA generator (G_ema) is preferred when it has one.
 
@@ -54,7 +55,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     g = build_generator(cfg)
     load_state(g, state, "generator", str(path))
     g = g.to(device).eval()
-    return for_inference(g, torch.device(device), amp).eval()  # type: ignore[return-value]
+    return for_inference(g, torch.device(device), amp).eval()
 
 
 def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:
