@@ -367,11 +367,9 @@ def preset_config(name: str) -> RunConfig:
 
 
 def __getattr__(name: str) -> Any:
-    """`PRESETS` ({name: partial sections}) and `R3GAN_GAMMA`, read from the preset files on first use."""
+    """`PRESETS` ({name: partial sections}), read from the preset files on first use."""
     if name == "PRESETS":
         return {n: copy.deepcopy(_preset_sections(n)) for n in preset_names()}
-    if name == "R3GAN_GAMMA":  # γ of R1 and R2 in the r3gan preset, chosen by a pilot (README)
-        return preset_config("r3gan").gan.r1_gamma
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

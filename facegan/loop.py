@@ -438,10 +438,8 @@ class _LoopState:
         spe = self.batches.steps_per_epoch
         sums: torch.Tensor | None = None
         window_steps, window_t0 = 0, time.perf_counter()
-        precision = "bf16" if self.perf.amp_dtype == torch.bfloat16 else \
-            "fp16" if self.perf.amp_dtype == torch.float16 else "fp32"
         bar = tqdm(total=total, initial=step, unit="step", disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc=f"train {precision}")
+                   dynamic_ncols=True, desc=f"train {self.perf.precision}")
         self.g.train()
         self.d.train()
         self.checked, self.stop = step, stop

@@ -35,9 +35,14 @@ class Perf:
         return PerfConfig(amp=amp, channels_last=onoff[self.channels_last], compile=compile_setting,
                           fused_adam=onoff[self.fused_adam], resident=onoff[self.resident])
 
+    @property
+    def precision(self) -> str:
+        """"bf16", "fp16" or "fp32": what the step computes in."""
+        return _DTYPE_NAMES.get(self.amp_dtype, "fp32")
+
     def describe(self) -> str:
         """One line for the progress bar and the run's start, e.g. "bf16 autocast, channels_last"."""
-        parts = [f"{_DTYPE_NAMES[self.amp_dtype]} autocast" if self.amp_dtype else "fp32",
+        parts = [f"{self.precision} autocast" if self.amp_dtype else "fp32",
                  "channels_last" if self.channels_last else "NCHW",
                  "fused Adam" if self.fused_adam else "foreach Adam"]
         if self.compile_mode:

@@ -163,7 +163,6 @@ def test_presets_are_shipped_yaml_files() -> None:
     assert set(names) == {"dcgan", "dcgan-z128", "tiny", "dcgan-plus", "r3gan", "sngan-da"}
     assert set(config.PRESETS) == set(names)
     assert config.PRESETS["dcgan-z128"] == {"model": {"latent_dim": 128}}
-    assert config.R3GAN_GAMMA == 1.0
     r3 = preset_config("r3gan")
     assert (r3.model.arch, r3.gan.loss, r3.gan.r1_gamma, r3.gan.r2_gamma) == ("r3gan", "rpgan", 1.0, 1.0)
     assert isinstance(r3.optim.lr_g, float) and r3.optim.beta1 == 0.0

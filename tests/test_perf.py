@@ -111,3 +111,4 @@ def test_resolved_settings_round_trip_to_config() -> None:
         cfg = perf.as_config("default" if perf.compile_mode else "off")
         assert "auto" not in (cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.resident)
         assert resolve(cfg, torch.device("cpu")) == perf
+        assert perf.precision == ("bf16" if perf.amp_dtype else "fp32") and perf.precision in perf.describe()
