@@ -21,10 +21,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.config import RunConfig, preset_config, with_overrides
+from facegan.build import build_training
+from facegan.config import PerfConfig, RunConfig, preset_config, with_overrides
+from facegan.device import pick_device
 from facegan.models import build_models
-from facegan.perf import make_optimizers, prepare_models, resolve
-from facegan.step import sample_latent, train_step
+from facegan.step import sample_latent
 
 PRESETS = ("dcgan", "dcgan-plus", "r3gan")
 
@@ -35,34 +36,30 @@ def step_flops(cfg: RunConfig, batch: int = 8) -> tuple[float, float]:
     FlopCounterMode cannot trace the double backward of R1/R2, so the lazy penalty steps (every
     `r1_every`) are left out of the count; the measured img/s includes them.
     """
-    g, d = build_models(cfg.model, gan=cfg.gan)
-    opt_g, opt_d = make_optimizers(g, d, cfg.optim)
+    # The run's step as `facegan train` builds it, eager fp32 on the CPU: FLOPs are the architecture's.
+    plain = PerfConfig(amp="off", channels_last="off", compile="off", fused_adam="off", resident="off")
+    training = build_training(cfg.replace(perf=plain), torch.device("cpu"))
     rng = torch.Generator().manual_seed(0)
     real = torch.rand(batch, 3, cfg.model.size, cfg.model.size) * 2 - 1
     with FlopCounterMode(display=False) as counter:
-        train_step(g, d, opt_g, opt_d, real, rng, gan=cfg.gan, step=1)  # step 1: no lazy penalty
+        training.step(1, real)  # step 1: no lazy penalty
     step = counter.get_total_flops()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        g(sample_latent(batch, cfg.model.latent_dim, rng))
+        training.g(sample_latent(batch, cfg.model.latent_dim, rng))
     return step / batch / 1e9, counter.get_total_flops() / batch / 1e9
 
 
 def images_per_second(cfg: RunConfig, device: torch.device, batch: int, steps: int) -> float:
-    """Training img/s with the device's default speed settings (warm-up excluded)."""
-    perf = resolve(cfg.perf, device)
-    g, d = build_models(cfg.model, gan=cfg.gan)
-    g, d = g.to(device), d.to(device)
-    g_run, d_run = prepare_models(g, d, perf)
-    opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
-    rng = torch.Generator(device).manual_seed(0)
+    """Training img/s with the device's default speed settings (warm-up excluded), of the whole step
+    `facegan train` runs (EMA update included where the preset has one)."""
+    training = build_training(cfg, device)
     real = torch.rand(batch, 3, cfg.model.size, cfg.model.size, device=device) * 2 - 1
-    if perf.channels_last:
+    if training.perf.channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
 
     def run(n: int, first: int) -> None:
         for i in range(n):
-            train_step(g_run, d_run, opt_g, opt_d, real, rng, gan=cfg.gan, step=first + i,
-                       amp_dtype=perf.amp_dtype)
+            training.step(first + i, real)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -80,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=16, help="timed steps per row (0: FLOPs only)")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    device = pick_device(args.device)
     print(f"device {device}, size {args.size}, batch {args.batch_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'preset':<12} {'ngf':>4} {'G params':>9} {'D params':>9} {'step GFLOP/img':>15} "

@@ -1,6 +1,7 @@
 """Fault harness: what survives SIGKILL, a full disk and hostile input. Anyone can run it on a CPU:
 
-    OMP_NUM_THREADS=1 python bench/faults.py                 # all three parts, about 4-5 min on 2 cores
+    OMP_NUM_THREADS=1 python bench/faults.py                 # all four parts, about 5-6 min on 2 cores
+    python bench/faults.py --parts http                      # only (d), about 30 s
     python bench/faults.py --kills 3 --parts kill            # the reduced run tests/test_faults.py makes
 
 (a) kill: a tiny CPU run is SIGKILLed at N random moments (every 4th one right after a checkpoint's
@@ -12,6 +13,9 @@
     old file intact. Skipped, with the reason, where `mount` is not permitted (needs root).
 (c) input: hostile command lines, each counted as "clear" when it exits 2 with a single stderr line and
     no traceback.
+(d) http: hostile HTTP requests (bad parameters, paths, methods, headers, framing, slow clients) against
+    a real `facegan serve` on 127.0.0.1, each counted as "clear" when it gets a 4xx with a one-line
+    reason and the server logs no traceback (bench/http_faults.py, which has the list).
 
 Prints one line per check and a JSON summary (--json FILE writes it too).
 """
@@ -289,7 +293,7 @@ def _metric_cache_full(mnt: Path, data: Path, say: Any) -> dict[str, Any]:
     finally:
         filler.unlink()
     intact = digest(*old) == before
-    leftovers = [p.name for p in cache.rglob("*.partial")]
+    leftovers = [p.name for p in cache.rglob(".*.tmp-*")]  # facegan.files.atomic_write's temp files
     say(f"disk full at metric cache: {'numbers returned with one warning' if ok else 'FAILED'}, old file "
         f"{'intact' if intact else 'DAMAGED'}, partial files left {len(leftovers)}")
     return {"clear": bool(ok), "intact": intact, "partial_left": leftovers}
@@ -381,11 +385,24 @@ def hostile_input(work: Path, say: Any = print) -> dict[str, Any]:
     return {"inputs": len(rows), "clear": clear, "rows": rows}
 
 
+def _http_faults() -> Any:
+    """bench/http_faults.py, part (d) (bench/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).with_name("http_faults.py")
+    spec = importlib.util.spec_from_file_location("bench_http_faults", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=20, help="SIGKILLs in part (a) (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    ap.add_argument("--parts", default="kill,disk,input", help="comma list of kill, disk, input")
+    ap.add_argument("--parts", default="kill,disk,input,http", help="comma list of kill, disk, input, http")
     ap.add_argument("--work", help="working folder (default: a temporary one, removed after)")
     ap.add_argument("--json", help="also write the summary here")
     args = ap.parse_args(argv)
@@ -400,13 +417,18 @@ def main(argv: list[str] | None = None) -> int:
             summary["disk"] = disk_full(work)
         if "input" in parts:
             summary["input"] = hostile_input(work)
+        if "http" in parts:
+            summary["http"] = _http_faults().hostile_http()
         summary["seconds"] = round(time.monotonic() - t0, 1)
-    k = summary["kill"]
-    print(f"\nkill: {k['identical']}/{k['kills']} bit-identical after resume, {k['corrupt_files']} corrupt "
-          f"checkpoint files", end="")
+    print()
+    if k := summary.get("kill"):
+        print(f"kill: {k['identical']}/{k['kills']} bit-identical after resume, {k['corrupt_files']} corrupt "
+              f"checkpoint files", end="; ")
     if "input" in summary:
-        print(f"; input: {summary['input']['clear']}/{summary['input']['inputs']} one clear line", end="")
-    print(f"; {summary['seconds']} s")
+        print(f"input: {summary['input']['clear']}/{summary['input']['inputs']} one clear line", end="; ")
+    if h := summary.get("http"):
+        print(f"http: {h['clear']}/{h['requests']} clear 4xx, {h['server_errors_5xx']} 5xx", end="; ")
+    print(f"{summary['seconds']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     with contextlib.suppress(Exception):

@@ -1,3 +1,15 @@
 """facegan: train, evaluate, share and serve face GANs (seed-faithful DCGAN by default)."""
 
 __version__ = "0.1.0"
+
+# The Python API (facegan/api.py), imported on first use so that `import facegan` stays cheap (no torch).
+_API = ("load", "train", "export", "Generator")
+__all__ = ["Generator", "__version__", "export", "load", "train"]
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from facegan import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'facegan' has no attribute {name!r}")

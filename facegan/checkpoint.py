@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import random
@@ -29,6 +28,7 @@ from torch import nn
 from facegan import __version__
 from facegan.config import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
 from facegan.errors import FaceganError
+from facegan.files import atomic_write, remove_stale_temps, temp_path, write_error
 
 FORMAT = "facegan-checkpoint"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -63,6 +63,17 @@ def restore_rng(state: dict[str, Any], step_rng: torch.Generator) -> None:
     step_rng.set_state(state["step"])
 
 
+def rng_for_rank(ckpt: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """The RNG state rank `rank` of `world` resumes from: its own when the checkpoint was written by as
+    many ranks (`rng_ranks`, one per rank, in rank order), else rank 0's `rng`. The step generator is
+    the same on every rank by construction (facegan.distributed), so a resume on another number of
+    ranks continues the same stream."""
+    ranks = ckpt.get("rng_ranks")
+    if isinstance(ranks, list) and len(ranks) == world and world > 1:
+        return ranks[rank]
+    return ckpt["rng"]
+
+
 def _tuples(obj: Any) -> Any:
     # random.setstate insists on tuples; serialisers may hand back lists.
     return tuple(_tuples(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
@@ -82,81 +93,6 @@ def atomic_save(obj: Any, path: Path, writer: Callable[[Any, BinaryIO], Any] | N
     atomic_write(path, write, CKPT_KEPT)
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any],
-                 then: str = "any previous file there is intact — {hint}") -> None:
-    """Let `write(tmp)` fill a temp file beside `path`, then fsync, give it the umask's permissions and
-    rename it over `path`. Any failure removes the temp file, leaves `path` as it was and raises one
-    FaceganError line: "could not write PATH: reason; " + `then` (with {hint} filled in)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        _fsync_file(tmp)
-        # Temp-file writers (safetensors among them) may create 0600 files; a finished file gets the
-        # permissions a plain open() would give it.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(err, FaceganError) or not isinstance(err, Exception):
-            raise  # already one clear line, or Ctrl-C / SystemExit: not a write failure to explain
-        raise FaceganError(f"could not write {path}: {_write_reason(err)}; "
-                           f"{then.format(hint=_write_hint(err))}") from None
-    _fsync_dir(path.parent)
-
-
-def _write_reason(err: BaseException) -> str:
-    # torch.save reports a full disk as RuntimeError and safetensors as SafetensorError, not OSError.
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
-
-
-def _write_hint(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return "free some disk space"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "check the folder's permissions"
-    return "check the free disk space and that the folder is writable"
-
-
-def _umask() -> int:
-    """The process umask. /proc avoids os.umask's set-and-restore, which races with other threads
-    creating files in between."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------- training checkpoints
 
 
@@ -166,7 +102,7 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     Pruning goes by write order, not step: a run resumed from an older checkpoint keeps what it
     writes now and drops the abandoned, higher-numbered ones first."""
     path = ckpt_dir / f"ckpt-{step:08d}.pt"
-    _remove_stale_temps(ckpt_dir)
+    remove_stale_temps(ckpt_dir)
     # Which facegan wrote it and the layout of its config, so later versions can migrate the config.
     header = {"format": FORMAT, "version": 1, "facegan_version": __version__, "config_schema": CONFIG_SCHEMA}
     atomic_save({**header, **state}, path)
@@ -176,24 +112,6 @@ def save_checkpoint(ckpt_dir: Path, state: dict[str, Any], step: int, keep: int)
     for old in older[: max(0, len(older) - (keep - 1))]:  # never the file just written
         old.unlink(missing_ok=True)
     return path
-
-
-def _remove_stale_temps(ckpt_dir: Path) -> None:
-    """Delete the temp files of writers that died mid-write (SIGKILL, power loss): they are never
-    valid checkpoints, and each can be as large as one. A live writer's file (its pid runs) is kept."""
-    if not ckpt_dir.is_dir():
-        return
-    for tmp in ckpt_dir.glob(".*.tmp-*"):
-        pid = tmp.name.rpartition(".tmp-")[2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:  # no such process: the writer is gone
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        except OSError:  # alive under another user (EPERM): not ours to remove
-            pass
 
 
 def _stamp_newest(path: Path, others: list[Path]) -> None:
@@ -210,7 +128,7 @@ def _stamp_newest(path: Path, others: list[Path]) -> None:
 def link_as(path: Path, alias: Path) -> None:
     """Point `alias` (latest.pt, best.pt) at `path` atomically: a hard link (no extra disk) swapped in
     with a rename, or a copy where hard links are not supported. Pruning `path` later keeps `alias`."""
-    tmp = alias.with_name(f".{alias.name}.tmp-{os.getpid()}")
+    tmp = temp_path(alias)
     try:
         tmp.unlink(missing_ok=True)
         os.link(path, tmp)
@@ -223,8 +141,7 @@ def link_as(path: Path, alias: Path) -> None:
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise FaceganError(f"could not write {alias}: {_write_reason(err)}; "
-                           f"{CKPT_KEPT.format(hint=_write_hint(err))}") from None
+        raise write_error(alias, err, CKPT_KEPT) from None
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -321,12 +238,17 @@ CONFIG_KEY = "facegan_model_config"
 
 
 def export_generator(g: nn.Module, cfg: ModelConfig, path: str | Path,
-                     extra: dict[str, str] | None = None) -> Path:
-    """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file."""
+                     extra: dict[str, str] | None = None, half: bool = False) -> Path:
+    """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file.
+
+    `half` stores the floating-point tensors as float16 (half the file; loading copies them back into
+    the float32 model). Integer buffers (BatchNorm's batch counter) keep their type."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise FaceganError(f"export path must end in .safetensors, got {str(path)!r}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {CONFIG_KEY: json.dumps(cfg.__dict__), "format": "facegan-generator", **(extra or {})}
     # save_file is looked up at call time so tests can make it fail mid-write.
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -40,40 +41,113 @@ def _add_train(sub: Any) -> None:
                         "the plan and exit; writes nothing")
     add_config_flags(p)
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
-    p.add_argument("--resume", help="'auto' (latest run under --outdir) or a checkpoint / run folder")
+    p.add_argument("--resume", help="'auto' (the latest run under --outdir; a new run if there is none yet) "
+                                    "or a checkpoint / run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="train on N processes of this machine (N GPUs, or N CPU processes) through "
+                        "torchrun's launcher, torch.distributed.run --standalone; --batch-size stays the "
+                        "global batch")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from facegan.distributed import RelayedError, launched_by_torchrun, session
+
+    if args.nproc_per_node is not None and not launched_by_torchrun():
+        return _launch_local(args)
+    with session() as dist:
+        try:
+            return _train(args, dist)
+        except RelayedError:
+            return 2  # rank 0's error: rank 0 prints it, once
+        except FaceganError as err:
+            if dist.is_main:
+                raise
+            raise FaceganError(f"rank {dist.rank}: {err}") from None
+
+
+def _launch_local(args: argparse.Namespace) -> int:
+    """`facegan train --nproc-per-node N ...`: torchrun's own launcher starts N ranks on this machine,
+    each running this command line (where the flag then only has to match torchrun's LOCAL_WORLD_SIZE)."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from facegan.cli_config import given_settings
+    from facegan.config import load_config_file, resolve_config
+    from facegan.distributed import check_batch
+
+    n = args.nproc_per_node
+    if n < 1:
+        raise FaceganError(f"--nproc-per-node must be >= 1, got {n}")
+    if not (args.resume or args.print_config or args.dry_run):  # one line for a bad config, before N starts
+        file = load_config_file(args.config) if args.config else {}
+        check_batch(resolve_config(args.preset, file, given_settings(args)).train.batch_size, n)
+    try:
+        torchrun.run(torchrun.parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "facegan",
+                                          *args.argv]))
+    except ChildFailedError as err:
+        code = err.get_first_failure()[1].exitcode
+        return 128 - code if code < 0 else code  # a rank killed by signal N: 128 + N, as a shell says
+    except SignalException as err:
+        return 128 + int(err.sigval)
+    return 0
+
+
+def _check_launch(args: argparse.Namespace, world: int) -> None:
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if args.nproc_per_node is not None and local is not None and local != str(args.nproc_per_node):
+        raise FaceganError(f"--nproc-per-node {args.nproc_per_node}, but torchrun started {local} processes "
+                           f"on this machine; drop --nproc-per-node when launching with torchrun")
+    if world > 1 and (args.print_config or args.dry_run):
+        raise FaceganError("--print-config and --dry-run describe a run from one process; run them without "
+                           "torchrun")
+
+
+def _train(args: argparse.Namespace, dist: Any) -> int:
+    """`facegan train` in this process: the whole run, or one torchrun rank of it (`dist`)."""
     from facegan.cli_config import given_settings
     from facegan.config import flat_fields, load_config_file, resolve_config, resumable_fields, to_yaml
-    from facegan.loop import dry_run, train
+    from facegan.loop import train
+    from facegan.plan import dry_run
 
+    dist.share(lambda: _check_launch(args, dist.world))  # rank 0 says what is wrong, once
     given = given_settings(args)
     file = load_config_file(args.config) if args.config else {}
+    if args.resume and (args.print_config or args.dry_run):
+        raise FaceganError("--print-config and --dry-run describe a new run; they do not combine with "
+                           "--resume")
+    if args.resume == "auto":
+        from facegan.tracking import latest_run_with_checkpoint
+
+        if dist.share(lambda: latest_run_with_checkpoint(Path(args.outdir))) is None:  # rank 0 decides
+            # Nothing to continue yet: one command line then serves the first start and every restart
+            # (as litgpt's --resume auto does), e.g. under torchrun --max-restarts or a cluster requeue.
+            if not args.quiet and dist.is_main:
+                print(f"--resume auto: no run with a checkpoint under {args.outdir!r} yet; starting a new "
+                      f"one", file=sys.stderr)
+            args.resume = None
     if args.resume:
-        if args.print_config or args.dry_run:
-            raise FaceganError("--print-config and --dry-run describe a new run; they do not combine with "
-                               "--resume")
         # The file's settings and the flags may repeat the checkpoint's values (the original command +
         # --resume); train() refuses real changes, naming the flag, once it has read the checkpoint.
         given = {**flat_fields(file), **given}
         if args.preset or file.get("preset"):
             given["preset"] = args.preset or file["preset"]
         result = train(None, Path(args.outdir), resume=args.resume, overrides_on_resume=given,  # type: ignore[arg-type]
-                       quiet=args.quiet, resumable=resumable_fields())
+                       quiet=args.quiet, resumable=resumable_fields(), dist=dist)
     else:
-        cfg = resolve_config(args.preset, file, given)
+        cfg = dist.share(lambda: resolve_config(args.preset, file, given))  # a mistake is one line
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0
         if args.dry_run:
             print("\n".join(dry_run(cfg, Path(args.outdir))))
             return 0
-        result = train(cfg, Path(args.outdir), quiet=args.quiet)
+        result = train(cfg, Path(args.outdir), quiet=args.quiet, dist=dist)
     with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) must not turn a clean stop into a crash
-        print(f"run folder: {result.run_dir} (step {result.step})")
+        if dist.is_main:
+            print(f"run folder: {result.run_dir} (step {result.step})")
     if result.interrupted:
         return 128 + (result.signum or signal.SIGTERM)  # the shell's convention for "killed by signal N"
     return 0
@@ -95,7 +169,7 @@ def _add_prepare(sub: Any) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from facegan.data import prepare
+    from facegan.prepare import prepare
 
     res = prepare(args.source, args.out, args.size, min_side=args.min_side, synthetic_count=args.count,
                   seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet)
@@ -110,7 +184,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _add_model_source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint",
-                     help="training checkpoint (.pt), run folder, or exported generator (.safetensors)")
+                     help="training checkpoint (.pt), run folder, exported generator (.safetensors) or "
+                          "Hub-layout folder")
     src.add_argument("--pretrained", help="a generator shipped with facegan: celeba64, anime64")
 
 
@@ -168,8 +243,8 @@ def _check_generate_args(args: argparse.Namespace, seeds: list[int]) -> list[int
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from facegan.device import pick_device
     from facegan.generate import faces, interpolation, load_generator, parse_seeds, write_faces, write_walk
-    from facegan.loop import pick_device
 
     seeds = _check_generate_args(args, parse_seeds(args.seed))
     g = load_generator(_model_path(args), pick_device(args.device), amp=args.amp)
@@ -187,19 +262,38 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="export the generator alone as .safetensors (+ its config)")
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (.pt) or run folder")
-    p.add_argument("--out", required=True, help="output .safetensors path")
+    p = sub.add_parser("export", help="export the generator alone: .safetensors, a Hugging Face Hub folder, "
+                                      "or ONNX",
+                       description="Export the generator (the EMA one when the run has it) for sharing.")
+    _add_model_source(p)
+    p.add_argument("--out", required=True,
+                   help="a .safetensors file, a folder for --format hub, or a .onnx file")
+    p.add_argument("--format", choices=("safetensors", "hub", "onnx"),
+                   help="safetensors (weights + config in one file), hub (config.json, model.safetensors and "
+                        "a README.md model card: the Hugging Face Hub layout; needs facegan[hub]) or onnx "
+                        "(dynamic batch; needs facegan[onnx]); default: onnx for a .onnx --out, else "
+                        "safetensors")
+    p.add_argument("--half", action="store_true",
+                   help="store the weights as float16 (half the file, e.g. under a size limit; loads back to "
+                        "float32, faces equal to within float16 rounding); safetensors and hub only")
+    p.add_argument("--license", help="Hub licence id for the model card (e.g. mit, cc-by-nc-4.0, other); "
+                                     "the weights carry the training data's licence")
+    p.add_argument("--dataset", action="append", default=[], metavar="ID",
+                   help="Hub dataset id the model was trained on, for the model card; repeat for several")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from facegan.checkpoint import export_generator
+    from facegan.api import export
     from facegan.generate import load_generator
 
-    g = load_generator(args.checkpoint)
-    path = export_generator(g, g.cfg, args.out)
-    print(f"exported generator ({g.cfg.size}px, latent {g.cfg.latent_dim}) to {path}")
+    fmt = args.format or ("onnx" if Path(args.out).suffix == ".onnx" else "safetensors")
+    if fmt != "hub" and (args.license or args.dataset):
+        raise FaceganError("--license and --dataset describe a Hub model card; use them with --format hub")
+    g = load_generator(_model_path(args))
+    path = export(g, args.out, fmt, source=args.pretrained or args.checkpoint, license=args.license,
+                  datasets=args.dataset, half=args.half)
+    print(f"exported generator ({g.cfg.size}px, latent {g.cfg.latent_dim}) as {fmt} to {path}")
     return 0
 
 
@@ -244,8 +338,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from facegan.data import resolve_dataset
+    from facegan.device import pick_device
     from facegan.generate import load_generator
-    from facegan.loop import pick_device
     from facegan.metrics import append_metrics, evaluate, resolve_weights
 
     device = pick_device(args.device)
@@ -274,93 +368,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]PATH",
-                   help="checkpoint (.pt), run folder or exported .safetensors; repeat for several models")
-    p.add_argument("--pretrained", action="append", default=[], metavar="NAME",
-                   help="a shipped generator (celeba64, anime64); repeat for several")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
-    _add_inference_amp(p)
-    from facegan.serve_limits import ServeLimits
+    from facegan.cli_config import add_dataclass_flags
+    from facegan.serve.config import ServeConfig
+    from facegan.serve.limits import ServeLimits
 
-    d = ServeLimits()
-    g = p.add_argument_group("workers and limits (the limits hold per worker process)")
-    g.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="server processes sharing the port, each loading the generators (default 1)")
-    g.add_argument("--header-timeout", type=float, default=d.header_timeout, metavar="S",
-                   help=f"seconds a client has to send a whole request; slower ones get a 408 "
-                        f"(default {d.header_timeout:g})")
-    g.add_argument("--send-timeout", type=float, default=d.send_timeout, metavar="S",
-                   help=f"drop a connection whose client reads nothing for S seconds (default "
-                        f"{d.send_timeout:g})")
-    g.add_argument("--keep-alive", type=int, default=d.keep_alive, metavar="S",
-                   help=f"seconds an idle keep-alive connection stays open (default {d.keep_alive})")
-    g.add_argument("--conns-per-client", type=int, default=d.conns_per_client, metavar="N",
-                   help=f"open connections per client address, 0 = no cap (default {d.conns_per_client})")
-    g.add_argument("--budget-mpix", type=float, default=d.budget_mpix, metavar="MPX",
-                   help=f"megapixels of images being made at once, all clients together; more "
-                        f"waits, then gets a 429 (default {d.budget_mpix:g})")
-    g.add_argument("--client-budget-mpix", type=float, default=d.client_budget_mpix, metavar="MPX",
-                   help=f"megapixels one client may have in the making (default {d.client_budget_mpix:g})")
-    g.add_argument("--budget-wait", type=float, default=d.budget_wait, metavar="S",
-                   help=f"seconds a request may wait for budget before a 429 (default {d.budget_wait:g})")
-    g.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
-                   help="comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names "
-                        "the client; they are exempt from --conns-per-client (default: none)")
+    p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API",
+                       description="Serve a 'this face does not exist' page and PNG/GIF API. The flags are "
+                                   "the fields of facegan.serve.ServeConfig and ServeLimits.")
+    add_dataclass_flags(p, ServeConfig)
+    add_dataclass_flags(p.add_argument_group("limits (each holds per --workers process)"), ServeLimits)
     p.set_defaults(func=_cmd_serve)
 
 
-_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-
-
-def _model_sources(specs: list[str]) -> dict[str, str]:
-    """`[NAME=]PATH` specs → {name: path}; the name defaults to the file's stem (or run folder name)."""
-    import re
-
-    sources: dict[str, str] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not re.fullmatch(_NAME_RE, name):
-            path = spec
-            p = Path(spec)
-            name = p.name if p.is_dir() else p.stem
-            if p.name in ("latest.pt",) or p.parent.name == "checkpoints":
-                name = p.parent.parent.name
-        if name in sources:
-            raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
-        sources[name] = path
-    return sources
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
-    if not args.checkpoint and not args.pretrained:
-        from facegan import pretrained
+    from facegan.cli_config import given_fields
+    from facegan.serve.config import ServeConfig
+    from facegan.serve.limits import ServeLimits
 
-        args.pretrained = pretrained.available()  # the shipped generators, when nothing is named
-    if not args.checkpoint and not args.pretrained:
-        raise FaceganError("facegan serve needs a model: --checkpoint [NAME=]PATH (.pt or .safetensors)")
+    limits = ServeLimits(**given_fields(args, ServeLimits))
+    cfg = ServeConfig(**given_fields(args, ServeConfig), limits=limits)
     try:
         from facegan.serve import serve
     except ImportError as err:
         raise FaceganError(f"facegan serve needs its extras ({err.name} is missing): "
                            f"pip install 'facegan[serve]'") from None
-    from facegan import pretrained
-
-    sources = {name: str(pretrained.path(name)) for name in args.pretrained}
-    for name, path in _model_sources(args.checkpoint).items():
-        if name in sources:
-            raise FaceganError(f"two models are named {name!r}; name them with --checkpoint NAME=PATH")
-        sources[name] = path
-    from facegan.serve_limits import ServeLimits
-
-    limits = ServeLimits(
-        header_timeout=args.header_timeout, send_timeout=args.send_timeout, keep_alive=args.keep_alive,
-        conns_per_client=args.conns_per_client, budget_mpix=args.budget_mpix,
-        client_budget_mpix=args.client_budget_mpix, budget_wait=args.budget_wait,
-        forwarded_allow_ips=tuple(ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()))
-    serve(sources, args.host, args.port, args.device, amp=args.amp, workers=args.workers, limits=limits)
+    serve(cfg)
     return 0
 
 
@@ -379,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `facegan` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. for `train --nproc-per-node` to pass on
     try:
         return int(args.func(args))
     except FaceganError as err:

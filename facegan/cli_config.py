@@ -1,4 +1,5 @@
-"""`facegan train`'s setting flags, generated from the config dataclasses in facegan/config.py.
+"""`facegan train`'s setting flags, generated from the config dataclasses in facegan/config.py (and
+`facegan serve`'s, from facegan/serve/config.py, by the same generator).
 
 Each setting is declared once: a field of a config section, with its help text, choices, resumability
 and any text parser in `config.setting(...)`. This module turns those fields into argparse flags
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from typing import Any
 
 from facegan.config import field_type, section_types
@@ -58,12 +60,37 @@ def render_default(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
     return str(value) if value != "" else "none"
 
 
-def flag_help(f: dataclasses.Field[Any]) -> str:
-    # argparse %-formats help strings, so a literal % must be doubled.
-    return f"{f.metadata.get('help', '')} (default: {render_default(f.default)})".replace("%", "%%")
+def flag_help(f: dataclasses.Field[Any], repeatable: bool = False) -> str:
+    """The help text and the default; a repeatable flag's default (nothing) goes without saying."""
+    text = f.metadata.get("help", "")
+    if not repeatable:
+        text += f" (default: {render_default(f.default)})"
+    return text.replace("%", "%%")  # argparse %-formats help strings, so a literal % must be doubled
+
+
+def flag_kwargs(kind: type, f: dataclasses.Field[Any]) -> dict[str, Any]:
+    """argparse keywords of the flag of field `f` of dataclass `kind`: default None (= not given), then
+    a bool as --x/--no-x, a tuple without a text parser as a repeatable flag, anything else typed."""
+    base, _ = field_type(kind, f.name)
+    is_tuple = typing.get_origin(typing.get_type_hints(kind)[f.name]) is tuple
+    repeatable = is_tuple and not f.metadata.get("parse")
+    kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": flag_help(f, repeatable)}
+    if f.metadata.get("metavar"):
+        kwargs["metavar"] = f.metadata["metavar"]
+    if base is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    kwargs["type"] = f.metadata.get("parse") or base
+    if repeatable:
+        kwargs["action"] = "append"
+    if f.metadata.get("choices"):
+        kwargs["choices"] = f.metadata["choices"]
+    return kwargs
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -76,15 +103,23 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             groups[key] = parser.add_argument_group(GROUPS[key])
             if key == "optim":
                 groups[key].add_argument("--lr", type=float, default=None, help=LR_HELP)
-        base, _ = field_type(kinds[sec], f.name)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": flag_help(f)}
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = f.metadata.get("parse") or base
-            if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
-        groups[key].add_argument(option(f.name), **kwargs)
+        groups[key].add_argument(option(f.name), **flag_kwargs(kinds[sec], f))
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, kind: type) -> None:
+    """Add one flag per field of the dataclass `kind` (e.g. facegan.serve.config.ServeConfig) to
+    `parser`, in field order, skipping fields declared with `setting(..., flag=False)`."""
+    for f in dataclasses.fields(kind):
+        if f.metadata.get("flag", True):
+            parser.add_argument(option(f.name), **flag_kwargs(kind, f))
+
+
+def given_fields(args: argparse.Namespace, kind: type) -> dict[str, Any]:
+    """`{field: value}` of the flags of `kind` actually given, ready for `kind(**...)` (a repeated
+    flag's list becomes a tuple, as the field is typed)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
+             if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:

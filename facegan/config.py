@@ -33,6 +33,8 @@ GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
 D_NORMS = ("auto", "batch", "layer", "none")
 DIFFAUG_OPS = ("color", "translation", "cutout")
 NAN_POLICIES = ("rollback-skip", "rollback-lower-lr", "stop")
+# Experiment trackers a run can log to (facegan/trackers.py); TensorBoard is the default.
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 # Version of the config layout in checkpoints and config files; bump it (and add a migration below)
 # whenever a field is added, removed, renamed or changes its default.
 CONFIG_SCHEMA = 2
@@ -40,17 +42,18 @@ CONFIG_SCHEMA = 2
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resumable: bool = False,
             parse: Callable[[str], Any] | None = None, group: str | None = None, flag: bool = True,
-            max: float | None = None) -> Any:
-    """A config field plus what its `facegan train` flag needs (facegan/cli_config.py reads it).
+            max: float | None = None, metavar: str | None = None) -> Any:
+    """A config field plus what its command-line flag needs (facegan/cli_config.py reads it).
 
     help: the flag's help, without the default (that is appended from `default`). choices: the allowed
     values, checked by the dataclass and offered by the flag. resumable: may change when a run is
     resumed. parse: converts the flag's text (e.g. "none" → ""). group: a help section other than the
     dataclass's. flag: False for fields that are not meant to be set from the command line. max: the
-    largest value allowed, checked by the dataclass before anything is built from it.
+    largest value allowed, checked by the dataclass before anything is built from it. metavar: the
+    flag's placeholder in --help (default: the flag's name in capitals).
     """
     meta = {"help": help, "choices": choices, "resumable": resumable, "parse": parse, "group": group,
-            "flag": flag, "max": max}
+            "flag": flag, "max": max, "metavar": metavar}
     return field(default=default, metadata=meta)
 
 
@@ -168,6 +171,16 @@ class TrainConfig:
                           choices=NAN_POLICIES, resumable=True)
     nan_retries: int = setting(3, "rollbacks a diverging run may make before it gives up", resumable=True,
                                max=1000)
+    # No schema bump: runs written before it trained in one process, where the default (per-rank
+    # statistics) is the same thing. Resumable like the number of ranks, which it only qualifies: both
+    # change how BatchNorm groups a step's images into statistics, never which images or noise are used.
+    sync_bn: bool = setting(False, "torchrun: BatchNorm statistics over the whole global batch "
+                            "(torch.nn.SyncBatchNorm, CUDA only) instead of each rank's B/N images",
+                            resumable=True)
+    # No schema bump: a run written before trackers existed logged to TensorBoard, which the default keeps.
+    tracker: str = setting("tensorboard", "experiment trackers, a comma list of tensorboard, mlflow, "
+                           "wandb, or none (stats.jsonl is always written)", resumable=True,
+                           parse=_none_is_empty)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -181,6 +194,15 @@ class TrainConfig:
             raise FaceganError("--eval-every and --eval-num-fake must be >= 0")
         if self.steps is not None and self.steps < 1:
             raise FaceganError(f"--steps must be >= 1, got {self.steps}")
+        names = self.trackers
+        if any(n not in TRACKERS for n in names) or len(set(names)) != len(names):
+            raise FaceganError(f"--tracker must be a comma list of distinct {', '.join(TRACKERS)} (or none), "
+                               f"got {self.tracker!r}")
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers to log to, e.g. ("tensorboard", "mlflow"); () for "none"."""
+        return tuple(n.strip() for n in _none_is_empty(self.tracker.strip()).split(",") if n.strip())
 
 
 @dataclass(frozen=True)

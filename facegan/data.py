@@ -1,329 +1,23 @@
-"""Datasets: prepare images into a packed uint8 array, and draw training batches from it.
+"""Training-time data: a prepared dataset opened as a memory map, and the batch of every step.
 
-A prepared dataset is a folder holding
-  images.u8      raw uint8 array, shape (N, 3, S, S), C order — np.memmap-able, no decoding at train time
-  manifest.json  source, count, size, crop rule, content hash, ordered file list, every skipped file
-
-Sources: an image folder (searched recursively), a zip archive read in place, or "synthetic"
-(listing and decoding live in facegan.sources, which documents the 40 Mpx per-image pixel limit and
-every reason a file is skipped).
-
-Preparing is safe to interrupt and to run twice at once: the dataset is built in a uniquely named
-hidden folder beside the output (`.NAME.tmp-HOST-PID-RANDOM`) and published by rename while holding
-an flock on `.NAME.lock` beside the output, so a reader sees a complete dataset or none, a killed
-prepare never leaves a half-written output, and a second preparer of the same cache entry waits and
-reuses the first one's result. Decoding workers that die (e.g. OOM-killed) end the run with one error.
+A prepared dataset (images.u8 + manifest.json, written by facegan.prepare) is read in place, never
+decoded again. `resolve_dataset` opens one, or prepares a folder, zip or "synthetic" into the cache
+first (facegan.prepare.prepare_cached). `BatchSource` maps a step to its batch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import copy
 import json
-import multiprocessing
-import os
-import secrets
-import shutil
-import socket
-import sys
-import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from facegan.config import check_size
 from facegan.errors import FaceganError
-from facegan.sources import (  # noqa: F401  (list_source: still importable from here)
-    IMAGE_EXTS,
-    MAX_PIXELS,
-    SYNTHETIC,
-    Decoder,
-    SourceListing,
-    list_source,
-    printable,
-    scan_source,
-    skip,
-)
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; preparing is still atomic, just not guarded against a twin
-    fcntl = None  # type: ignore[assignment]
-
-MANIFEST = "manifest.json"
-IMAGES = "images.u8"
-FORMAT_VERSION = 1
-# Part of the cache key: bump when decoding changes what a source packs to (2: 16-bit scaling, pixel limit).
-DECODE_VERSION = 2
-CROP_RULE = "resize shorter side to S (bilinear, antialiased), then center-crop S×S"
-POOL_MIN_FILES = 512  # below this, starting worker processes costs more than it saves
-CHUNK = 64  # files per task sent to a worker
-# What an interrupted prepare of an older facegan could leave in --out (--force may replace them).
-_LEFTOVERS = frozenset({IMAGES, IMAGES + ".partial", MANIFEST + ".partial"})
-
-
-# ----------------------------------------------------------------------------- prepare
-
-
-@dataclass(frozen=True)
-class PrepareResult:
-    out: Path
-    count: int
-    skipped: list[dict[str, str]]
-
-
-def prepare(
-    source: str,
-    out: str | Path,
-    size: int = 64,
-    *,
-    min_side: int | None = None,
-    synthetic_count: int = 8192,
-    seed: int = 0,
-    workers: int | None = None,
-    force: bool = False,
-    quiet: bool = False,
-) -> PrepareResult:
-    """Pack `source` (folder, zip or "synthetic") into `out` as images.u8 + manifest.json.
-
-    With `force`, a dataset already in `out` (or the leftovers of an interrupted prepare) is replaced;
-    any other files in `out` are never touched.
-    """
-    check_size(size)
-    out = Path(out)
-    _check_out_dir(out, force)  # fail before reading the source or waiting for the lock
-    listing = _listing(source, synthetic_count)
-    with _output_lock(out, quiet):
-        _check_out_dir(out, force)  # another process may have published there while we waited
-        return _build(source, listing, out, size, min_side=min_side, seed=seed, workers=workers, quiet=quiet)
-
-
-def _listing(source: str, synthetic_count: int) -> SourceListing:
-    """What `source` holds; a FaceganError when it holds no image file at all."""
-    if source == SYNTHETIC:
-        names = [f"synthetic/{i:07d}" for i in range(synthetic_count)]
-        return SourceListing(SYNTHETIC, names, [], f"synthetic-{synthetic_count}")
-    listing = scan_source(source)
-    if not listing.images:
-        raise FaceganError(
-            f"no image files found in {source!r} (looked recursively for {', '.join(IMAGE_EXTS)})"
-        )
-    return listing
-
-
-def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_side: int | None, seed: int,
-           workers: int | None, quiet: bool) -> PrepareResult:
-    """Decode `listing` into a private folder beside `out`, then publish it there (caller holds the lock)."""
-    min_side = size // 2 if min_side is None else min_side
-    kind, skipped = listing.kind, list(listing.skipped)
-    decoder = Decoder(str(source), kind, size, min_side, seed)
-    work = _new_work_dir(out)
-    digest = hashlib.sha256()
-    kept: list[str] = []
-    try:
-        with open(work / IMAGES, "wb") as fh, _decoded(decoder, listing.images, workers) as results:
-            bar = tqdm(results, total=len(listing.images), unit="file", desc=f"prepare {kind}",
-                       disable=quiet, file=sys.stderr, dynamic_ncols=True)
-            for name, pixels, reason in bar:
-                if pixels is None:
-                    skipped.append(skip(name, reason))
-                    continue
-                buf = pixels.tobytes()
-                fh.write(buf)
-                digest.update(buf)
-                kept.append(name)
-        if not kept:
-            first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
-            raise FaceganError(f"no usable images in {source!r}: all {len(skipped)} files skipped ({first})")
-        manifest = {
-            "format": "facegan-dataset",
-            "version": FORMAT_VERSION,
-            "source": SYNTHETIC if kind == SYNTHETIC else str(Path(source).resolve()),
-            "source_kind": kind,
-            "count": len(kept),
-            "size": size,
-            "shape": [len(kept), 3, size, size],
-            "dtype": "uint8",
-            "layout": "NCHW",
-            "crop": CROP_RULE,
-            "min_side": min_side,
-            "max_pixels": MAX_PIXELS,
-            "synthetic_seed": seed if kind == SYNTHETIC else None,
-            "content_hash": "sha256:" + digest.hexdigest(),
-            "skipped_count": len(skipped),
-            "skipped": skipped,
-            "files": [printable(name) for name in kept],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=1))  # private until published
-        _publish(work, out)
-    except OSError as err:
-        raise FaceganError(f"could not write {str(out)!r}: {err.strerror or err}; check its free space and "
-                           f"permissions, or pick another output folder") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # gone once published; otherwise a failed build's remains
-    return PrepareResult(out=out, count=len(kept), skipped=skipped)
-
-
-# Worker-side state: the decoder arrives once per process (its zip handle then stays open across tasks).
-_worker_decoder: Decoder | None = None
-
-
-def _init_worker(decoder: Decoder) -> None:
-    global _worker_decoder
-    _worker_decoder = decoder
-
-
-def _decode_chunk(names: list[str]) -> list[tuple[str, np.ndarray | None, str]]:
-    assert _worker_decoder is not None
-    return [_worker_decoder(name) for name in names]
-
-
-@contextlib.contextmanager
-def _decoded(decoder: Decoder, names: list[str], workers: int | None
-             ) -> Iterator[Iterator[tuple[str, np.ndarray | None, str]]]:
-    """`decoder(name)` for each name, in order: in worker processes, or in-process for small jobs."""
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    if workers <= 1 or len(names) < POOL_MIN_FILES:
-        yield map(decoder, names)
-        return
-    # A ProcessPoolExecutor notices a worker that died (OOM killer, segfault in a codec) and fails every
-    # pending task with BrokenProcessPool; multiprocessing.Pool would wait for its result forever.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
-                               initializer=_init_worker, initargs=(decoder,))
-    try:
-        yield _ordered(pool, names, workers)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ordered(pool: ProcessPoolExecutor, names: list[str], workers: int
-             ) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """Results of CHUNK-sized tasks in order, with a bounded number in flight (bounded memory)."""
-    chunks = (names[i:i + CHUNK] for i in range(0, len(names), CHUNK))
-    pending: deque[Future[list[tuple[str, np.ndarray | None, str]]]] = deque(
-        pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 4 * workers))
-    while pending:
-        try:
-            done = pending.popleft().result()
-        except BrokenProcessPool:
-            raise FaceganError(
-                "a decoding worker process died (killed by the system, most likely out of memory); nothing "
-                "was written — free some memory or use fewer workers (facegan prepare --workers 1) and retry"
-            ) from None
-        pending.extend(pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 1))
-        yield from done
-
-
-def _beside(out: Path, suffix: str) -> Path:
-    """A hidden path next to `out` (same folder, so same file system: renames into `out` are atomic)."""
-    out = Path(os.path.abspath(out))
-    return out.parent / f".{out.name}{suffix}"
-
-
-@contextlib.contextmanager
-def _output_lock(out: Path, quiet: bool) -> Iterator[None]:
-    """Hold an exclusive flock on `.NAME.lock` beside `out`: one preparer of `out` at a time."""
-    lock = _beside(out, ".lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise FaceganError(f"cannot create {str(lock)!r}: {err.strerror}; the folder that holds the "
-                           f"output must be writable") from None
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not quiet:
-                    print(f"waiting for another process that is preparing {printable(str(out))} ...",
-                          file=sys.stderr)
-                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel even if that process is killed
-        _remove_dead_builds(out)
-        yield
-    finally:
-        os.close(fd)  # the lock file stays: deleting it would let a waiter lock an unlinked file
-
-
-def _new_work_dir(out: Path) -> Path:
-    """A fresh, uniquely named build folder beside `out` (host + pid say whose it is, for clean-up)."""
-    work = _beside(out, f".tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        work.mkdir()
-    except OSError as err:
-        raise FaceganError(f"cannot create {str(work)!r}: {err.strerror}; the folder that holds the "
-                           f"output must be writable") from None
-    return work
-
-
-def _remove_dead_builds(out: Path) -> None:
-    """Delete build folders of `out` left by killed prepares on this host (never a live process's work)."""
-    prefix, host = _beside(out, ".tmp-").name, socket.gethostname()
-    with contextlib.suppress(OSError):
-        for path in _beside(out, "").parent.iterdir():
-            if path.name.startswith(prefix):
-                owner = path.name[len(prefix):].rsplit("-", 1)[0]  # HOST-PID
-                who, _, pid = owner.rpartition("-")
-                if who == host and pid.isdigit() and not _alive(int(pid)):
-                    shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _publish(work: Path, out: Path) -> None:
-    """Move the finished build to `out`: one atomic rename when `out` is new (caller holds the lock)."""
-    if not os.path.lexists(out):
-        os.rename(work, out)
-        return
-    # `out` exists: an empty folder (perhaps a mount point) or a dataset replaced with --force. Swap our
-    # files in and leave any others; the manifest goes first and comes back last, so a reader never
-    # pairs an old manifest with new pixels.
-    for name in (MANIFEST, IMAGES + ".partial", MANIFEST + ".partial"):
-        (out / name).unlink(missing_ok=True)
-    shutil.move(work / IMAGES, out / IMAGES)
-    shutil.move(work / MANIFEST, out / MANIFEST)
-
-
-def _check_out_dir(out: Path, force: bool) -> None:
-    """Refuse an `out` that is a file or holds other data, or that holds a dataset unless `force`."""
-    if out.exists() and not out.is_dir():
-        raise FaceganError(f"--out {str(out)!r} is a file; give a folder path")
-    try:
-        names = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    except OSError as err:
-        raise FaceganError(f"cannot read --out {str(out)!r}: {err.strerror}; check its permissions") from None
-    if not names:
-        return
-    if MANIFEST in names:
-        if not force:
-            raise FaceganError(f"{str(out)!r} already holds a prepared dataset; pass --force to replace it")
-    elif names <= _LEFTOVERS:
-        if not force:
-            raise FaceganError(f"{str(out)!r} holds a half-written dataset (an interrupted prepare); "
-                               f"pass --force to replace it")
-    else:
-        raise FaceganError(f"--out {str(out)!r} is a non-empty folder; choose a new or empty one")
-
-
-# ----------------------------------------------------------------------------- loading
+from facegan.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
+from facegan.sources import SYNTHETIC
 
 
 class PackedDataset:
@@ -334,8 +28,15 @@ class PackedDataset:
         try:
             self.manifest: dict[str, Any] = json.loads((self.root / MANIFEST).read_text())
             shape = tuple(self.manifest["shape"])
+            if len(shape) != 4 or not all(isinstance(n, int) and n > 0 for n in shape):
+                raise ValueError(f"its shape {self.manifest['shape']!r} is not 4 positive integers")
+            # memmap accepts a longer file: a replaced or appended-to images.u8 must not pass as pixels.
+            have, need = (self.root / IMAGES).stat().st_size, int(np.prod(shape))
+            if have != need:
+                raise ValueError(f"{IMAGES} holds {have} bytes, the manifest's shape {list(shape)} needs "
+                                 f"{need}")
             self.images = np.memmap(self.root / IMAGES, dtype=np.uint8, mode="r", shape=shape)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise FaceganError(
                 f"{str(self.root)!r} is not a readable prepared dataset ({err}); "
                 f"re-create it with `facegan prepare`"
@@ -348,17 +49,6 @@ class PackedDataset:
 
     def __len__(self) -> int:
         return self.count
-
-
-def is_prepared(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file() and (Path(path) / IMAGES).is_file()
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("FACEGAN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "facegan"
-    )
-    return Path(base) / "datasets"
 
 
 def resolve_dataset(
@@ -374,21 +64,8 @@ def resolve_dataset(
                 f"pass --size {ds.size} or prepare the data again with --size {size}"
             )
         return ds
-    listing = _listing(data, synthetic_count)  # raises the standard "does not exist" / "no images" errors
-    if data == SYNTHETIC:
-        key = f"synthetic-n{synthetic_count}-s{seed}-{size}px"
-    else:
-        # Every file's path, size and mtime (a zip's own): an image replaced in place changes the key.
-        path = Path(data).resolve()
-        ident = f"{path}|{listing.kind}|{listing.fingerprint}|{size}|decode-v{DECODE_VERSION}"
-        digest = hashlib.sha1(ident.encode("utf-8", "surrogateescape"))  # a non-UTF-8 path is still a key
-        key = f"{path.name}-{size}px-{digest.hexdigest()[:10]}"
-    target = (cache_dir or default_cache_dir()) / key
-    with _output_lock(target, quiet):
-        if not is_prepared(target):  # else another process prepared it while we waited: reuse it
-            _check_out_dir(target, force=True)  # leftovers of an interrupted older facegan get replaced
-            _build(data, listing, target, size, min_side=None, seed=seed, workers=None, quiet=quiet)
-    return PackedDataset(target)
+    return PackedDataset(prepare_cached(data, size, synthetic_count=synthetic_count, seed=seed,
+                                        cache_dir=cache_dir, quiet=quiet))
 
 
 class BatchSource:
@@ -400,6 +77,10 @@ class BatchSource:
     With `resident`, the uint8 array is copied to the device once (CelebA at 64² is 2.5 GB) and each
     batch is a gather + normalise there: no per-step host work, no host→device copy. Otherwise each
     batch is one fancy-index gather out of the memory map (no full copy in host RAM).
+
+    `batch_size` is the global batch. A torchrun rank's `shard(rank, world)` returns rows
+    [rank·B/N, (rank+1)·B/N) of the same global batch: the order and the flips are drawn per dataset
+    position from (seed, epoch), so which images a step trains on never depends on the number of ranks.
     """
 
     def __init__(self, ds: PackedDataset, batch_size: int, seed: int, device: torch.device,
@@ -412,10 +93,22 @@ class BatchSource:
         self.ds, self.batch_size, self.seed, self.device, self.hflip = ds, batch_size, seed, device, hflip
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.steps_per_epoch = len(ds) // batch_size
+        self.rows = slice(0, batch_size)  # this process's rows of each global batch
         self._epoch = -1
         self._order = torch.empty(0, dtype=torch.long)
         self._flip = torch.empty(0, dtype=torch.bool)
         self.images: torch.Tensor | None = _to_device(ds.images, device) if resident else None
+
+    def shard(self, rank: int, world: int) -> BatchSource:
+        """The same batches, of which this source yields rank `rank`'s B/`world` rows (the resident
+        images, if any, are shared, not copied)."""
+        from facegan.distributed import check_batch
+
+        check_batch(self.batch_size, world)
+        per = self.batch_size // world
+        part = copy.copy(self)
+        part.rows = slice(rank * per, (rank + 1) * per)
+        return part
 
     def _load_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng((self.seed, epoch))
@@ -429,7 +122,8 @@ class BatchSource:
         epoch, pos = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             self._load_epoch(epoch)
-        sl = slice(pos * self.batch_size, (pos + 1) * self.batch_size)
+        start = pos * self.batch_size
+        sl = slice(start + self.rows.start, start + self.rows.stop)
         idx = self._order[sl]
         if self.images is not None:
             pixels = self.images.index_select(0, idx)  # (B, 3, S, S) uint8, on the device

@@ -8,7 +8,6 @@ the batch it is generated in or the device.
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torchvision.utils import make_grid, save_image
 
 from facegan.checkpoint import check_state, checkpoint_config, load_checkpoint, load_state, read_exported
 from facegan.errors import FaceganError
+from facegan.gif import gif_bytes, shared_palette
 from facegan.models import Generator, build_generator
 from facegan.perf import for_inference
 
@@ -31,13 +31,16 @@ ANIMATION_SUFFIXES = (".gif", ".mp4", ".webm", ".mov", ".avi", ".mkv")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: str = "off") -> nn.Module:
-    """A ready-to-use generator (eval mode) from a training checkpoint (.pt / run folder) or an
-    exported `.safetensors` file. A checkpoint's EMA generator (G_ema) is preferred when it has one.
+    """A ready-to-use generator (eval mode) from a training checkpoint (.pt / run folder), an exported
+    `.safetensors` file or a Hub-layout folder. A checkpoint's EMA generator (G_ema) is preferred.
 
     `amp` "off" (default) is the plain fp32 module; "auto" (what the CLI and the server use) wraps it
     with the device's fast inference settings (`facegan.perf.for_inference`), e.g. bf16 on a CPU with
     native bf16: the same faces to within bf16 rounding, about twice as fast."""
     path = Path(path)
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        # A Hub-layout folder (facegan export --format hub): its model.safetensors is a facegan export.
+        path = path / "model.safetensors"
     if path.suffix == ".safetensors":
         cfg, state = read_exported(path)
     else:
@@ -258,18 +261,12 @@ def walk_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, method: str) -
 
 
 def walk_gif(images: torch.Tensor, size: str, resample: str, duration: int) -> bytes:
-    """An animated, looping GIF of the frames. Pillow merges consecutive identical frames, so a
-    walk from a seed to itself is a one-frame GIF."""
+    """An animated, looping GIF of the frames, resized to `size` (facegan.gif writes it). Pillow
+    merges consecutive identical frames, so a walk from a seed to itself is a one-frame GIF."""
     native = [to_pil(img) for img in images]
-    side = native[0].width
     # One palette for the whole walk (a palette per frame makes colours flicker), built from the
-    # native frames stacked into one strip, which holds every colour a NEAREST upscale can show.
-    strip = Image.new("RGB", (side, side * len(native)))
-    for i, im in enumerate(native):
-        strip.paste(im, (0, i * side))
-    palette = strip.quantize(colors=256)
+    # native frames, which hold every colour a NEAREST upscale can show.
+    palette = shared_palette(native)
     out = [resize(im, size, resample).quantize(palette=palette, dither=Image.Dither.NONE)
            for im in native]
-    buf = io.BytesIO()
-    out[0].save(buf, format="GIF", save_all=True, append_images=out[1:], duration=duration, loop=0)
-    return buf.getvalue()
+    return gif_bytes(out, duration)

@@ -14,6 +14,8 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from facegan.files import atomic_write
+from facegan.gif import gif_bytes
 from facegan.tracking import read_stats
 
 
@@ -57,8 +59,9 @@ def progress_gif(frames: list[Path], out: Path, ms_per_frame: int = 400) -> Path
         with Image.open(path) as img:
             frame = img.convert("RGB")
         ImageDraw.Draw(frame).text((4, 2), path.stem.replace("-", " "), fill=(255, 255, 255))
-        images.append(frame.quantize(colors=255))
-    images[0].save(out, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+        images.append(frame.quantize(colors=255))  # a palette per frame: early noise, late faces
+    data = gif_bytes(images, ms_per_frame)
+    atomic_write(out, lambda tmp: tmp.write_bytes(data))
     return out
 
 

@@ -83,12 +83,6 @@ def scan_source(source: str) -> SourceListing:
     raise FaceganError(f"{source!r} is neither a folder nor a zip archive of images")
 
 
-def list_source(source: str) -> tuple[str, list[str], list[dict[str, str]]]:
-    """(kind, candidate image names in sorted order, skipped files) for a folder or zip."""
-    listing = scan_source(source)
-    return listing.kind, listing.images, listing.skipped
-
-
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTS)
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from facegan.augment import diff_augment
 from facegan.config import GANConfig
+from facegan.distributed import Shard
 from facegan.losses import LOSSES, d_loss_bce, d_loss_rpgan, g_loss_rpgan, gradient_penalty, r1_penalty
 
 SEED_GAN = GANConfig()
@@ -54,6 +55,8 @@ def train_step(
     step: int = 0,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    shard: Shard | None = None,
+    sync: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> StepStats:
     """D on a real and a fake batch, then G on the same fakes — the seeds' order, every batch.
 
@@ -62,17 +65,24 @@ def train_step(
     stabilizers; `step` is the index of this step (lazy R1 runs when step % r1_every == 0).
     `amp_dtype` runs the forward passes under autocast; `scaler` (fp16 only) scales the losses.
     Penalties are computed in fp32 outside autocast.
+
+    Under torchrun, `real` is this rank's `shard` of the global batch: every random number is drawn
+    for the whole global batch and the rank keeps its rows, so what is trained does not depend on the
+    number of ranks; `sync` averages the gradients over the ranks before each optimizer step.
     """
-    z = sample_latent(real.shape[0], g.cfg.latent_dim, rng)  # compiled modules forward `.cfg`
+    # g.cfg: compiled modules forward `.cfg`.
+    z = sample_latent(shard.total if shard else real.shape[0], g.cfg.latent_dim, rng)
+    if shard is not None:
+        z = shard.take(z)
     autocast = torch.autocast(real.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     ops = gan.diffaug_ops
 
     def augment(x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, ops, rng) if ops else x
+        return diff_augment(x, ops, rng, shard) if ops else x
 
     fake, loss_d, reg, real_logits, fake_logits = d_step(g, d, opt_d, real, z, rng, augment, gan, step,
-                                                         autocast, scaler)
-    loss_g, fake_logits_after = g_step(d, opt_g, fake, augment, gan, autocast, scaler, real)
+                                                         autocast, scaler, shard, sync)
+    loss_g, fake_logits_after = g_step(d, opt_g, fake, augment, gan, autocast, scaler, real, sync)
     if scaler is not None:
         scaler.update()
 
@@ -89,6 +99,7 @@ def train_step(
 def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor, z: torch.Tensor,
            rng: torch.Generator, augment: Callable[[torch.Tensor], torch.Tensor], gan: GANConfig, step: int,
            autocast: AbstractContextManager, scaler: torch.amp.GradScaler | None,
+           shard: Shard | None = None, sync: Callable[[torch.optim.Optimizer], None] | None = None,
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(1) D step: minimise D's loss on augment(x) and augment(G(z)), plus any penalty.
 
@@ -110,7 +121,9 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
     eager_d = getattr(d, "_orig_mod", d)
     reg = torch.zeros((), device=real.device)
     if gan.loss == "wgan-gp":
-        eps = torch.rand(real.shape[0], 1, 1, 1, generator=rng, device=rng.device)
+        eps = torch.rand(shard.total if shard else real.shape[0], 1, 1, 1, generator=rng, device=rng.device)
+        if shard is not None:
+            eps = shard.take(eps)
         reg = reg + gradient_penalty(eager_d, real_in.float(), fake_in.float(), eps, gan.gp_weight)
     if step % gan.r1_every == 0:
         # Lazy regularisation (StyleGAN2): every r1_every steps, scaled by r1_every to keep its weight.
@@ -118,18 +131,20 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
             reg = reg + gan.r1_every * r1_penalty(eager_d, real_in.float(), gan.r1_gamma)
         if gan.r2_gamma > 0:  # R2: the same penalty on generated images (R3GAN)
             reg = reg + gan.r1_every * r1_penalty(eager_d, fake_in.float(), gan.r2_gamma)
-    _backward_and_step(loss_d + reg, opt_d, scaler)  # + 0 leaves the seed's gradients bit for bit
+    _backward_and_step(loss_d + reg, opt_d, scaler, sync)  # + 0 leaves the seed's gradients bit for bit
     return fake, loss_d, reg, real_logits, fake_logits
 
 
 def g_step(d: nn.Module, opt_g: torch.optim.Optimizer, fake: torch.Tensor,
            augment: Callable[[torch.Tensor], torch.Tensor], gan: GANConfig,
            autocast: AbstractContextManager, scaler: torch.amp.GradScaler | None,
-           real: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           real: torch.Tensor | None = None, sync: Callable[[torch.optim.Optimizer], None] | None = None,
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(2) G step: minimise G's loss on D(augment(G(z))) through the freshly updated D.
 
     For bce that is max log D(G(z)) (non-saturating). D's weights need no gradient here, so it is
-    frozen for the pass: only activations' gradients flow back into G. The relativistic rpgan also
+    frozen for the pass: only activations' gradients flow back into G (and, under torchrun, only G's
+    gradients are all-reduced). The relativistic rpgan also
     scores the `real` batch with the updated D, as its G loss pairs each fake with a real image.
     Returns (Loss_G, fake logits).
     """
@@ -145,7 +160,7 @@ def g_step(d: nn.Module, opt_g: torch.optim.Optimizer, fake: torch.Tensor,
             loss_g = g_loss_rpgan(fake_logits_after.float(), real_logits.float())
         else:
             loss_g = LOSSES[gan.loss][1](fake_logits_after.float())
-    _backward_and_step(loss_g, opt_g, scaler)
+    _backward_and_step(loss_g, opt_g, scaler, sync)
     d.requires_grad_(True)
     return loss_g, fake_logits_after
 
@@ -159,11 +174,17 @@ def d_loss(gan: GANConfig, real_logits: torch.Tensor, fake_logits: torch.Tensor)
     return LOSSES[gan.loss][0](real_logits, fake_logits)
 
 
-def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer,
-                       scaler: torch.amp.GradScaler | None) -> None:
+def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                       sync: Callable[[torch.optim.Optimizer], None] | None = None) -> None:
+    # The all-reduce comes before scaler.step, so every rank unscales the same gradients and agrees
+    # on skipping an fp16 step with inf/NaN gradients.
     if scaler is None:
         loss.backward()
+        if sync is not None:
+            sync(opt)
         opt.step()
     else:
         scaler.scale(loss).backward()
+        if sync is not None:
+            sync(opt)
         scaler.step(opt)

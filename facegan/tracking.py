@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.tensorboard import SummaryWriter
+
+if TYPE_CHECKING:
+    from facegan.config import RunConfig
+    from facegan.trackers import Tracker
 
 STATS = "stats.jsonl"
 RUN_RE = re.compile(r"^(\d{5})-")
@@ -68,15 +73,27 @@ def read_stats(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class RunLogger:
-    """Appends step records to stats.jsonl and mirrors them to TensorBoard."""
+    """Appends step records to stats.jsonl and mirrors them to the run's trackers: TensorBoard, and
+    MLflow / W&B when `cfg.train.tracker` names them (facegan/trackers.py; without `cfg`, TensorBoard)."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None,
+                 quiet: bool = False) -> None:
+        from facegan.trackers import open_trackers
+
         self.run_dir = run_dir
         self.path = run_dir / STATS
+        self.use_tb = cfg is None or "tensorboard" in cfg.train.trackers
         self._open(resume_step)
+        # Opened once per run: a rollback's rewind reopens stats.jsonl and TensorBoard, not these.
+        try:
+            self.trackers: list[Tracker] = open_trackers(run_dir, cfg, quiet) if cfg is not None else []
+        except BaseException:
+            self._close_files()
+            raise
 
     def _open(self, resume_step: int | None) -> None:
-        from facegan.checkpoint import CKPT_KEPT, atomic_write
+        from facegan.checkpoint import CKPT_KEPT
+        from facegan.files import atomic_write
 
         if resume_step is not None:
             # Drop records written after the checkpoint we resume from, so curves don't double back.
@@ -86,7 +103,8 @@ class RunLogger:
                          CKPT_KEPT)
         try:
             self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step) \
+                if self.use_tb else None
         except OSError as err:
             raise _log_error(self.run_dir, err) from None
 
@@ -98,28 +116,75 @@ class RunLogger:
 
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the run rolled back to a checkpoint there)."""
-        self.close()
+        self._close_files()
         self._open(step)
 
     def _log(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
         step = record["step"]
         for key, tag in TB_TAGS.items():
-            if key in record:
+            if key in record and self.tb is not None:
                 self.tb.add_scalar(tag, record[key], step)
+        scalars = {k: v for k, v in record.items()
+                   if k not in ("step", "time") and isinstance(v, (int, float))}
+        self._fan_out("scalars", scalars, step)
 
-    def image(self, tag: str, img: Any, step: int) -> None:
-        self.tb.add_image(tag, img, step)
+    def image(self, tag: str, img: Any, step: int, path: Path | None = None) -> None:
+        """A sample grid: the image to TensorBoard, its PNG file `path` to the other trackers."""
+        if self.tb is not None:
+            self.tb.add_image(tag, img, step)
+        if path is not None:
+            self._fan_out("image", tag, path, step)
+
+    def metrics(self, results: dict[str, float], step: int) -> None:
+        """Evaluation results (metrics.jsonl's record) to every tracker."""
+        if self.tb is not None:
+            for key, value in results.items():
+                self.tb.add_scalar(f"Metrics/{key}", value, step)
+        self._fan_out("scalars", {f"eval/{k}": v for k, v in results.items()}, step)
+
+    def artifact(self, path: Path, kind: str = "generator") -> None:
+        """A file the run produced (the exported generator) to the trackers that keep artifacts."""
+        self._fan_out("artifact", path, kind)
+
+    def _fan_out(self, method: str, *args: Any) -> None:
+        # A tracker that fails mid-run (a remote server went away) is dropped with one warning; the
+        # run and its stats.jsonl, the record of truth, carry on.
+        for tracker in list(self.trackers):
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as err:
+                self.trackers.remove(tracker)
+                print(f"\nwarning: {type(tracker).__name__} failed ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0] if str(err) else ''}); it gets nothing more from this run, "
+                      f"stats.jsonl has everything", file=sys.stderr)
+
+    def _close_files(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
 
     def close(self) -> None:
-        self.file.close()
-        self.tb.close()
+        self._close_files()
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            try:
+                tracker.close()
+            except Exception as err:  # the run's own files are closed; a tracker must not fail the run
+                print(f"warning: closing {type(tracker).__name__} failed: {err}", file=sys.stderr)
 
 
 def _log_error(where: Path, err: OSError) -> Exception:
     """A failed write of the run's logs as one line (disk full is the usual cause)."""
-    from facegan.checkpoint import CKPT_KEPT, _write_hint
+    from facegan.checkpoint import CKPT_KEPT
     from facegan.errors import FaceganError
+    from facegan.files import write_hint
 
     return FaceganError(f"could not write {where}: {err.strerror or err}; "
-                        f"{CKPT_KEPT.format(hint=_write_hint(err))}")
+                        f"{CKPT_KEPT.format(hint=write_hint(err))}")
+
+
+def run_name(cfg: RunConfig) -> str:
+    """A run folder's name after its data, preset and size, e.g. `celeba-dcgan64`."""
+    data = Path(cfg.train.data).stem.replace("img_align_", "").replace("_", "-") or "data"
+    return f"{data}-{cfg.preset}{cfg.model.size}"

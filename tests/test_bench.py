@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,19 +13,17 @@ import pytest
 
 from facegan.perf import cpu_has_native_bf16
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "throughput.py"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench/ is not installed: import it from the repo
 # Row f (exact fp32) exists only where the default is not fp32, i.e. on CPUs with native bf16.
 ROWS = ("a", "b", *(("f",) if cpu_has_native_bf16() else ()), "c", "gen-default", "gen-fastest")
 
 
 def load_bench() -> ModuleType:
-    """bench/ is a folder of scripts, not a package: import the file by path."""
-    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    """The benchmark's command (bench/speed/cli.py; `python bench/throughput.py` runs its `main`)."""
+    from bench.speed import cli
+
+    return cli
 
 
 def test_bench_runs_every_row_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,11 +85,45 @@ def test_bench_data_errors(capsys: pytest.CaptureFixture[str], monkeypatch: pyte
 def test_tiled_dataset_repeats_the_packed_array(prepared: Path, tmp_path: Path) -> None:
     import numpy as np
 
+    from bench.speed.memory import make_tiled_dataset
     from facegan.data import PackedDataset
 
-    bench = load_bench()
     src = PackedDataset(prepared)
-    tiled = PackedDataset(bench.make_tiled_dataset(prepared, tmp_path / "tiled", 150))
+    tiled = PackedDataset(make_tiled_dataset(prepared, tmp_path / "tiled", 150))
     assert len(tiled) == 150 and tiled.size == src.size
     assert np.array_equal(tiled.images[:64], src.images)
     assert np.array_equal(tiled.images[128:150], src.images[:22])
+
+
+def test_documented_command_runs_the_package() -> None:
+    """`python bench/throughput.py ...`, as README.md, BENCHMARKS.md and bench/README.md write it."""
+    done = subprocess.run([sys.executable, "bench/throughput.py", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: bench/throughput.py") and "--candidate SPEC" in done.stdout
+
+
+def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> None:
+    """Row b's runner trains exactly as `facegan train` with default settings does (same weights after
+    the same steps), so a change to the training setup cannot leave the benchmark measuring another."""
+    import torch
+
+    from bench.speed.runners import FaceganRunner
+    from facegan.checkpoint import load_checkpoint
+    from facegan.config import ModelConfig, PerfConfig, RunConfig, TrainConfig
+    from facegan.loop import train
+    from facegan.perf import resolve
+
+    mc, cpu = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), torch.device("cpu")
+    cfg = RunConfig(model=mc, train=TrainConfig(data=str(prepared), batch_size=8, steps=3, device="cpu",
+                                                sample_every=1000, ckpt_every=1000))
+    run = train(cfg, runs_root=tmp_path / "runs", quiet=True)
+    ckpt = load_checkpoint(run.run_dir / "checkpoints" / "latest.pt")
+    runner = FaceganRunner(prepared, resolve(PerfConfig(), cpu), mc, 8, cpu)
+    for _ in range(3):
+        runner.step()
+    ours = runner.training
+    for name, net in (("G", ours.g), ("D", ours.d)):
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, ckpt[name][key]), (name, key)
+    assert ("G_ema" in ckpt) == (ours.ema is not None)

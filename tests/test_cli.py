@@ -10,7 +10,7 @@ import pytest
 from conftest import make_image_folder, make_zip
 
 from facegan.cli import main
-from facegan.data import prepare
+from facegan.prepare import prepare
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8"]
 
@@ -92,9 +92,22 @@ def test_resume_from_bad_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path
     one_error_line(capsys, "checkpoint" if content == "missing" else "not a readable facegan checkpoint")
 
 
-def test_resume_auto_without_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert run_cli(capsys, "train", "--resume", "auto", "--outdir", str(tmp_path)) != 0
-    one_error_line(capsys, "found no run with a checkpoint")
+def test_resume_auto_starts_then_continues(capsys: pytest.CaptureFixture[str], prepared: Path,
+                                          tmp_path: Path) -> None:
+    """One command line serves the first start and every restart: --resume auto with nothing to resume
+    starts a new run (from the flags), and the same line later continues it instead of starting another."""
+    from facegan.checkpoint import load_checkpoint
+
+    runs = tmp_path / "runs"
+    argv = ["train", "--data", str(prepared), *TINY, "--batch-size", "16", "--seed", "3", "--preset", "dcgan",
+            "--outdir", str(runs), "--resume", "auto"]
+    assert main([*argv, "--steps", "2"]) == 0
+    assert "no run with a checkpoint" in capsys.readouterr().err
+    (run,) = runs.iterdir()
+    assert load_checkpoint(run)["step"] == 2 and load_checkpoint(run)["config"]["train"]["seed"] == 3
+    assert main([*argv, "--steps", "4"]) == 0
+    assert [p.name for p in runs.iterdir()] == [run.name]  # continued, not a second run
+    assert load_checkpoint(run)["step"] == 4
 
 
 def _first_run(prepared: Path, runs: Path, *extra: str) -> list[str]:

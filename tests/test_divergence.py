@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-import facegan.loop
+import facegan.build
 from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
 from facegan.step import StepStats
@@ -25,9 +25,10 @@ COMMON = [*TINY, "--steps", "24", "--log-every", "2", "--ckpt-every", "8", "--sa
 
 
 def inject(monkeypatch: pytest.MonkeyPatch, bad: Callable[[int, int], bool], how: str = "stats") -> list[int]:
-    """Patch the loop's train_step: at step indices where `bad(step, call)` holds, return NaN stats
-    ("stats") or poison one weight of G after the real step ("weight"). Returns the steps it ran."""
-    real = facegan.loop.train_step
+    """Patch the step the loop runs (facegan.build's train_step): at step indices where `bad(step, call)`
+    holds, return NaN stats ("stats") or poison one weight of G after the real step ("weight"). Returns
+    the steps it ran."""
+    real = facegan.build.train_step
     ran: list[int] = []
 
     def step_fn(g: torch.nn.Module, *args: Any, step: int, **kw: Any) -> StepStats:
@@ -42,7 +43,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, bad: Callable[[int, int], bool], how
             return stats
         return StepStats(*(torch.full_like(s, float("nan")) for s in stats))
 
-    monkeypatch.setattr(facegan.loop, "train_step", step_fn)
+    monkeypatch.setattr(facegan.build, "train_step", step_fn)
     return ran
 
 

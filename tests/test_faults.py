@@ -58,3 +58,61 @@ def test_next_save_removes_dead_writers_temp_files(tmp_path: Path) -> None:
     live.write_bytes(b"being written")
     save_checkpoint(tmp_path, {"step": 20, "G": {"w": torch.zeros(2)}}, 20, keep=2)
     assert not stale.exists() and live.exists()
+
+
+def load_http_harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_http_faults", HARNESS.with_name("http_faults.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_http_reason_verdict() -> None:
+    hf = load_http_harness()
+    assert hf.reason_of("application/json", b'{"error": "seed must be >= 0"}') == "seed must be >= 0"
+    assert hf.reason_of("text/html", b"<!doctype html><p>seed &lt;= 9</p><p>x</p>") == "seed <= 9"
+    assert hf.reason_of("text/plain", b"Invalid HTTP request received.") == "Invalid HTTP request received."
+    assert hf.reason_of("application/json", b'{"error": ""}') is None
+    assert hf.reason_of("application/json", b'{"detail": [{"loc": ["query", "seed"]}]}') is None
+    assert hf.reason_of("text/plain", b"Traceback (most recent call last):\n  File x") is None
+    assert hf.reason_of("text/plain", b"line one\nline two") is None
+
+
+# A cross-section of bench/http_faults.py's catalogue: one or two of each kind of mistake.
+HTTP_SUBSET = ("face seed=-1", "face seed=2^63", "face seed=abc", "face size=1024", "face truncation=nan",
+               "face model=<script>", "grid n=65", "grid seed=2^63-1&n=2", "walk frames=10^9", "walk no to",
+               "page seed=-1", "path /../../etc/passwd", "path /%2e%2e/%2e%2e/etc/passwd", "path /%ff%fe",
+               "method POST", "method TRACE", "garbage request line", "HTTP/1.1 without Host",
+               "NUL in a header value", "Content-Length: -1", "Content-Length and chunked (smuggling)",
+               "slow headers, never finished")
+
+
+def test_hostile_http_requests_get_a_clear_4xx() -> None:
+    """Against a real `facegan serve`: each gets a 4xx with a one-line reason, none a 5xx or a traceback
+    in the server log, and the server still answers afterwards."""
+    pytest.importorskip("uvicorn")
+    hf = load_http_harness()
+    chosen = [c for c in hf.cases() if c.name in HTTP_SUBSET]
+    assert len(chosen) == len(HTTP_SUBSET)
+    result = hf.hostile_http(chosen, say=lambda line: None)
+    unclear = [r for r in result["rows"] if not r["clear"]]
+    assert not unclear, unclear
+    assert result["server_errors_5xx"] == 0 and result["log_5xx"] == 0 and result["log_tracebacks"] == 0
+    assert result["healthy_after"]
+
+
+def test_soak_mode_reports_latency_errors_and_memory() -> None:
+    """bench/serve_load.py --soak, for 3 s: the figures RELIABILITY.md's soak row is made of."""
+    pytest.importorskip("uvicorn")
+    spec = importlib.util.spec_from_file_location("bench_serve_load", HARNESS.with_name("serve_load.py"))
+    assert spec is not None and spec.loader is not None
+    serve_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve_load)
+    lines: list[str] = []
+    out = serve_load.soak(3, clients=1, workers=1, model="celeba64", warmup=1, say=lines.append)
+    assert out["requests"] > 0 and out["unexpected"] == 0 and out["server_errors_5xx"] == 0
+    assert out["server_alive_at_end"] and 100 < out["rss_before_mb"] <= out["rss_peak_mb"] < 10_000
+    assert out["p50_ms"] <= out["p95_ms"] <= out["p99_ms"] <= out["max_ms"]
+    assert len(lines) == 2  # one line for the (only) minute, one summary

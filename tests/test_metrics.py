@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from facegan.config import ModelConfig
-from facegan.data import PackedDataset, prepare
+from facegan.data import PackedDataset
 from facegan.errors import FaceganError
 from facegan.metrics import (
     METRICS_FILE,
@@ -40,6 +40,7 @@ from facegan.metrics import (
 from facegan.metrics.inception import FIDELITY_WEIGHTS_FILE, INCEPTION_ID
 from facegan.metrics.protocols import real_indices
 from facegan.models import Generator, build_models
+from facegan.prepare import prepare
 from facegan.synthetic import synthetic_face
 
 SIZE = 32

@@ -36,7 +36,7 @@ from facegan.errors import FaceganError
 from facegan.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.models import Generator, build_models
 from facegan.serve import DEFAULT_TRUNCATION
-from facegan.serve_cache import IMMUTABLE, model_version
+from facegan.serve.cache import IMMUTABLE, model_version
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_S = 60.0
@@ -341,6 +341,37 @@ def test_page_shows_the_requested_face(server: str) -> None:
     assert "http://" not in page and "https://" not in page, "the page must not need the network"
 
 
+def test_page_escapes_what_it_echoes(server: str) -> None:
+    """The page is an autoescaped template: a hostile model name echoed in the error page for `/`
+    comes back as text, never as markup."""
+    status, headers, body = fetch(f"{server}/?model=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert status == 404 and headers["content-type"].startswith("text/html")
+    assert b"<script" not in body
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_page_loads_its_css_and_script_from_static_files(server: str) -> None:
+    """No inline code (the CSP allows only 'self'); the CSS and script it names are served, as
+    packaged, with their types and versioned URLs."""
+    from importlib import resources
+
+    headers, body = get_ok(f"{server}/?seed=1")
+    page, csp = body.decode(), headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<style" not in page and "style=" not in page and "<script>" not in page
+    urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+    assert sorted(u.split("?")[0] for u in urls) == ["/static/page.css", "/static/page.js"], urls
+    for url in urls:
+        assert re.search(r"\?v=[0-9a-f]{12}$", url), url  # a new release is a new URL
+        static_headers, static_body = get_ok(server + url.replace("&amp;", "&"))
+        name = url.split("/")[-1].split("?")[0]
+        assert static_body == (resources.files("facegan.serve") / "static" / name).read_bytes()
+        assert static_headers["content-type"].split(";")[0] in ("text/css", "text/javascript",
+                                                                "application/javascript")
+        assert static_headers["x-content-type-options"] == "nosniff"
+    assert fetch(f"{server}/static/nope.js")[0] == 404
+
+
 def test_page_picks_a_new_face_per_load(server: str) -> None:
     seeds = set()
     for _ in range(3):
@@ -427,27 +458,75 @@ def test_load_200_requests_from_8_clients(server: str) -> None:
 # ----------------------------------------------------------------------------- in-process
 
 
-def test_serve_refuses_bad_setups(models: dict[str, Path], tmp_path: Path) -> None:
-    from facegan.serve import serve
+def test_serve_refuses_bad_setups(models: dict[str, Path], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from facegan.serve import ServeConfig, build_app, serve
 
+    tiny = str(models["tiny32"])
     with pytest.raises(FaceganError, match="no models"):
-        serve({})
+        build_app({})
+    monkeypatch.setattr("facegan.pretrained.available", lambda: [])
+    with pytest.raises(FaceganError, match="needs a model"):
+        serve(ServeConfig())
+    monkeypatch.undo()
+    odd = tmp_path / "my face!.safetensors"  # the name defaults to the file's stem
+    odd.write_bytes(models["tiny32"].read_bytes())
     with pytest.raises(FaceganError, match="bad model name"):
-        serve({"a/b": str(models["tiny32"])})
+        serve(ServeConfig(checkpoint=(str(odd),)))
+    with pytest.raises(FaceganError, match="two models are named 'x'"):
+        serve(ServeConfig(checkpoint=(f"x={tiny}", f"x={models['tiny64']}")))
     with pytest.raises(FaceganError, match="does not exist"):
-        serve({"x": str(tmp_path / "missing.pt")}, device="cpu")
+        serve(ServeConfig(checkpoint=(f"x={tmp_path / 'missing.pt'}",), device="cpu"))
     with pytest.raises(FaceganError, match="device"):
-        serve({"x": str(models["tiny32"])}, device="tpu")
+        serve(ServeConfig(checkpoint=(tiny,), device="tpu"))
     if not torch.cuda.is_available():
         with pytest.raises(FaceganError, match="CUDA"):
-            serve({"x": str(models["tiny32"])}, device="cuda")
+            serve(ServeConfig(checkpoint=(tiny,), device="cuda"))
+    with pytest.raises(FaceganError, match="--workers must be at least 1"):
+        ServeConfig(workers=0)
+    with pytest.raises(FaceganError, match="--port must be between 0 and 65535"):
+        ServeConfig(port=65536)
     # A busy port is one clear error, before anything is served.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(FaceganError, match=f"cannot listen on 127.0.0.1:{port}"):
-            serve({"x": str(models["tiny32"])}, port=port, device="cpu")
+            serve(ServeConfig(checkpoint=(f"x={tiny}",), port=port, device="cpu"))
+
+
+def test_serve_flags_are_the_config_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ServeConfig/ServeLimits field is a flag of `facegan serve`, and the flags given (only
+    those) land in the config; repeated flags collect, --forwarded-allow-ips splits on commas."""
+    import dataclasses
+
+    from facegan.cli import build_parser
+    from facegan.cli_config import given_fields
+    from facegan.serve import ServeConfig, ServeLimits
+
+    def config(argv: list[str]) -> ServeConfig:
+        args = build_parser().parse_args(["serve", *argv])
+        limits = ServeLimits(**given_fields(args, ServeLimits))
+        return ServeConfig(**given_fields(args, ServeConfig), limits=limits)
+
+    run = "runs/00001-celeba/checkpoints/latest.pt"
+    cfg = config(["--checkpoint", "a=x.pt", "--checkpoint", run, "--pretrained", "celeba64", "--port", "0",
+                  "--workers", "2", "--amp", "off", "--budget-mpix", "8", "--client-budget-mpix", "4",
+                  "--forwarded-allow-ips", "10.0.0.1, 10.1.0.0/16"])
+    assert cfg == ServeConfig(checkpoint=("a=x.pt", run),
+                              pretrained=("celeba64",), port=0, workers=2, amp="off",
+                              limits=ServeLimits(budget_mpix=8, client_budget_mpix=4,
+                                                 forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16")))
+    assert list(cfg.sources())[1:] == ["a", "00001-celeba"]  # after the shipped celeba64
+    assert config([]) == ServeConfig()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    serve_help = capsys.readouterr().out
+    for kind in (ServeConfig, ServeLimits):
+        for f in dataclasses.fields(kind):
+            if f.name != "limits":
+                assert f"--{f.name.replace('_', '-')}" in serve_help, f.name
+    assert "(default: 64)" in serve_help and "--checkpoint [NAME=]PATH" in serve_help
 
 
 def test_generator_worker_batches_exactly_and_survives_cancelled_requests(
@@ -521,7 +600,8 @@ def test_page_offers_variety_and_upscaling_and_names_them_in_the_permalink(serve
     assert 'id="permalink" href="/?seed=12&amp;model=tiny64&amp;truncation=0&amp;resample=nearest"' in crisp
     assert 'class="crisp"' in crisp and 'id="walk" class="crisp"' in crisp
     # the walk area stays hidden (no broken-image frame) until a walk is made
-    assert "#walk[hidden] { display: none; }" in page and 'width="256" height="256" hidden>' in page
+    css = get_ok(server + re.findall(r'href="(/static/page.css[^"]*)"', page)[0])[1].decode()
+    assert "#walk[hidden] { display: none; }" in css and 'width="256" height="256" hidden>' in page
 
 
 # ----------------------------------------------------------------------------- limits and caching
@@ -621,14 +701,15 @@ def test_expensive_requests_are_admitted_by_budget(models: dict[str, Path], tmp_
 
 
 def test_head_works_wherever_get_does(server: str) -> None:
-    for path in ("/", "/healthz", "/api/models", "/openapi.json", "/api/face.png?seed=3&size=64",
-                 "/api/grid.png?n=4&seed=1", "/api/interpolate.gif?from=1&to=2&frames=3"):
+    for path in ("/", "/healthz", "/api/models", "/openapi.json", "/static/page.js",
+                 "/api/face.png?seed=3&size=64", "/api/grid.png?n=4&seed=1",
+                 "/api/interpolate.gif?from=1&to=2&frames=3"):
         status, headers, body = request(server + path, "HEAD")
         assert status == 200, (path, status)
         assert body == b""
         get_headers, get_body = get_ok(server + path)
         assert headers["content-type"] == get_headers["content-type"], path
-        if "seed=" in path or "from=" in path or path in ("/healthz", "/api/models"):
+        if "seed=" in path or "from=" in path or path in ("/healthz", "/api/models", "/static/page.js"):
             assert int(headers["content-length"]) == len(get_body), path
     status, headers, body = request(f"{server}/api/face.png?seed=-1", "HEAD")
     assert status == 422 and body == b""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -12,6 +14,9 @@ from facegan.losses import d_loss_bce, g_loss_bce
 from facegan.models import build_models
 from facegan.perf import make_optimizers
 from facegan.step import train_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not installed: import from the repo
+from bench.speed.reference import reference_step  # the PyTorch example's loop body (one copy, shared)
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -26,25 +31,6 @@ def test_logit_losses_equal_sigmoid_bce() -> None:
     assert torch.allclose(g_loss_bce(fake), bce(torch.sigmoid(fake), ones), atol=1e-6)
 
 
-def _reference_seed_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
-                         opt_d: torch.optim.Optimizer, real: torch.Tensor, z: torch.Tensor) -> None:
-    """The PyTorch example / seed write-ups' step, verbatim in spirit: Sigmoid + BCELoss."""
-    crit = nn.BCELoss()
-    d.zero_grad()
-    out = torch.sigmoid(d(real))
-    err_real = crit(out, torch.full_like(out, 1.0))
-    err_real.backward()
-    fake = g(z)
-    out = torch.sigmoid(d(fake.detach()))
-    err_fake = crit(out, torch.full_like(out, 0.0))
-    err_fake.backward()
-    opt_d.step()
-    g.zero_grad()
-    out = torch.sigmoid(d(fake))
-    crit(out, torch.full_like(out, 1.0)).backward()
-    opt_g.step()
-
-
 def test_step_matches_the_seed_recipe() -> None:
     g, d = build_models(CFG, seed=0)
     g2, d2 = copy.deepcopy(g), copy.deepcopy(d)
@@ -55,7 +41,8 @@ def test_step_matches_the_seed_recipe() -> None:
         rng = torch.Generator().manual_seed(i)
         z = torch.randn(8, 16, 1, 1, generator=torch.Generator().manual_seed(i))
         stats = train_step(g, d, *opts, real, rng)
-        _reference_seed_step(g2, d2, *opts2, real, z)
+        # The recipe's D ends in a Sigmoid and is trained with BCELoss on probabilities.
+        reference_step(g2, nn.Sequential(d2, nn.Sigmoid()), *opts2, nn.BCELoss(), real, z)
     for a, b in zip([*g.state_dict().values(), *d.state_dict().values()],
                     [*g2.state_dict().values(), *d2.state_dict().values()]):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from facegan.files import atomic_write, cache_root
 from facegan.metrics.frechet import gaussian_stats
 
 CACHE_VERSION = 1
@@ -37,11 +37,8 @@ class RealStats:
 
 
 def default_metrics_cache_dir() -> Path:
-    """$FACEGAN_CACHE/metrics, else $XDG_CACHE_HOME/facegan/metrics (~/.cache/facegan/metrics)."""
-    base = os.environ.get("FACEGAN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "facegan"
-    )
-    return Path(base) / "metrics"
+    """metrics/ under facegan's cache root ($FACEGAN_CACHE, else $XDG_CACHE_HOME/facegan)."""
+    return cache_root() / "metrics"
 
 
 def cache_key(content_hash: str, max_real: int, extractor_id: str) -> dict[str, object]:
@@ -72,13 +69,12 @@ def load_real_stats(path: Path, key: dict[str, object]) -> RealStats | None:
 
 
 def save_real_stats(path: Path, key: dict[str, object], stats: RealStats) -> None:
-    """Atomic write (temp file + rename): concurrent or interrupted runs never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
+    """Atomic write (facegan.files): concurrent or interrupted runs never see half a file; a failed
+    write raises one FaceganError line and leaves any earlier file as it was."""
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, key=np.array(json.dumps(key, sort_keys=True)), features=stats.features,
                      mu=stats.mu, sigma=stats.sigma)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)

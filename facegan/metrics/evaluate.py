@@ -131,8 +131,8 @@ def real_stats(
     if key is not None and path is not None:
         try:
             save_real_stats(path, key, stats)
-        except OSError as err:  # a read-only cache must not cost the user the numbers just computed
-            warnings.warn(f"could not cache real features at {path}: {err}", stacklevel=2)
+        except FaceganError as err:  # a read-only cache must not cost the user the numbers just computed
+            warnings.warn(f"real features not cached: {err}", stacklevel=2)
     return stats
 
 

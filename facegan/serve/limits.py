@@ -9,7 +9,8 @@ each server process: `total` megapixels in flight for everyone, of which one cli
 that would overflow the shared budget waits, first come first served, up to `max_wait` seconds for
 room. Refused requests get 429 with Retry-After.
 
-Pure asyncio: nothing here needs the web server, so `facegan.serve.build_app` can use it alone.
+Pure asyncio: nothing here needs the web server, so `facegan.serve.build_app` can use it alone, and
+`facegan serve`'s flags are generated from `ServeLimits` without importing it.
 """
 
 from __future__ import annotations
@@ -22,28 +23,49 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from facegan.config import setting
 from facegan.errors import FaceganError
 
 _EPS = 1e-9  # costs are sums of floats; compare with a little slack
 
 
+def _ip_list(text: str) -> tuple[str, ...]:
+    """--forwarded-allow-ips' text: comma-separated entries, blanks ignored."""
+    return tuple(ip.strip() for ip in text.split(",") if ip.strip())
+
+
 @dataclass(frozen=True)
 class ServeLimits:
-    """Everything `facegan serve` bounds, per server process (`--workers N` multiplies each by N)."""
+    """Everything `facegan serve` bounds, per server process (`--workers N` multiplies each by N).
+    Each field is also a flag of `facegan serve` (facegan/cli_config.py)."""
 
-    header_timeout: float = 10.0  # s a client has to send a whole request (headers and any body)
-    send_timeout: float = 60.0  # s a response may wait on a client that stops reading
-    keep_alive: int = 5  # s an idle keep-alive connection stays open
-    conns_per_client: int = 32  # open connections per client address; 0 = no cap
-    budget_mpix: float = 64.0  # Mpx of images in the making, all clients together
-    client_budget_mpix: float = 16.0  # Mpx one client may have in the making
-    budget_wait: float = 2.0  # s a request waits for room in the shared budget before a 429
-    forwarded_allow_ips: tuple[str, ...] = ()  # proxies whose X-Forwarded-For is believed
+    header_timeout: float = setting(10.0, "seconds a client has to send a whole request (headers and any "
+                                    "body); slower ones get a 408", metavar="S")
+    send_timeout: float = setting(60.0, "drop a connection whose client reads nothing for S seconds",
+                                  metavar="S")
+    keep_alive: int = setting(5, "seconds an idle keep-alive connection stays open", metavar="S")
+    conns_per_client: int = setting(32, "open connections per client address, 0 = no cap", metavar="N")
+    max_target: int = setting(8192, "bytes of request target (path and query); longer gets a 414",
+                              metavar="BYTES")
+    max_header_bytes: int = setting(16384, "bytes of request header fields in all; more get a 431",
+                                    metavar="BYTES")
+    max_headers: int = setting(100, "request header fields; more get a 431", metavar="N")
+    budget_mpix: float = setting(64.0, "megapixels of images being made at once, all clients together; "
+                                 "more waits, then gets a 429", metavar="MPX")
+    client_budget_mpix: float = setting(16.0, "megapixels one client may have in the making", metavar="MPX")
+    budget_wait: float = setting(2.0, "seconds a request may wait for room in the shared budget before a 429",
+                                 metavar="S")
+    forwarded_allow_ips: tuple[str, ...] = setting(
+        (), "comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names the client; they "
+        "are exempt from --conns-per-client", metavar="IPS", parse=_ip_list)
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "send_timeout", "budget_mpix", "client_budget_mpix"):
             if not getattr(self, name) > 0:
                 raise FaceganError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("max_target", "max_header_bytes", "max_headers"):
+            if (value := getattr(self, name)) < 1:
+                raise FaceganError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.keep_alive < 1:
             raise FaceganError(f"--keep-alive must be at least 1 s, got {self.keep_alive}")
         if self.conns_per_client < 0:

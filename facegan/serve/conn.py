@@ -11,14 +11,22 @@ a few hundred of them ("slow-loris") make every real request a 503. This protoco
   stopped reading is dropped, so non-reading clients cannot pin megabytes of GIF in memory;
 - a cap of `conns_per_client` open connections per client address (IPv6: per /64); further ones get
   a 429 and are closed at once, so one address cannot take the slots everyone else needs. Addresses
-  in `forwarded_allow_ips` (reverse proxies, which carry many clients) are exempt.
+  in `forwarded_allow_ips` (reverse proxies, which carry many clients) are exempt;
+- limits on the request head (`max_target`, `max_header_bytes`, `max_headers`) and refusal of heads a
+  proxy may read differently (facegan/serve/head.py), each answered with its own status and one-line
+  reason where uvicorn would say only "Invalid HTTP request received.";
+- a lingering close after such a refusal: the error is sent, the sending side shut, and whatever the
+  client still sends is read and dropped for up to `LINGER_S` before the socket closes. Closing a
+  socket with unread input makes the kernel reset the connection, and a reset throws away the error
+  before the client has read it (a 1 MB query would see "connection reset", not the 414).
 
-Imported only by `facegan.serve.serve`, so building the app alone does not need uvicorn.
+Imported only by `facegan.serve.run.serve`, so building the app alone does not need uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
 import ipaddress
 import json
 import logging
@@ -30,9 +38,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
-from facegan.serve_limits import ServeLimits, client_key
+from facegan.serve.head import Refusal, check_head, head_limit
+from facegan.serve.limits import ServeLimits, client_key
 
 log = logging.getLogger("facegan.serve")
+LINGER_S = 2.0  # after a refusal, how long what the client still sends is read and dropped
+H11_LINE_LIMIT = 16 * 1024  # h11's own default bound, kept for what follows a head (chunk lines, trailers)
 
 
 def raw_error(status: int, reason: str, message: str, retry_after: int | None = None) -> bytes:
@@ -44,6 +55,53 @@ def raw_error(status: int, reason: str, message: str, retry_after: int | None = 
             f"content-length: {len(body)}\r\nx-content-type-options: nosniff\r\n{retry}"
             f"connection: close\r\n\r\n")
     return head.encode("ascii") + body
+
+
+class StrictConnection(h11.Connection):
+    """h11's server side, checking each request head with `check_head` before h11 parses it, and
+    keeping the reason of a refusal (h11's own ones included) for the answer."""
+
+    def __init__(self, limits: ServeLimits) -> None:
+        self.limits, self.head_limit = limits, head_limit(limits)
+        super().__init__(h11.SERVER, max(self.head_limit, H11_LINE_LIMIT))
+        # While a request head is awaited, the first head_limit + 1 bytes of h11's receive buffer:
+        # all check_head needs, without copying the buffer on every read.
+        self._head = bytearray()
+        self.refusal: Refusal | None = None
+        self.refused_head = False  # whether the refusal is of a new request, not of a request's body
+
+    def receive_data(self, data: bytes) -> None:
+        super().receive_data(data)
+        if self.their_state is h11.IDLE and len(self._head) <= self.head_limit:
+            self._head += data[:self.head_limit + 1 - len(self._head)]
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self._head = bytearray(self.trailing_data[0][:self.head_limit + 1])  # pipelined bytes
+
+    def next_event(self) -> Any:
+        in_head = self.their_state is h11.IDLE
+        refusal = check_head(self._head, self.limits) if in_head and self._head else None
+        if refusal is None:
+            try:
+                event = super().next_event()
+            except h11.RemoteProtocolError as err:
+                refusal = h11_refusal(err)
+            else:
+                if in_head and isinstance(event, h11.Request):
+                    self._head.clear()
+                return event
+        self.refusal, self.refused_head = refusal, in_head
+        raise h11.RemoteProtocolError(refusal.message, error_status_hint=refusal.status)
+
+
+def h11_refusal(err: h11.RemoteProtocolError) -> Refusal:
+    """h11's complaint as a refusal, without the bytes it quotes (the client's own, and unbounded)."""
+    text = str(err)
+    for quote in (": b'", ': b"', ": bytearray("):
+        text = text.split(quote)[0]
+    status = err.error_status_hint if 400 <= err.error_status_hint < 500 else 400
+    return Refusal(status, f"malformed request: {text[:100]}")
 
 
 class ConnectionGuard:
@@ -113,10 +171,13 @@ class GuardedH11Protocol(H11Protocol):
         if not isinstance(config, GuardedConfig):  # the counts must be shared by the whole server
             raise TypeError("GuardedH11Protocol runs only under a GuardedConfig")
         self.guard = config.guard
+        self.conn: StrictConnection = StrictConnection(config.limits)
         self._key: str | None = None
         self._rejected = False
+        self._lingering = False
         self._read_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         peer = get_remote_addr(transport)
@@ -142,7 +203,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._rejected:  # already answered and closing
+        if self._rejected or self._lingering:  # already answered and closing: dropped unread
             return
         super().data_received(data)
         self._watch_reads()
@@ -150,6 +211,29 @@ class GuardedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch_reads()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to anything h11 (here: StrictConnection) refuses; `msg` is uvicorn's
+        generic "Invalid HTTP request received.", the refusal has the status and the reason."""
+        refusal = self.conn.refusal or Refusal(400, "malformed request")
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning("refused a request from %s: %d %s", client, refusal.status, refusal.message)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The refused body is this cycle's: the app's answer (if it is still making one) can no
+            # longer be sent, so its sends become no-ops rather than h11 errors logged as crashes.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if self.conn.refused_head or cycle is None or not cycle.response_started:
+            phrase = http.HTTPStatus(refusal.status).phrase
+            self.transport.write(raw_error(refusal.status, phrase, refusal.message))
+        self._linger()
+
+    def shutdown(self) -> None:
+        if self._lingering:
+            self.transport.close()
+            return
+        super().shutdown()
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -190,6 +274,18 @@ class GuardedH11Protocol(H11Protocol):
                                            f"request not received within {limit:g} s"))
         self.transport.close()
 
+    def _linger(self) -> None:
+        """Close after a refusal: shut the sending side (the client sees the error end), drop what it
+        still sends, and close when it closes or after LINGER_S, whichever comes first."""
+        self._cancel_timers()
+        self._lingering = True
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # sent once the error is; eof_received then closes the transport
+        self.flow.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_S, self.transport.close)
+
     def _send_timed_out(self) -> None:
         self._send_timer = None
         log.warning("dropped a connection whose client read nothing for %g s",
@@ -197,7 +293,7 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.abort()  # close() would wait for the very buffer that does not drain
 
     def _cancel_timers(self) -> None:
-        for timer in (self._read_timer, self._send_timer):
+        for timer in (self._read_timer, self._send_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._read_timer = self._send_timer = None
+        self._read_timer = self._send_timer = self._linger_timer = None

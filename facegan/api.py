@@ -1,0 +1,224 @@
+"""facegan's Python API: load a generator, make faces, walk between them, export, train.
+
+    import facegan
+
+    g = facegan.load("celeba64")                    # shipped name, file, run folder, Hub folder or repo id
+    faces = g.generate(seeds=range(8), truncation=1.5)     # list of PIL images
+    walk = g.interpolate(seeds=[3, 17], frames=12)         # the frames of a latent walk
+    result = facegan.train(preset="tiny", steps=200)       # a run folder, like `facegan train`
+
+Everything here is stable: names and arguments change only with a deprecation period. A seed always
+names the same face (z is drawn from that seed on the CPU, G runs in eval mode) at a given precision,
+exactly as `facegan generate` and the server draw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch import nn
+
+from facegan.config import ModelConfig, RunConfig
+from facegan.errors import FaceganError
+from facegan.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
+from facegan.perf import InferenceGenerator
+
+Output = Literal["pil", "tensor", "grid"]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain generator inside an inference wrapper (its weights are what gets exported)."""
+    if isinstance(module, Generator):
+        module = module.model
+    return module.g if isinstance(module, InferenceGenerator) else module
+
+
+class Generator(nn.Module):
+    """A loaded facegan generator, ready to use (eval mode).
+
+    Call it like the network, `g(z)` with z of shape (batch, latent_dim) → images in [-1, 1], or use
+    `generate` and `interpolate` for seeded faces as PIL images. `g.model` is the underlying module.
+    """
+
+    def __init__(self, model: nn.Module, source: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.source = source  # what it was loaded from: a shipped name, a path or a repo id
+        self.eval()  # BatchNorm's running statistics: a seed names one face in any batch
+
+    @property
+    def config(self) -> ModelConfig:
+        """The architecture: size, latent_dim, ngf, ndf, channels, arch."""
+        return unwrap(self.model).cfg
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1], (batch, 3, size, size), for latents z (batch, latent_dim[, 1, 1])."""
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.model(z)
+
+    def generate(self, seeds: int | Iterable[int] | None = None, *, n: int | None = None,
+                 truncation: float | None = None, output: Output = "pil", batch_size: int = 256
+                 ) -> list[Image.Image] | torch.Tensor | Image.Image:
+        """Faces for `seeds`: a list of seeds, or a first seed with `n` (faces seed..seed+n-1; seeds 0..n-1
+        when only `n` is given). `truncation` t redraws latent components beyond ±t (fewer broken faces,
+        less variety; None = the full distribution, as `facegan generate`; the web page uses 1.5).
+        `output`: "pil" (a list of RGB images), "tensor" ((N, 3, S, S) in [-1, 1]) or "grid" (one image)."""
+        picked = _seed_list(seeds, n)
+        images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
+        return _as(images, output)
+
+    def interpolate(self, seeds: Iterable[int], frames: int = 24, *, truncation: float | None = None,
+                    output: Output = "pil") -> list[Image.Image] | torch.Tensor | Image.Image:
+        """A latent walk (slerp) through `seeds` in order, `frames` per leg; the first and last frames
+        are the seeds' own faces. Save one as a GIF with PIL:
+        `walk[0].save("walk.gif", save_all=True, append_images=walk[1:], duration=40, loop=0)`."""
+        return _as(interpolation(self.model, [int(s) for s in seeds], frames, truncation), output)
+
+    def export(self, out: str | Path, format: Literal["safetensors", "hub", "onnx"] | None = None) -> Path:
+        """Write the generator to `out`: a .safetensors file (weights + config), a .onnx file (needs
+        `facegan[onnx]`), or a Hub-layout folder (`format="hub"`, needs `facegan[hub]`) whose model
+        card describes what it was loaded from (a shipped model's own card, or the training run)."""
+        return export(self.model, out, format, source=self.source)
+
+    def save_pretrained(self, folder: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None
+                        ) -> Path:
+        """The Hub layout (config.json, model.safetensors, README.md) in `folder`; with `push_to_hub`,
+        also uploaded to `repo_id` (needs `facegan[hub]` and `huggingface-cli login`)."""
+        hub = _hub()
+        card, samples = hub.card_for(self.source, self.model)
+        return hub.save_pretrained(self.model, folder, card, samples, repo_id=repo_id,
+                                   push_to_hub=push_to_hub)
+
+    @classmethod
+    def from_pretrained(cls, repo_or_folder: str | Path, *, device: str = "cpu", amp: str = "auto",
+                        revision: str | None = None, token: str | bool | None = None,
+                        local_files_only: bool = False) -> Generator:
+        """Load a Hub repo id ("user/name", downloaded into the Hub cache) or a local Hub-layout folder
+        through huggingface_hub (needs `facegan[hub]`)."""
+        model = _hub().from_pretrained(repo_or_folder, device=device, amp=amp, revision=revision, token=token,
+                                       local_files_only=local_files_only)
+        return cls(model, str(repo_or_folder))
+
+
+def load(source: str | Path, *, device: str = "cpu", amp: str = "auto", revision: str | None = None
+         ) -> Generator:
+    """A ready generator from a shipped name ("celeba64", "anime64"), a checkpoint (.pt), a run folder,
+    an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo id ("user/name").
+
+    `amp` "auto" (default, as the CLI) uses the device's fast inference path (bf16 on CPUs with native
+    bf16 and on CUDA); "off" is exact fp32. `revision` picks a Hub revision."""
+    from facegan import pretrained
+
+    text = str(source)
+    if text in pretrained.available():
+        return Generator(load_generator(pretrained.path(text), device, amp), text)
+    if Path(text).exists():
+        return Generator(load_generator(text, device, amp), text)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return Generator.from_pretrained(text, device=device, amp=amp, revision=revision)
+    shipped = ", ".join(pretrained.available())
+    raise FaceganError(f"{text!r} is not a file or folder, a shipped generator ({shipped}) or a Hub repo id "
+                       f"(user/name)")
+
+
+def export(model: nn.Module, out: str | Path, format: str | None = None, *, source: str | None = None,
+           license: str | None = None, datasets: list[str] | None = None, half: bool = False) -> Path:
+    """Export `model` to `out` as `format` (safetensors | hub | onnx); without a format, .onnx means
+    onnx and anything else safetensors. For the Hub layout, `source` (a shipped name, or the run
+    folder / checkpoint / file it came from) fills the model card; `license` (a Hub licence id) and
+    `datasets` (Hub dataset ids) go into its metadata. `half` stores the safetensors weights (plain or
+    Hub) as float16: half the file, the same faces to within float16 rounding."""
+    from facegan.checkpoint import export_generator
+
+    out = Path(out)
+    format = format or ("onnx" if out.suffix == ".onnx" else "safetensors")
+    g = unwrap(model)
+    if format == "safetensors":
+        return export_generator(g, g.cfg, out, half=half)
+    if format == "onnx":
+        if half:
+            raise FaceganError("--half applies to safetensors and hub exports; ONNX stays float32")
+        from facegan.onnx_export import export_onnx
+
+        return export_onnx(g, out)
+    if format == "hub":
+        hub = _hub()
+        card, samples = hub.card_for(source, g, license, datasets)
+        return hub.save_pretrained(g, out, card=card, samples=samples, half=half)
+    raise FaceganError(f"unknown export format {format!r}; use safetensors, hub or onnx")
+
+
+def train(config: RunConfig | str | Path | None = None, *, preset: str | None = None,
+          outdir: str | Path = "runs", resume: str | Path | None = None, quiet: bool = False,
+          **settings: Any) -> Any:
+    """Train as `facegan train` does; returns the result (`.run_dir`, `.step`, `.interrupted`).
+
+    `config`: a RunConfig, or a YAML config file (the layout `facegan train --print-config` prints).
+    `settings`: any config field by name, like the flags (`steps=500`, `data="data/celeba64"`,
+    `tracker="tensorboard,mlflow"`); they layer as defaults < preset < config < settings.
+    `resume`: "auto" or a run folder / checkpoint to continue (then `settings` may change only what
+    `--resume` allows: length, device, intervals)."""
+    from facegan.config import load_config_file, resolve_config, resumable_fields, with_overrides
+    from facegan.loop import train as run
+
+    if resume is not None:
+        return run(None, Path(outdir), resume=str(resume), overrides_on_resume=settings,  # type: ignore[arg-type]
+                   quiet=quiet, resumable=resumable_fields())
+    if isinstance(config, RunConfig):
+        if preset is not None:
+            raise FaceganError("pass either a RunConfig or a preset, not both")
+        cfg = with_overrides(config, settings)
+    else:
+        cfg = resolve_config(preset, load_config_file(config) if config is not None else {}, settings)
+    return run(cfg, Path(outdir), quiet=quiet)
+
+
+def _hub() -> Any:
+    """facegan.hub, or one line saying which extra it needs."""
+    try:
+        from facegan import hub
+    except ImportError as err:
+        raise FaceganError(f"the Hugging Face Hub layout needs {err.name or 'huggingface_hub'}: "
+                           f"pip install 'facegan[hub]'") from None
+    return hub
+
+
+def _seed_list(seeds: int | Iterable[int] | None, n: int | None) -> list[int]:
+    if n is not None and not 1 <= n <= MAX_FACES:
+        raise FaceganError(f"n must be between 1 and {MAX_FACES:,}, got {n}")
+    if seeds is None or isinstance(seeds, int):
+        first = seeds or 0
+        picked = list(range(first, first + (n or 1)))
+    else:
+        if n is not None:
+            raise FaceganError("give n with a first seed (seeds=7, n=4), not with a list of seeds")
+        picked = [int(s) for s in seeds]
+    if not picked or len(picked) > MAX_FACES:
+        raise FaceganError(f"generate makes 1 to {MAX_FACES:,} faces per call, got {len(picked):,}")
+    if min(picked) < 0 or max(picked) > MAX_SEED:
+        raise FaceganError(f"seeds must be between 0 and {MAX_SEED}")
+    return picked
+
+
+def _as(images: torch.Tensor, output: str) -> list[Image.Image] | torch.Tensor | Image.Image:
+    if output == "tensor":
+        return images
+    if output == "grid":
+        return Image.fromarray(grid(images, nrow=max(1, round(len(images) ** 0.5))).mul(255).add(0.5)
+                               .clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy(), "RGB")
+    if output == "pil":
+        return [to_pil(img) for img in images]
+    raise FaceganError(f"output must be 'pil', 'tensor' or 'grid', got {output!r}")

@@ -1,0 +1,94 @@
+"""The HTML of the site: facegan/serve/templates/*.html rendered by Jinja2 with autoescaping (every
+value is escaped unless a template says otherwise, and none does). The page's CSS and script are
+static files (facegan/serve/static/), so its Content-Security-Policy allows no inline code at all."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+
+from facegan.generate import MAX_SEED
+from facegan.serve.models import ServedModel
+from facegan.serve.params import DEFAULT_TRUNCATION, DISPLAY_SIZE, MAX_FRAMES, TRUNCATION_CHOICES, WALK_SIZE
+
+PACKAGE = "facegan.serve"
+STATIC_FILES = ("page.css", "page.js")
+# What the page may load: its own images (blob: for faces fetched by the script), script and CSS.
+CSP = ("default-src 'none'; img-src 'self' blob:; connect-src 'self' blob:; script-src 'self'; "
+       "style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+UPSCALING = (("lanczos", "smooth (Lanczos)"), ("nearest", "crisp pixels"))
+
+
+def static_dir() -> str:
+    """Folder of the page's CSS and script, as installed with the package."""
+    return str(resources.files(PACKAGE) / "static")
+
+
+class Page:
+    """The site's templates, loaded once per app."""
+
+    def __init__(self) -> None:
+        self.env = jinja2.Environment(loader=jinja2.PackageLoader(PACKAGE, "templates"), autoescape=True,
+                                      undefined=jinja2.StrictUndefined)  # a missing value is an error
+        # The static URLs carry a digest of the files, so a browser never runs an old script after
+        # an upgrade, however long it keeps them.
+        digest = hashlib.sha256()
+        for name in STATIC_FILES:
+            digest.update((resources.files(PACKAGE) / "static" / name).read_bytes())
+        self.assets = digest.hexdigest()[:12]
+
+    def error(self, message: str) -> str:
+        """A minimal page saying what was wrong with a request for `/`."""
+        return self.env.get_template("error.html").render(message=message)
+
+    def face(self, models: list[ServedModel], current: ServedModel, seed: int,
+             truncation: float = DEFAULT_TRUNCATION, resample: str = "lanczos") -> str:
+        """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off)
+        and upscaling filter."""
+        multi = len(models) > 1
+        trunc = f"{truncation:g}"
+        look = {"truncation": trunc}
+        # The permalink names what differs from the defaults, so it shows exactly this face.
+        model_q = {"model": current.name} if multi else {}
+        page_extra = {**({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
+                      **({"resample": resample} if resample != "lanczos" else {})}
+        choices = list(TRUNCATION_CHOICES)
+        if all(value != truncation for value, _ in choices):
+            choices.append((truncation, "custom"))
+        context: dict[str, Any] = {
+            "assets": self.assets,
+            "models": models,
+            "current": current,
+            "multi": multi,
+            "display": DISPLAY_SIZE,
+            "walk_size": WALK_SIZE,
+            "seed": seed,
+            "next_seed": seed + 1 if seed < MAX_SEED else seed - 1,
+            "max_frames": MAX_FRAMES,
+            "face_q": urlencode(dict(seed=seed, model=current.name, size=DISPLAY_SIZE, resample=resample,
+                                     **look)),
+            "png_q": urlencode(dict(seed=seed, model=current.name, **look)),
+            "icon_q": urlencode(dict(seed=seed, model=current.name, size="32", **look)),
+            "grid_q": urlencode(dict(n=16, seed=seed, model=current.name, **look)),
+            "page_q": urlencode(dict(seed=seed, **model_q, **page_extra)),
+            "new_q": urlencode(dict(**model_q, **page_extra)),
+            "truncation": trunc,
+            "resample": resample,
+            "face_class": "crisp" if resample == "nearest" else "smooth",
+            "upscale_note": upscale_note(current.size, resample),
+            "variety": [(f"{value:g}", f"{label} ({'off' if value == 0 else f'{value:g}'})",
+                         value == truncation) for value, label in choices],
+            "upscaling": [(value, label, value == resample) for value, label in UPSCALING],
+            "default_truncation": f"{DEFAULT_TRUNCATION:g}",
+        }
+        return self.env.get_template("index.html").render(context)
+
+
+def upscale_note(native: int, resample: str) -> str:
+    """The page's line saying how the face on screen was made from the generator's pixels."""
+    how = "smooth Lanczos upscaling" if resample == "lanczos" else "crisp pixels (nearest neighbour)"
+    return f"{native}×{native} px face shown at {DISPLAY_SIZE} px with {how}"

@@ -1,0 +1,44 @@
+"""torch.hub entry points: `torch.hub.load("<owner>/facegan", "celeba64")` returns a ready generator.
+
+Each entry returns a `facegan.Generator` (an nn.Module in eval mode): call it on latents,
+`g(torch.randn(8, g.latent_dim))` → images in [-1, 1], or use `g.generate(seeds=range(8))` for seeded
+PIL faces. The weights ship inside the repository (facegan/pretrained_models/*.safetensors), so
+nothing else is downloaded. From a local clone: `torch.hub.load(".", "celeba64", source="local")`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Checked by torch.hub before an entry point runs (import names).
+dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy", "yaml"]
+
+
+def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
+    import facegan
+    from facegan.api import Generator
+    from facegan.models import build_models
+
+    g = facegan.load(name, device=device, amp=amp)
+    if pretrained:
+        return g
+    # The same architecture, freshly initialised as training would start it (torch.hub's convention).
+    fresh, _ = build_models(g.config)
+    return Generator(fresh.to(device))
+
+
+def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "auto") -> Any:
+    """The shipped 64×64 CelebA face generator (EMA weights; non-commercial research use only)."""
+    return _shipped("celeba64", pretrained, device, amp)
+
+
+def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "auto") -> Any:
+    """The shipped 64×64 anime-face generator."""
+    return _shipped("anime64", pretrained, device, amp)
+
+
+def generator(source: str, device: str = "cpu", amp: str = "auto") -> Any:
+    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder or repo id."""
+    import facegan
+
+    return facegan.load(source, device=device, amp=amp)
