@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -52,15 +53,25 @@ def capture_rng(step_rng: torch.Generator) -> dict[str, Any]:
     }
 
 
-def restore_rng(state: dict[str, Any], step_rng: torch.Generator) -> None:
-    """Inverse of `capture_rng`."""
+def restore_rng(state: dict[str, Any], step_rng: torch.Generator) -> bool:
+    """Inverse of `capture_rng`. Returns whether the step generator continues its exact stream: False
+    when the checkpoint was written on another kind of device (a CPU generator's state cannot drive a
+    CUDA one, and the reverse), in which case it is reseeded from the saved state, deterministically,
+    so the resumed run is reproducible but draws other noise than the uninterrupted one would."""
     random.setstate(_tuples(state["python"]))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    step_rng.set_state(state["step"])
+        for index, gpu_state in enumerate(state["cuda"][:torch.cuda.device_count()]):  # fewer GPUs now: skip
+            torch.cuda.set_rng_state(gpu_state, index)
+    try:
+        step_rng.set_state(state["step"])
+        return True
+    except RuntimeError:  # the state of a generator on another device type (its size/layout differ)
+        digest = hashlib.sha256(state["step"].numpy().tobytes()).digest()
+        step_rng.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        return False
 
 
 def rng_for_rank(ckpt: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:

@@ -4,6 +4,7 @@ checkpoint's training state back into freshly built models, optimizers and RNGs.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,10 @@ def load_training_state(ckpt: dict[str, Any], source: str, cfg: RunConfig, g: to
     set_lr(opt_g, opt_d, cfg, GuardState.from_state(ckpt.get("guard")).lr_scale)
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    restore_rng(rng_for_rank(ckpt, dist.rank, dist.world), step_rng)
+    if not restore_rng(rng_for_rank(ckpt, dist.rank, dist.world), step_rng) and dist.is_main:
+        print(f"note: {source!r} was saved on another kind of device; its noise generator cannot continue "
+              f"here, so the run continues with a fresh one seeded from it (reproducible, but not the "
+              f"noise the original device would have drawn)", file=sys.stderr)
     return int(ckpt["step"])
 
 

@@ -306,3 +306,29 @@ def test_schema1_checkpoint_is_migrated_on_load(tmp_path: Path) -> None:
     cfg = checkpoint_config(load_checkpoint(tmp_path / "old.pt"))
     assert cfg.model.arch == "dcgan" and cfg.gan.r2_gamma == 0.0 and cfg.perf.fused_adam == "off"
     assert load_generator(tmp_path / "old.pt").cfg == cfg.model
+
+
+def test_resume_of_a_checkpoint_from_another_device_kind(prepared: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A checkpoint written on a GPU (its step generator's state is CUDA's 16-byte Philox state) resumes
+    on a CPU with one note instead of a traceback, and reproducibly: two resumes end identical."""
+    import shutil
+
+    from facegan.cli import main
+
+    argv = ["train", "--data", str(prepared), "--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf",
+            "8", "--batch-size", "16", "--preset", "dcgan", "--device", "cpu", "--quiet"]
+    assert main([*argv, "--steps", "2", "--outdir", str(tmp_path / "a")]) == 0
+    (run,) = (tmp_path / "a").iterdir()
+    ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    ckpt["rng"]["step"] = torch.arange(16, dtype=torch.uint8)  # the layout torch.cuda generators use
+    torch.save(ckpt, run / "checkpoints" / "latest.pt")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    capsys.readouterr()
+    for root in ("a", "b"):
+        assert main(["train", "--resume", str(tmp_path / root / run.name), "--steps", "4", "--quiet"]) == 0
+    assert capsys.readouterr().err.count("saved on another kind of device") == 2
+    a = load_checkpoint(tmp_path / "a" / run.name)
+    b = load_checkpoint(tmp_path / "b" / run.name)
+    assert a["step"] == b["step"] == 4
+    assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
