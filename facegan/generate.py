@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.utils import make_grid, save_image
 
 from facegan.checkpoint import check_state, checkpoint_config, load_checkpoint, load_state, read_exported
+from facegan.device import pick_device
 from facegan.errors import FaceganError
 from facegan.gif import gif_bytes, shared_palette
 from facegan.models import Generator, build_generator
@@ -36,7 +37,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
 
     `amp` "off" (default) is the plain fp32 module; "auto" (what the CLI and the server use) wraps it
     with the device's fast inference settings (`facegan.perf.for_inference`), e.g. bf16 on a CPU with
-    native bf16: the same faces to within bf16 rounding, about twice as fast."""
+    native bf16: the same faces to within bf16 rounding, about twice as fast. `device` may be "auto"
+    (CUDA, then MPS, then CPU); an unknown or absent device is one clear error."""
+    device = pick_device(device)
     path = Path(path)
     if path.is_dir() and (path / "model.safetensors").is_file():
         # A Hub-layout folder (facegan export --format hub): its model.safetensors is a facegan export.
@@ -58,7 +61,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     g = build_generator(cfg)
     load_state(g, state, "generator", str(path))
     g = g.to(device).eval()
-    return for_inference(g, torch.device(device), amp).eval()
+    return for_inference(g, device, amp).eval()
 
 
 def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:

@@ -95,3 +95,19 @@ def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> No
     assert 0 < (together - faces(exact, [3, 4, 5])).abs().max() < 0.05  # bf16 really ran, close to fp32
     assert for_inference(g, torch.device("cpu"), "off") is g
     assert Perf(torch.bfloat16, True, None, True, False).amp_dtype == bf16.amp_dtype
+
+
+def test_load_generator_picks_or_refuses_devices(tmp_path: Path) -> None:
+    """`device="auto"` loads (here on the CPU); a device that does not exist is one clear error."""
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.errors import FaceganError
+    from facegan.generate import load_generator
+    from facegan.models import build_generator
+
+    cfg = ModelConfig(size=32, latent_dim=8, ngf=4, ndf=4)
+    path = export_generator(build_generator(cfg), cfg, tmp_path / "g.safetensors")
+    g = load_generator(path, device="auto")
+    assert next(g.parameters()).device.type in ("cpu", "cuda", "mps")
+    with pytest.raises(FaceganError, match="unknown --device 'gpu9'"):
+        load_generator(path, device="gpu9")
