@@ -32,6 +32,9 @@ from facegan.models import build_models
 from facegan.prepare import prepare
 from facegan.step import train_step
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train import assert_same
+
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--quiet"]
 # BatchNorm-free (R3GAN-style G and D), with EMA, lazy R1/R2 and DiffAugment; exact fp32.
 BN_FREE = [*TINY, "--preset", "r3gan", "--amp", "off", "--log-every", "1", "--sample-every", "1000",
@@ -89,21 +92,6 @@ def latest(root: Path) -> dict:
 
 def max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
-
-
-def assert_same(a: object, b: object, where: str = "checkpoint") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {set(a) ^ set(b)} differ"
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.fixture(scope="module")

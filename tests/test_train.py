@@ -40,20 +40,22 @@ def assert_same_training_state(a_ckpt: Path, b_ckpt: Path) -> None:
     a, b = load_checkpoint(a_ckpt), load_checkpoint(b_ckpt)
     assert {"G", "D", "opt_g", "opt_d", "rng"} <= a.keys()
     assert ("G_ema" in a) == (a["config"]["gan"]["ema_kimg"] > 0)
-    _assert_same(a, b, "checkpoint")
+    assert_same(a, b, "checkpoint")
 
 
-def _assert_same(a: object, b: object, where: str) -> None:
+def assert_same(a: object, b: object, where: str = "checkpoint") -> None:
+    """`a` and `b` (nested dicts, lists, tensors) are bit-identical; the message names the first path
+    that differs."""
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
     elif isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {set(a) ^ set(b)} differ"
         for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
+            assert_same(a[key], b[key], f"{where}.{key}")
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
         for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
+            assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
