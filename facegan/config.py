@@ -132,9 +132,17 @@ class OptimConfig:
     lr_d: float = setting(2e-4, "discriminator learning rate")
     beta1: float = setting(0.5, "Adam beta1")
     beta2: float = setting(0.999, "Adam beta2")
+    # No schema bump: a run written before it had constant learning rates, which the default keeps.
+    # Resumable like --steps, which it follows: both shape the steps still to come, never those done, so
+    # a finished run can be extended with a ramp-down (the LR is a function of the step: resume is exact).
+    lr_rampdown: int = setting(0, "steps at the end of the run over which both learning rates fall "
+                               "linearly toward 0, as SNGAN trains (Miyato et al. 2018); 0 = constant",
+                               resumable=True)
 
     def __post_init__(self) -> None:
         _check_choices(self)
+        if self.lr_rampdown < 0:
+            raise FaceganError(f"--lr-rampdown must be >= 0, got {self.lr_rampdown}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The divergence guard's record: what it has done so far, saved in every checkpoint so a resume
-repeats it (the loop in facegan/loop.py detects non-finite values and rolls back)."""
+"""The learning rates the loop sets (the end-of-run ramp-down and the divergence guard's lowering), and
+the guard's record: what it has done so far, saved in every checkpoint so a resume repeats it (the loop
+in facegan/loop.py detects non-finite values and rolls back)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ def set_lr(opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, cfg: RunC
     for opt, lr in ((opt_g, cfg.optim.lr_g), (opt_d, cfg.optim.lr_d)):
         for group in opt.param_groups:
             group["lr"] = lr * scale
+
+
+def rampdown_scale(step: int, total: int, rampdown: int) -> float:
+    """The learning-rate factor for the step that makes `step + 1` of `total`: 1 until the last
+    `rampdown` steps, then falling linearly, 1/rampdown at the last step (0 = no ramp-down)."""
+    if rampdown <= 0:
+        return 1.0
+    return min(1.0, (total - step) / rampdown)
 
 
 @dataclass

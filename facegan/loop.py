@@ -37,7 +37,7 @@ from facegan.distributed import SINGLE, Dist, RelayedError, StopVote, adapt, che
 from facegan.distributed import train_step as rank_step
 from facegan.errors import FaceganError
 from facegan.generate import grid
-from facegan.guard import GuardState, set_lr
+from facegan.guard import GuardState, rampdown_scale, set_lr
 from facegan.perf import for_inference
 from facegan.plan import check_eval_setup
 from facegan.resume import load_training_state, open_resume
@@ -231,6 +231,7 @@ class _LoopState:
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
         spe = self.batches.steps_per_epoch
+        ramp = self.cfg.optim.lr_rampdown
         sums: torch.Tensor | None = None
         window_steps, window_t0 = 0, time.perf_counter()
         bar = tqdm(total=total, initial=step, unit="step", disable=quiet, file=sys.stderr,
@@ -242,6 +243,9 @@ class _LoopState:
             self.initial = copy.deepcopy(self.state(step))
         while step < total and self.stop_signum(stop) is None:
             if not self.guard.skips(step):  # skipped: a batch range that made this run diverge before
+                if ramp:  # host floats only: no sync; a pure function of the step, so resume stays exact
+                    scale = self.guard.lr_scale * rampdown_scale(step, total, ramp)
+                    set_lr(self.opt_g, self.opt_d, self.cfg, scale)
                 stats = rank_step(self.training, self.dist, step)  # train_step, then the EMA update
                 # Accumulate on the device; reading back only at log time keeps the step free of syncs.
                 vec = torch.stack(list(stats))

@@ -136,7 +136,8 @@ def test_resumable_set_lives_with_the_fields() -> None:
     perf = {f.name for f in dataclasses.fields(PerfConfig)}
     assert resumable_fields() == {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every",
                                   "keep_ckpts", "eval_every", "eval_metrics", "eval_num_fake",
-                                  "inception_weights", "on_nan", "nan_retries", "tracker", "sync_bn", *perf}
+                                  "inception_weights", "on_nan", "nan_retries", "tracker", "sync_bn",
+                                  "lr_rampdown", *perf}
 
 
 @pytest.mark.parametrize("argv,expect", [

@@ -16,6 +16,7 @@ from PIL import Image
 
 from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
+from facegan.guard import rampdown_scale
 from facegan.perf import cpu_has_native_bf16
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
@@ -123,6 +124,29 @@ def test_sigkill_and_resume_is_bit_identical(prepared: Path, tmp_path: Path, amp
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["config"]["perf"]["amp"] == amp
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == list(range(10, 241, 10))  # no duplicated or missing records across the kill
+
+
+def test_rampdown_scale_falls_linearly_over_the_last_steps() -> None:
+    assert [rampdown_scale(s, 10, 4) for s in range(10)] == [1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert rampdown_scale(0, 10, 0) == 1.0 and rampdown_scale(0, 10, 20) == 0.5
+
+
+def test_lr_rampdown_extends_a_finished_run_exactly(prepared: Path, tmp_path: Path) -> None:
+    """A finished run resumed with more --steps and --lr-rampdown ends bit-identical to one that ramped
+    from the start, and its learning rates have fallen to 1/rampdown of the configured ones."""
+    common = ["train", "--data", str(prepared), *TINY, "--ckpt-every", "6", "--sample-every", "100",
+              "--log-every", "3", "--quiet"]
+    assert main([*common, "--steps", "12", "--lr-rampdown", "6", "--outdir", str(tmp_path / "a")]) == 0
+    reference = only_run(tmp_path / "a") / "checkpoints" / "latest.pt"
+    ckpt = load_checkpoint(reference)
+    for opt in ("opt_g", "opt_d"):
+        assert ckpt[opt]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 6, rel=1e-12)
+
+    assert main([*common, "--steps", "6", "--outdir", str(tmp_path / "b")]) == 0
+    run = only_run(tmp_path / "b")
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["opt_g"]["param_groups"][0]["lr"] == 2e-4
+    assert main(["train", "--resume", str(run), "--steps", "12", "--lr-rampdown", "6", "--quiet"]) == 0
+    assert_same_training_state(run / "checkpoints" / "latest.pt", reference)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
