@@ -254,7 +254,8 @@ class GANConfig:
     of color, translation, cutout. r1_gamma: R1 penalty γ/2·E‖∇D(x)‖² on reals (Mescheder et al.
     2018), applied every `r1_every` steps and scaled by it (StyleGAN2's lazy regularisation).
     r2_gamma: the same penalty on generated images (R2; R3GAN pairs it with R1), on the same schedule.
-    label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only).
+    label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only). mbstd_group:
+    ProGAN's minibatch standard deviation channel in D (Karras et al. 2018; DCGAN's D only).
     """
 
     loss: str = setting("bce", "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
@@ -270,10 +271,13 @@ class GANConfig:
     r1_every: int = setting(16, "apply R1 and R2 every N steps, scaled by N")
     label_smoothing: float = setting(0.0, "one-sided: D's real target is 1 - s (bce only)")
     r2_gamma: float = setting(0.0, "R2 penalty gamma on generated images (0 = off)")
+    # No schema bump: a run written before it had no such layer, which the default (0) keeps.
+    mbstd_group: int = setting(0, "minibatch standard deviation layer before D's last conv, over groups "
+                               "of N images (ProGAN); shows D a batch's lack of variety (0 = off)", max=256)
 
     def __post_init__(self) -> None:
         _check_choices(self)
-        for name in ("gp_weight", "ema_kimg", "r1_gamma", "r2_gamma"):
+        for name in ("gp_weight", "ema_kimg", "r1_gamma", "r2_gamma", "mbstd_group"):
             if getattr(self, name) < 0:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.r1_every < 1:

@@ -7,7 +7,8 @@ At 64×64 these are exactly the seeds' networks:
 Each doubling of `size` adds one stride-2 block; widths are capped at 8× ngf/ndf so 128/256 stay sane.
 
 GANConfig may change D only (G stays the seeds'): its hidden-layer norm (BatchNorm, per-sample layer
-norm, or none) and spectral norm on every conv.
+norm, or none), spectral norm on every conv, and a minibatch standard deviation channel before the last
+conv.
 """
 
 from __future__ import annotations
@@ -71,15 +72,39 @@ def _norm(kind: str, width: int) -> list[nn.Module]:
     return []
 
 
+class MinibatchStd(nn.Module):
+    """Appends one channel: the standard deviation of each feature across a group of images, averaged
+    over features (Karras et al. 2018, ProGAN §3). A generator that gives every z the same face makes it
+    ~0, which D can see in one forward, so G is pushed toward the data's variety.
+
+    Groups are strided (image n is in group n mod B/g), as in StyleGAN2; g = gcd(batch, group) so any
+    batch (a torchrun rank's share, a short last batch) works. Written here: torch has no such layer."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) → (B, C + 1, H, W)
+        b, c, h, w = x.shape
+        g = math.gcd(b, self.group)
+        y = x.float().reshape(g, b // g, c, h, w)  # (g, B/g, C, H, W)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,) one per group
+        y = y.to(x.dtype).reshape(-1, 1, 1, 1).repeat(g, 1, h, w)  # (B, 1, H, W): image n → group n mod B/g
+        return torch.cat([x, y], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
 class Discriminator(nn.Module):
     """Maps images (B, 3, size, size) to real-vs-fake logits (B,).
 
     `norm` is the hidden layers' normalisation (batch | layer | none); without a norm those convs get a
-    bias, which BatchNorm's shift made redundant in the seed. Spectral norm is added after init by
-    `add_spectral_norm`.
+    bias, which BatchNorm's shift made redundant in the seed. `mbstd_group` > 0 adds a `MinibatchStd`
+    channel before the last conv. Spectral norm is added after init by `add_spectral_norm`.
     """
 
-    def __init__(self, cfg: ModelConfig, norm: str = "batch") -> None:
+    def __init__(self, cfg: ModelConfig, norm: str = "batch", mbstd_group: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         widths = _widths(cfg.size, cfg.ndf)[::-1]  # e.g. 64px → [b, 2b, 4b, 8b]
@@ -93,7 +118,9 @@ class Discriminator(nn.Module):
                 *_norm(norm, w_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
-        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
+        if mbstd_group:
+            layers.append(MinibatchStd(mbstd_group))  # (B, 8·ndf + 1, 4, 4)
+        layers.append(nn.Conv2d(widths[-1] + bool(mbstd_group), 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +167,8 @@ def build_models(cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
     if cfg.arch == "r3gan" and gan.d_norm not in ("auto", "none"):
         raise FaceganError(f"--arch r3gan has no normalisation layers; --d-norm {gan.d_norm} does not "
                            f"apply (use auto or none)")
+    if cfg.arch == "r3gan" and gan.mbstd_group:
+        raise FaceganError("--mbstd-group applies to the dcgan discriminator only, not --arch r3gan")
     # A private generator keeps initialisation independent of whatever used the global RNG before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -150,7 +179,7 @@ def build_models(cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
             init_residual(g)
             init_residual(d)
         else:
-            g, d = Generator(cfg), Discriminator(cfg, gan.resolved_d_norm)
+            g, d = Generator(cfg), Discriminator(cfg, gan.resolved_d_norm, gan.mbstd_group)
             g.apply(init_weights)
             d.apply(init_weights)
         if gan.spectral_norm:  # after init, which writes the raw weights that SN then wraps

@@ -39,7 +39,7 @@ from facegan.losses import (
     gradient_penalty,
     r1_penalty,
 )
-from facegan.models import build_models
+from facegan.models import MinibatchStd, build_models
 from facegan.perf import make_optimizers
 from facegan.step import d_loss, train_step
 
@@ -204,6 +204,34 @@ def test_d_norm_choices() -> None:
     assert not {"GroupNorm", "BatchNorm2d"} & kinds(GANConfig(loss="wgan-gp", spectral_norm=True))
 
 
+def test_minibatch_std_is_each_strided_groups_feature_spread() -> None:
+    x = torch.randn(8, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = MinibatchStd(4)(x)
+    assert y.shape == (8, 6, 4, 4) and torch.equal(y[:, :5], x)
+    for first in (0, 1):  # B/g = 2 groups, image n in group n mod 2
+        members = [first, first + 2, first + 4, first + 6]
+        spread = x[members].std(dim=0, unbiased=False).mean()
+        assert torch.allclose(y[members, 5], spread.expand(4, 4, 4), atol=1e-6)
+    same = MinibatchStd(4)(x[:1].expand(4, -1, -1, -1))  # no variety at all → ~0 (the 1e-8 floor)
+    assert same[:, 5].max() < 1e-3
+    assert MinibatchStd(4)(x[:6]).shape == (6, 6, 4, 4)  # a batch the group does not divide: gcd groups
+
+
+def test_mbstd_lets_d_see_the_other_images_of_its_group() -> None:
+    _, plain = build_models(CFG, seed=0)
+    _, mbstd = build_models(CFG, seed=0, gan=GANConfig(mbstd_group=4))
+    assert sum(isinstance(m, MinibatchStd) for m in mbstd.modules()) == 1
+    a = images()
+    b = a.clone()
+    b[1:] = images(1)[1:]  # image 0 unchanged, its group mates replaced
+    for d, coupled in ((plain, False), (mbstd, True)):
+        d.eval()  # BatchNorm on running stats: only the minibatch layer can couple images
+        with torch.no_grad():
+            assert torch.equal(d(a)[0], d(b)[0]) != coupled
+    with pytest.raises(FaceganError, match="--mbstd-group applies to the dcgan discriminator only"):
+        build_models(dataclasses.replace(CFG, arch="r3gan"), gan=GANConfig(mbstd_group=4))
+
+
 def test_ema_reaches_halfway_after_one_half_life() -> None:
     net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     nn.init.zeros_(net[0].weight)
@@ -232,6 +260,7 @@ STEP_CONFIGS = {
     "bce+smoothing+r1": GANConfig(label_smoothing=0.1, r1_gamma=1.0, r1_every=1),
     "dcgan-plus": preset_config("dcgan-plus").gan,
     "sngan-da": preset_config("sngan-da").gan,
+    "dcgan-plus+mbstd": dataclasses.replace(preset_config("dcgan-plus").gan, mbstd_group=4),
 }
 
 
@@ -311,6 +340,7 @@ def test_config_section_presets_and_old_checkpoints() -> None:
     ({"r1_every": 0}, "--r1-every must be >= 1"),
     ({"ema_kimg": -1.0}, "--ema-kimg must be >= 0"),
     ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
+    ({"mbstd_group": -1}, "--mbstd-group must be >= 0"),
 ])
 def test_bad_stabilizer_settings_are_one_line_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(FaceganError, match=match):
@@ -325,11 +355,13 @@ def test_cli_flags_reach_the_config_and_cannot_change_on_resume(
     runs = tmp_path / "runs"
     assert main(["train", "--data", str(prepared), *TINY, "--steps", "2", "--outdir", str(runs), "--quiet",
                  "--loss", "hinge", "--ema-kimg", "1", "--spectral-norm", "--diffaug", "translation,cutout",
-                 "--r1-gamma", "0.5", "--r1-every", "2", "--gp-weight", "5", "--lr-d", "4e-4"]) == 0
+                 "--r1-gamma", "0.5", "--r1-every", "2", "--gp-weight", "5", "--lr-d", "4e-4",
+                 "--mbstd-group", "4"]) == 0
     (run,) = runs.iterdir()
     gan = json.loads((run / "config.json").read_text())["gan"]
     assert gan == {**GANConfig().__dict__, "loss": "hinge", "ema_kimg": 1.0, "spectral_norm": True,
-                   "diffaug": "translation,cutout", "r1_gamma": 0.5, "r1_every": 2, "gp_weight": 5.0}
+                   "diffaug": "translation,cutout", "r1_gamma": 0.5, "r1_every": 2, "gp_weight": 5.0,
+                   "mbstd_group": 4}
     assert main(["train", "--resume", str(run), "--steps", "4", "--ema-kimg", "2", "--quiet"]) == 2
     assert "--ema-kimg (checkpoint 1.0, given 2.0): cannot change when resuming" in capsys.readouterr().err
     assert main(["train", "--data", str(prepared), *TINY, "--steps", "1", "--outdir", str(runs),
