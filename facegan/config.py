@@ -25,6 +25,7 @@ from facegan.errors import FaceganError
 
 SIZES = (32, 64, 128, 256)
 ARCHS = ("dcgan", "r3gan")
+G_UPSAMPLES = ("convt", "resize")
 # The choice lists, each defined once: the dataclasses validate with them and `facegan train` offers them.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 AUTO_ON_OFF = ("auto", "on", "off")
@@ -115,10 +116,16 @@ class ModelConfig:
     channels: int = setting(3, "image channels", flag=False, max=4)
     arch: str = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)",
                         choices=ARCHS)
+    # No schema bump: a file written before it has the seeds' transposed convs, which the default keeps.
+    g_upsample: str = setting("convt", "how the dcgan G doubles its resolution: convt (the seeds' 4×4 "
+                              "stride-2 transposed conv) or resize (nearest ×2, then a 3×3 conv: no "
+                              "checkerboard artifacts, Odena et al. 2016)", choices=G_UPSAMPLES)
 
     def __post_init__(self) -> None:
         _check_choices(self)
         check_size(self.size)
+        if self.arch == "r3gan" and self.g_upsample != "convt":
+            raise FaceganError("--g-upsample applies to the dcgan generator only, not --arch r3gan")
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")

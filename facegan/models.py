@@ -45,12 +45,12 @@ class Generator(nn.Module):
         ]
         for w_in, w_out in itertools.pairwise(widths):  # each block doubles H and W
             layers += [
-                nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
+                *_upsample(cfg.g_upsample, w_in, w_out),
                 nn.BatchNorm2d(w_out),
                 nn.ReLU(True),
             ]
         layers += [
-            nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1, bias=False),  # (B, 3, size, size)
+            *_upsample(cfg.g_upsample, widths[-1], cfg.channels),  # (B, 3, size, size)
             nn.Tanh(),
         ]
         self.main = nn.Sequential(*layers)
@@ -59,6 +59,15 @@ class Generator(nn.Module):
         if z.dim() == 2:
             z = z[:, :, None, None]
         return self.main(z)
+
+
+def _upsample(kind: str, c_in: int, c_out: int) -> list[nn.Module]:
+    """Double H and W: the seeds' 4×4 stride-2 transposed conv ("convt"), or nearest ×2 then a 3×3 conv
+    ("resize"), whose kernel overlaps evenly everywhere and so leaves no checkerboard pattern (Odena,
+    Dumoulin & Olah 2016) — the pattern a real-vs-fake classifier picks up first."""
+    if kind == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
+    return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False)]
 
 
 def _norm(kind: str, width: int) -> list[nn.Module]:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from facegan.config import ModelConfig
+from facegan.errors import FaceganError
 from facegan.models import build_models
 
 
@@ -25,13 +26,24 @@ def test_default_is_the_seed_dcgan() -> None:
     assert kinds == (["Conv2d", "LeakyReLU"] + ["Conv2d", "BatchNorm2d", "LeakyReLU"] * 3 + ["Conv2d"])
 
 
+@pytest.mark.parametrize("g_upsample", ["convt", "resize"])
 @pytest.mark.parametrize("size", [32, 64, 128, 256])
-def test_any_supported_size_builds(size: int) -> None:
-    g, d = build_models(ModelConfig(size=size, ngf=8, ndf=8, latent_dim=16))
+def test_any_supported_size_builds(size: int, g_upsample: str) -> None:
+    g, d = build_models(ModelConfig(size=size, ngf=8, ndf=8, latent_dim=16, g_upsample=g_upsample))
     x = g(torch.randn(2, 16))
     assert x.shape == (2, 3, size, size)
     assert x.min() >= -1 and x.max() <= 1
     assert d(x).shape == (2,)
+
+
+def test_resize_generator_upsamples_then_convolves() -> None:
+    """--g-upsample resize: the first layer still projects z to 4×4; every doubling is nearest ×2 + 3×3."""
+    g, _ = build_models(ModelConfig(g_upsample="resize"))
+    kinds = [type(m).__name__ for m in g.main]
+    doubling = ["Upsample", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert kinds == ["ConvTranspose2d", "BatchNorm2d", "ReLU", *doubling * 3, "Upsample", "Conv2d", "Tanh"]
+    with pytest.raises(FaceganError, match="--g-upsample applies to the dcgan generator only"):
+        ModelConfig(arch="r3gan", g_upsample="resize")
 
 
 def test_discriminator_outputs_logits_not_probabilities() -> None:

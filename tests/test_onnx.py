@@ -17,21 +17,21 @@ from facegan.config import ModelConfig
 from facegan.models import build_models
 
 
-def tiny_export(tmp_path: Path, arch: str) -> Path:
+def tiny_export(tmp_path: Path, arch: str, g_upsample: str = "convt") -> Path:
     """A small, randomly initialised generator of `arch` exported as .safetensors."""
-    cfg = ModelConfig(size=32, latent_dim=16, ngf=16, ndf=16, arch=arch)
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=16, ndf=16, arch=arch, g_upsample=g_upsample)
     g, _ = build_models(cfg, seed=1)
     return export_generator(g, cfg, tmp_path / f"{arch}.safetensors")
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "r3gan"])
-def test_onnxruntime_matches_pytorch_for_batch_1_and_5(arch: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch,g_upsample", [("dcgan", "convt"), ("dcgan", "resize"), ("r3gan", "convt")])
+def test_onnxruntime_matches_pytorch_for_batch_1_and_5(arch: str, g_upsample: str, tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
 
     from facegan.generate import load_generator
 
-    source = tiny_export(tmp_path, arch)
+    source = tiny_export(tmp_path, arch, g_upsample)
     out = tmp_path / "g.onnx"
     assert main(["export", "--checkpoint", str(source), "--out", str(out)]) == 0  # .onnx picks the format
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("g.onnx")] == ["g.onnx"]  # one file
@@ -48,7 +48,8 @@ def test_onnxruntime_matches_pytorch_for_batch_1_and_5(arch: str, tmp_path: Path
         assert got.shape == (batch, 3, 32, 32)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert json.loads(props["facegan_model_config"])["arch"] == arch
+    recorded = json.loads(props["facegan_model_config"])
+    assert (recorded["arch"], recorded["g_upsample"]) == (arch, g_upsample)
 
 
 def test_seeded_faces_match_through_onnx(tmp_path: Path) -> None:
