@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from facegan.perf import cpu_has_native_bf16
 
@@ -127,3 +128,24 @@ def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> Non
         for key, value in net.state_dict().items():
             assert torch.equal(value, ckpt[name][key]), (name, key)
     assert ("G_ema" in ckpt) == (ours.ema is not None)
+
+
+def test_spectrum_puts_a_checkerboard_at_half_the_sampling_rate(prepared: Path, tmp_path: Path) -> None:
+    """bench/spectrum.py: a one-pixel checkerboard's amplitude is at (size/2, size/2), and the script
+    compares a generator's spectrum with its data's end to end."""
+    from bench import spectrum
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.models import build_models
+
+    sign = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2 - 1  # (8, 8) of ±1
+    amp = spectrum.amplitude(sign.float().expand(2, 3, 8, 8))
+    assert amp[4, 4] == pytest.approx(64) and amp.sum() == pytest.approx(64)
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    g, _ = build_models(cfg)
+    gen = export_generator(g, cfg, tmp_path / "g.safetensors")
+    cmd = ["bench/spectrum.py", "--data", str(prepared), "--checkpoint", str(gen), "--num", "20"]
+    done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(str(gen)[-60:])]
+    assert len(row.split()) == 1 + 4 + 6  # name, 4 frequencies, radius bands 0-4 … 20-24
