@@ -6,9 +6,9 @@ At 64×64 these are exactly the seeds' networks:
                                                   use the numerically stable logit forms)
 Each doubling of `size` adds one stride-2 block; widths are capped at 8× ngf/ndf so 128/256 stay sane.
 
-GANConfig may change D only (G stays the seeds'): its hidden-layer norm (BatchNorm, per-sample layer
-norm, or none), spectral norm on every conv, and a minibatch standard deviation channel before the last
-conv.
+GANConfig may change D only: its hidden-layer norm (BatchNorm, per-sample layer norm, or none), spectral
+norm on every conv, and a minibatch standard deviation channel before the last conv. ModelConfig's
+`g_upsample` "resize" changes G: each stride-2 transposed conv becomes nearest ×2 + 3×3 conv.
 """
 
 from __future__ import annotations
