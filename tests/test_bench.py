@@ -149,3 +149,49 @@ def test_spectrum_puts_a_checkerboard_at_half_the_sampling_rate(prepared: Path, 
     assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith(str(gen)[-60:])]
     assert len(row.split()) == 1 + 4 + 6  # name, 4 frequencies, radius bands 0-4 … 20-24
+
+
+def test_compare_rule_needs_a_win_in_every_draw_on_every_measure() -> None:
+    """bench/compare.py's pre-registered rule: a better mean with one lost draw is a tie, an equal draw
+    is not a win, and C2ST is judged by its distance from chance (0.5), not by its size."""
+    from bench.compare import verdicts
+
+    base = [{"swd": 20.0, "c2st_acc": 0.70, "prdc_recall": 0.20},
+            {"swd": 20.0, "c2st_acc": 1.00, "prdc_recall": 0.20}]
+    better = [{"swd": 18.0, "c2st_acc": 0.40, "prdc_recall": 0.25},
+              {"swd": 19.0, "c2st_acc": 0.95, "prdc_recall": 0.21}]
+    assert verdicts(base, better) == {"swd": "win", "c2st_acc": "win", "prdc_recall": "win", "beats": "yes"}
+    # Mean recall better (0.26 vs 0.20) but one draw lost; C2ST equal (1.000) in one draw.
+    mixed = [{"swd": 18.0, "c2st_acc": 0.60, "prdc_recall": 0.33},
+             {"swd": 21.0, "c2st_acc": 1.00, "prdc_recall": 0.19}]
+    assert verdicts(base, mixed) == {"swd": "tie", "c2st_acc": "tie", "prdc_recall": "tie", "beats": "no"}
+    assert verdicts(better, base)["swd"] == "loss"
+    with pytest.raises(ValueError):
+        verdicts(base, better[:1])
+
+
+def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: Path, tmp_path: Path) -> None:
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.models import build_models
+
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    g, _ = build_models(cfg)
+    gen = export_generator(g, cfg, tmp_path / "g.safetensors")
+    out = tmp_path / "cmp.json"
+    cmd = ["bench/compare.py", "--data", str(prepared), "--baseline", str(gen), "--candidate", str(gen),
+           "--draws", "0", "1", "--num-fake", "16", "--json", str(out)]
+    done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [len(report["results"][k]) for k in ("baseline", "candidate")] == [2, 2]
+    assert report["results"]["baseline"] == report["results"]["candidate"]  # same generator, same draws
+    assert report["results"]["baseline"][0] != report["results"]["baseline"][1]  # the draws differ
+    assert set(report["verdict"]) == {"swd", "c2st_acc", "prdc_precision", "prdc_recall", "prdc_density",
+                                      "prdc_coverage", "beats"}
+    assert report["verdict"]["beats"] == "no" and "in every draw: no" in done.stdout
+    nope = str(tmp_path / "nope.safetensors")
+    missing = subprocess.run([sys.executable, *cmd[:5], "--candidate", nope], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+    assert "Traceback" not in missing.stderr
