@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.data import resolve_dataset
+from facegan.data import PackedDataset, resolve_dataset
 from facegan.device import pick_device
 from facegan.errors import FaceganError
 from facegan.generate import load_generator
@@ -105,10 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[list[dict[str, float]]] = []
     try:
         device = pick_device(args.device)
-        dataset = None
+        dataset: PackedDataset | None = None
         for path in (args.baseline, args.candidate):
             g = load_generator(path, device, amp=args.amp)
-            dataset = dataset or resolve_dataset(args.data, g.cfg.size, quiet=True)
+            if dataset is None:
+                dataset = resolve_dataset(args.data, g.cfg.size, quiet=True)
             results.append([evaluate(g, dataset, metrics, num_fake=args.num_fake, seed=s, device=device)
                              for s in args.draws])
     except FaceganError as e:
