@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline", required=True, help=source)
     ap.add_argument("--candidate", required=True, help=source)
     ap.add_argument("--draws", type=int, nargs="+", default=[0, 10000, 20000],
-                    help="evaluate --seed values (default 0 10000 20000)")
+                    help="evaluate --seed values (default 0 10000 20000); 0 is the draw in-training "
+                         "evaluations use, so leave it out for a snapshot picked on it")
     ap.add_argument("--metrics", default="swd,c2st,prdc", help="evaluate's protocols (default swd,c2st,prdc)")
     ap.add_argument("--num-fake", type=int, help="generated images per measure (default: the protocol's)")
     ap.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
@@ -99,6 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if len(set(args.draws)) != len(args.draws):
         ap.error("--draws must be distinct seeds")
+    if min(args.draws) < 0:
+        ap.error("--draws must be seeds >= 0")
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        # Checked before the evaluations, which take minutes, so their numbers are not lost at the end.
+        ap.error(f"--json: folder {Path(args.json).parent} does not exist")
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     names = ("baseline", "candidate")

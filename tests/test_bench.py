@@ -195,3 +195,8 @@ def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: 
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
     assert "Traceback" not in missing.stderr
+    # Checked before minutes of evaluation, not when the results are about to be written.
+    bad_json = subprocess.run([sys.executable, *cmd[:-2], "--json", str(tmp_path / "no" / "cmp.json")],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad_json.returncode == 2 and "--json: folder" in bad_json.stderr
+    assert "Traceback" not in bad_json.stderr

@@ -506,6 +506,9 @@ def test_evaluate_rejects_bad_requests(dataset: PackedDataset) -> None:
     g64, _ = build_models(ModelConfig(size=64, ngf=8, ndf=8))
     with pytest.raises(FaceganError, match="32px"):
         evaluate(g64, dataset, ["fid2k"], feature_extractor=ext)
+    # A negative seed used to reach numpy's RNG (C2ST's split) and end in a ValueError traceback.
+    with pytest.raises(FaceganError, match="--seed must be >= 0"):
+        evaluate(tiny_generator(), dataset, ["fid2k", "c2st"], num_fake=4, seed=-1, feature_extractor=ext)
     assert ext.calls == 0
 
 

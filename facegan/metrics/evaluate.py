@@ -176,6 +176,8 @@ def evaluate(
     protocols = parse_metrics(metrics)
     if num_fake is not None and num_fake < 2:
         raise FaceganError(f"--num-fake must be >= 2, got {num_fake}")
+    if seed < 0:
+        raise FaceganError(f"--seed must be >= 0 (the first generated face's seed), got {seed}")
     if len(dataset) < 2:
         raise FaceganError(f"the dataset has {len(dataset)} image(s); metrics need at least 2")
     if dataset.size != generator.cfg.size:
