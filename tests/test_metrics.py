@@ -637,3 +637,20 @@ def test_prdc_protocol_through_evaluate(prepared: Path) -> None:
     assert t["truncation"] == 0.5 and t != a
     e1, e2 = RandomEmbedding(), RandomEmbedding()
     assert all(torch.equal(x, y) for x, y in zip(e1.state_dict().values(), e2.state_dict().values()))
+
+
+def test_evaluate_generates_the_pixel_measures_faces_once(dataset: PackedDataset) -> None:
+    """SWD, C2ST and PRDC share one generated pass (each a prefix of the same seeds' faces): asking
+    for all three costs the generator no more than one of them, and gives each the same numbers."""
+    g, _ = build_models(ModelConfig(size=SIZE, latent_dim=16, ngf=8, ndf=8), seed=0)
+    made: list[int] = []
+    hook = g.register_forward_hook(lambda module, args, out: made.append(len(out)))
+    try:
+        together = evaluate(g, dataset, ["swd", "c2st", "prdc"], num_fake=40, seed=3)
+        assert sum(made) == 40
+        alone: dict[str, float] = {}
+        for name in ("swd", "c2st", "prdc"):
+            alone.update(evaluate(g, dataset, [name], num_fake=40, seed=3))
+    finally:
+        hook.remove()
+    assert together == alone

@@ -223,30 +223,32 @@ def evaluate(
                     feats_real = torch.from_numpy(real.features).to(device)
                     mean, std = kid(feats_real, f, p.kid_subsets, size, seed=seed)
                     results[f"{p.name}_mean"], results[f"{p.name}_std"] = mean, std
+        # The pixel-space measures (SWD, C2ST, PRDC) all use the faces of seeds `seed`, `seed`+1, …,
+        # each a prefix of them, so one generated pass serves all three (it was one pass each).
+        n_pixel = max((min(n_fake(p), len(dataset)) for p in protocols if p.kind in ("swd", "c2st", "prdc")),
+                      default=0)
+        fake_img = torch.cat(list(generated(list(range(seed, seed + n_pixel))))) if n_pixel else None
         for p in protocols:
+            if p.kind not in ("swd", "c2st", "prdc"):
+                continue
+            assert fake_img is not None
+            n = min(n_fake(p), len(dataset))
             if p.kind == "swd":
-                n = min(n_fake(p), len(dataset))
                 real_img = torch.from_numpy(dataset.images[real_indices(len(dataset), n)])
-                fake_seeds = list(range(seed, seed + n))
-                fake_img = torch.cat(list(generated(fake_seeds)))
                 results.update({k.replace("swd", p.name, 1): v
-                                for k, v in swd(real_img, fake_img, seed=seed).items()})
+                                for k, v in swd(real_img, fake_img[:n], seed=seed).items()})
             if p.kind == "c2st":
-                n = min(n_fake(p), len(dataset))
                 real_img = dataset.images[real_indices(len(dataset), n)]
-                c2st_seeds = list(range(seed, seed + n))
-                fake_img = torch.cat(list(generated(c2st_seeds)))
-                res = c2st(real_img, fake_img, seed=seed, device=device,
+                res = c2st(real_img, fake_img[:n], seed=seed, device=device,
                            check=lambda: check_cancel(cancel))
                 results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
                 results[f"{p.name}_n"] = float(res.n_test)
             if p.kind == "prdc":
-                n = min(n_fake(p), len(dataset))
                 embedding = RandomEmbedding().to(device)
                 real_rows = real_indices(len(dataset), n)
                 reals = cancellable(real_batches(dataset, real_rows, batch_size), cancel)
                 real_feats = embed(embedding, reals)
-                fake_feats = embed(embedding, generated(list(range(seed, seed + n))))
+                fake_feats = embed(embedding, cancellable(fake_img[:n].split(batch_size), cancel))
                 results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
     finally:
         generator.train(was_training)
