@@ -78,8 +78,8 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--out", default="grid.png", help="a .png for one grid, or a folder for one PNG per face")
     p.add_argument("--nrow", type=int, help="faces per grid row")
     p.add_argument("--truncation", type=float,
-                   help="redraw latent components beyond this magnitude (e.g. 1.0): less variety, fewer "
-                        "broken faces")
+                   help="redraw latent components beyond this magnitude (>= 0.2, e.g. 1.0): less variety, "
+                        "fewer broken faces")
     p.add_argument("--interpolate", action="store_true",
                    help="write a latent walk through the --seed list as a .gif/.mp4 instead of stills")
     p.add_argument("--frames", type=int, default=24, help="frames per leg of an --interpolate walk")

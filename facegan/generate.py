@@ -8,6 +8,7 @@ the batch it is generated in or the device.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     return for_inference(g, device, amp).eval()
 
 
+# Below this bound nearly every latent component would be redrawn, again and again (|z| < 0.01 has odds
+# 1 in 125 per draw): slow for no visible gain, and a value like 1e-9 would never finish.
+MIN_TRUNCATION = 0.2
+
+
+def check_truncation(truncation: float | None) -> None:
+    """FaceganError unless `truncation` is None (off) or a finite number >= MIN_TRUNCATION (NaN would
+    otherwise compare false everywhere and silently mean "off")."""
+    if truncation is not None and not (math.isfinite(truncation) and truncation >= MIN_TRUNCATION):
+        raise FaceganError(f"--truncation must be a number >= {MIN_TRUNCATION} (or left out for the full "
+                           f"distribution), got {truncation}")
+
+
 def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:
     """One z per seed, (N, latent_dim, 1, 1), on the CPU.
 
@@ -71,8 +85,7 @@ def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) 
     they fall inside (the truncated normal of BigGAN's "truncation trick": a DCGAN has no mapping
     network to average in, so this is the standard form). Smaller t trades variety for fidelity.
     """
-    if truncation is not None and truncation <= 0:
-        raise FaceganError(f"--truncation must be > 0, got {truncation}")
+    check_truncation(truncation)
     out = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(seed)

@@ -42,8 +42,10 @@ def test_latents_are_per_seed_and_truncation_bounds_them() -> None:
     # components already inside the bound are kept as drawn
     inside = z[0].abs() <= 0.5
     assert torch.equal(zt[0][inside], z[0][inside])
-    with pytest.raises(FaceganError, match="truncation must be > 0"):
-        latents([1], 8, truncation=0)
+    # NaN compared false everywhere and meant "off"; tiny values redrew forever: both refused now
+    for bad in (0, -1.0, 0.1, 1e-9, float("nan"), float("inf")):
+        with pytest.raises(FaceganError, match=r"truncation must be a number >= 0\.2"):
+            latents([1], 8, truncation=bad)
 
 
 def test_interpolation_passes_through_the_seeds(g: torch.nn.Module) -> None:
@@ -74,6 +76,9 @@ def test_cli_truncation_changes_faces_reproducibly(g: torch.nn.Module, tmp_path:
               *extra])
     read = {n: (tmp_path / f"{n}.png").read_bytes() for n in "abc"}
     assert read["b"] == read["c"] and read["a"] != read["b"]
+    assert main(["generate", "--checkpoint", str(path), "--truncation", "nan", "--out",
+                 str(tmp_path / "d.png")]) == 2
+    assert not (tmp_path / "d.png").exists()
 
 
 def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> None:

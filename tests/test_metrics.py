@@ -509,6 +509,10 @@ def test_evaluate_rejects_bad_requests(dataset: PackedDataset) -> None:
     # A negative seed used to reach numpy's RNG (C2ST's split) and end in a ValueError traceback.
     with pytest.raises(FaceganError, match="--seed must be >= 0"):
         evaluate(tiny_generator(), dataset, ["fid2k", "c2st"], num_fake=4, seed=-1, feature_extractor=ext)
+    # A NaN truncation compared false everywhere and silently measured the full distribution.
+    with pytest.raises(FaceganError, match="--truncation must be a number"):
+        evaluate(tiny_generator(), dataset, ["fid2k"], num_fake=4, truncation=float("nan"),
+                 feature_extractor=ext)
     assert ext.calls == 0
 
 

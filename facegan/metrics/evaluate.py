@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from facegan.data import PackedDataset
 from facegan.errors import FaceganError
-from facegan.generate import faces
+from facegan.generate import check_truncation, faces
 from facegan.metrics.c2st import c2st
 from facegan.metrics.cache import (
     RealStats,
@@ -178,6 +178,7 @@ def evaluate(
         raise FaceganError(f"--num-fake must be >= 2, got {num_fake}")
     if seed < 0:
         raise FaceganError(f"--seed must be >= 0 (the first generated face's seed), got {seed}")
+    check_truncation(truncation)  # before any work
     if len(dataset) < 2:
         raise FaceganError(f"the dataset has {len(dataset)} image(s); metrics need at least 2")
     if dataset.size != generator.cfg.size:

@@ -13,7 +13,7 @@ from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from facegan.generate import MAX_SEED
+from facegan.generate import MAX_SEED, MIN_TRUNCATION
 
 MAX_GRID = 64
 MIN_FRAMES, MAX_FRAMES = 2, 60
@@ -32,7 +32,7 @@ Method = Literal["slerp", "lerp"]
 # on the shipped celeba64, precision peaks at t = 1.5 (0.972, from 0.928 untruncated) and no smaller t
 # makes faces cleaner, only more alike (recall 0.41 at 1.5, 0.19 at 1.0).
 DEFAULT_TRUNCATION = 1.5
-MIN_TRUNCATION, MAX_TRUNCATION = 0.2, 4.0
+MAX_TRUNCATION = 4.0
 TRUNCATION_CHOICES = ((1.0, "low"), (DEFAULT_TRUNCATION, "balanced"), (2.0, "high"), (0.0, "full"))
 
 # Query parameter types shared by the routes. The routes module imports them by name: FastAPI resolves
