@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import functools
 import json
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -73,6 +74,10 @@ def _check_choices(obj: Any) -> None:
         if not ((value is None and optional) or _is_a(value, base)):
             want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
             raise FaceganError(f"{flag} must be {want}{' or null' if optional else ''}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares false with every bound below, so it would pass them all (an infinite EMA
+            # half-life would freeze the averaged G at its initialisation).
+            raise FaceganError(f"{flag} must be a finite number, got {value}")
         top = f.metadata.get("max")
         if top is not None and value is not None and value > top:
             raise FaceganError(f"{flag} must be at most {top}, got {value}")
@@ -150,6 +155,12 @@ class OptimConfig:
         _check_choices(self)
         if self.lr_rampdown < 0:
             raise FaceganError(f"--lr-rampdown must be >= 0, got {self.lr_rampdown}")
+        for name in ("lr_g", "lr_d"):
+            if getattr(self, name) <= 0:
+                raise FaceganError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):  # Adam's own check would end in a ValueError traceback
+            if not 0 <= getattr(self, name) < 1:
+                raise FaceganError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

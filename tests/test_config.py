@@ -239,6 +239,21 @@ def test_bad_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     one_error_line(capsys, expect)
 
 
+@pytest.mark.parametrize(("flag", "value", "expect"), [
+    ("--lr-g", "nan", "--lr-g must be a finite number"),  # was a ValueError traceback from Adam
+    ("--lr-d", "0", "--lr-d must be > 0"),
+    ("--beta2", "1.5", "--beta2 must be in [0, 1)"),  # was a ValueError traceback from Adam
+    ("--beta1", "-0.1", "--beta1 must be in [0, 1)"),
+    ("--ema-kimg", "nan", "--ema-kimg must be a finite number"),  # was accepted: NaN passed ">= 0"
+    ("--ema-kimg", "inf", "--ema-kimg must be a finite number"),  # was accepted: G_ema never moved
+    ("--r1-gamma", "nan", "--r1-gamma must be a finite number"),
+])
+def test_bad_numbers_are_one_line(flag: str, value: str, expect: str, capsys: pytest.CaptureFixture[str]
+                                  ) -> None:
+    assert run_cli("train", flag, value, "--print-config") == 2
+    one_error_line(capsys, expect)
+
+
 def test_missing_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli("train", "--config", str(tmp_path / "none.yaml")) == 2
     one_error_line(capsys, "none.yaml", "cannot read it")
