@@ -513,6 +513,8 @@ def test_evaluate_rejects_bad_requests(dataset: PackedDataset) -> None:
     with pytest.raises(FaceganError, match="--truncation must be a number"):
         evaluate(tiny_generator(), dataset, ["fid2k"], num_fake=4, truncation=float("nan"),
                  feature_extractor=ext)
+    with pytest.raises(FaceganError, match="--batch-size must be >= 1"):  # was range()'s ValueError
+        evaluate(tiny_generator(), dataset, ["fid2k"], num_fake=4, batch_size=0, feature_extractor=ext)
     assert ext.calls == 0
 
 

@@ -178,6 +178,8 @@ def evaluate(
         raise FaceganError(f"--num-fake must be >= 2, got {num_fake}")
     if seed < 0:
         raise FaceganError(f"--seed must be >= 0 (the first generated face's seed), got {seed}")
+    if batch_size < 1:
+        raise FaceganError(f"--batch-size must be >= 1, got {batch_size}")
     check_truncation(truncation)  # before any work
     if len(dataset) < 2:
         raise FaceganError(f"the dataset has {len(dataset)} image(s); metrics need at least 2")
