@@ -107,6 +107,8 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
     from facegan.plan import dry_run
 
     dist.share(lambda: _check_launch(args, dist.world))  # rank 0 says what is wrong, once
+    if Path(args.outdir).exists() and not Path(args.outdir).is_dir():  # before any setup is printed
+        raise FaceganError(f"--outdir {args.outdir!r} is a file, not a folder; choose another --outdir")
     given = given_settings(args)
     file = load_config_file(args.config) if args.config else {}
     if args.resume and (args.print_config or args.dry_run):

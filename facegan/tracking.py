@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from facegan.errors import FaceganError
+
 if TYPE_CHECKING:
     from facegan.config import RunConfig
     from facegan.trackers import Tracker
@@ -36,7 +38,11 @@ def next_run_dir(root: Path, name: str) -> Path:
 
 def new_run_dir(root: Path, name: str) -> Path:
     """Create `root/NNNNN-name` with the next free number (stylegan-style run numbering)."""
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission, a read-only disk
+        raise FaceganError(f"cannot create the runs folder {str(root)!r} ({err.strerror or err}); "
+                           f"choose another --outdir") from None
     nxt = int(next_run_dir(root, name).name[:5])
     while True:
         path = root / f"{nxt:05d}-{name}"
@@ -177,7 +183,6 @@ class RunLogger:
 def _log_error(where: Path, err: OSError) -> Exception:
     """A failed write of the run's logs as one line (disk full is the usual cause)."""
     from facegan.checkpoint import CKPT_KEPT
-    from facegan.errors import FaceganError
     from facegan.files import write_hint
 
     return FaceganError(f"could not write {where}: {err.strerror or err}; "

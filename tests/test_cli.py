@@ -70,6 +70,25 @@ def test_batch_larger_than_dataset(capsys: pytest.CaptureFixture[str], prepared:
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_outdir_that_is_a_file(capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path) -> None:
+    """An --outdir that names a file was a FileExistsError traceback; the file stays as it was."""
+    (tmp_path / "runs").write_text("mine")
+    code = run_cli(capsys, "train", "--data", str(prepared), *TINY, "--batch-size", "8",
+                   "--outdir", str(tmp_path / "runs"))
+    assert code == 2
+    one_error_line(capsys, "is a file, not a folder", "choose another --outdir")
+    assert (tmp_path / "runs").read_text() == "mine"
+
+
+def test_runs_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
+    from facegan.errors import FaceganError
+    from facegan.tracking import new_run_dir
+
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(FaceganError, match=r"cannot create the runs folder .* choose another --outdir"):
+        new_run_dir(tmp_path / "afile" / "runs", "x")  # NotADirectoryError underneath
+
+
 def test_prepare_zip_without_images(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     z = make_zip(tmp_path / "empty.zip", 0, extra={"docs/readme.md": b"# hi"})
     assert run_cli(capsys, "prepare", str(z), "--out", str(tmp_path / "out")) != 0
