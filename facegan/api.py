@@ -14,6 +14,7 @@ exactly as `facegan generate` and the server draw it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +78,10 @@ class Generator(nn.Module):
         less variety; None = the full distribution, as `facegan generate`; the web page uses 1.5).
         `output`: "pil" (a list of RGB images), "tensor" ((N, 3, S, S) in [-1, 1]) or "grid" (one image)."""
         picked = _seed_list(seeds, n)
+        if output not in ("pil", "tensor", "grid"):  # checked before the work, not after
+            raise FaceganError(f"output must be 'pil', 'tensor' or 'grid', got {output!r}")
+        if batch_size < 1:
+            raise FaceganError(f"batch_size must be >= 1, got {batch_size}")
         images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
         return _as(images, output)
 
@@ -85,7 +90,7 @@ class Generator(nn.Module):
         """A latent walk (slerp) through `seeds` in order, `frames` per leg; the first and last frames
         are the seeds' own faces. Save one as a GIF with PIL:
         `walk[0].save("walk.gif", save_all=True, append_images=walk[1:], duration=40, loop=0)`."""
-        return _as(interpolation(self.model, [int(s) for s in seeds], frames, truncation), output)
+        return _as(interpolation(self.model, [_seed(s) for s in seeds], frames, truncation), output)
 
     def export(self, out: str | Path, format: Literal["safetensors", "hub", "onnx"] | None = None) -> Path:
         """Write the generator to `out`: a .safetensors file (weights + config), a .onnx file (needs
@@ -123,6 +128,9 @@ def load(source: str | Path, *, device: str = "cpu", amp: str = "auto", revision
     from facegan import pretrained
 
     text = str(source)
+    if not text.strip():  # Path("") is the current folder, which would report a missing latest.pt
+        raise FaceganError("no generator given: name a shipped one (celeba64, anime64), a file, a run "
+                           "folder or a Hub repo id")
     if text in pretrained.available():
         return Generator(load_generator(pretrained.path(text), device, amp), text)
     if Path(text).exists():
@@ -199,18 +207,28 @@ def _hub() -> Any:
 def _seed_list(seeds: int | Iterable[int] | None, n: int | None) -> list[int]:
     if n is not None and not 1 <= n <= MAX_FACES:
         raise FaceganError(f"n must be between 1 and {MAX_FACES:,}, got {n}")
-    if seeds is None or isinstance(seeds, int):
-        first = seeds or 0
+    if seeds is None or isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        first = _seed(seeds or 0)
         picked = list(range(first, first + (n or 1)))
     else:
         if n is not None:
             raise FaceganError("give n with a first seed (seeds=7, n=4), not with a list of seeds")
-        picked = [int(s) for s in seeds]
+        picked = [_seed(s) for s in seeds]
     if not picked or len(picked) > MAX_FACES:
         raise FaceganError(f"generate makes 1 to {MAX_FACES:,} faces per call, got {len(picked):,}")
     if min(picked) < 0 or max(picked) > MAX_SEED:
         raise FaceganError(f"seeds must be between 0 and {MAX_SEED}")
     return picked
+
+
+def _seed(value: object) -> int:
+    """An integer seed (numpy integers too); 1.5 or "7" is refused rather than silently rounded."""
+    if isinstance(value, bool):
+        raise FaceganError(f"seeds must be integers, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise FaceganError(f"seeds must be integers, got {value!r}") from None
 
 
 def _as(images: torch.Tensor, output: str) -> list[Image.Image] | torch.Tensor | Image.Image:

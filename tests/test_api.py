@@ -60,10 +60,23 @@ def test_interpolate_walks_from_seed_to_seed(celeba: facegan.Generator) -> None:
 
 @pytest.mark.parametrize(("kwargs", "word"), [({"seeds": [-1]}, "between 0"), ({"n": 0}, "between 1"),
                                               ({"seeds": [1, 2], "n": 3}, "first seed"),
-                                              ({"output": "jpeg"}, "output must be")])
+                                              ({"output": "jpeg"}, "output must be"),
+                                              # these were silently rounded, a character loop and a
+                                              # RuntimeError from deep in torch
+                                              ({"seeds": [1.5]}, "seeds must be integers"),
+                                              ({"seeds": "7"}, "seeds must be integers"),
+                                              ({"seeds": 1, "n": 2, "batch_size": 0}, "batch_size")])
 def test_bad_arguments_are_one_clear_error(celeba: facegan.Generator, kwargs: dict, word: str) -> None:
     with pytest.raises(FaceganError, match=word):
         celeba.generate(**kwargs)
+
+
+def test_numpy_integer_seeds_are_seeds(celeba: facegan.Generator) -> None:
+    import numpy as np
+
+    want = celeba.generate([3, 4], output="tensor")
+    assert torch.equal(celeba.generate(np.arange(3, 5), output="tensor"), want)
+    assert torch.equal(celeba.generate(np.int64(3), n=2, output="tensor"), want)
 
 
 def test_load_reads_every_kind_of_source(tmp_path: Path, celeba: facegan.Generator) -> None:
@@ -72,6 +85,8 @@ def test_load_reads_every_kind_of_source(tmp_path: Path, celeba: facegan.Generat
     assert torch.equal(again.generate(n=2, output="tensor"), celeba.generate(n=2, output="tensor"))
     with pytest.raises(FaceganError, match="not a file or folder"):
         facegan.load("no-such-model")
+    with pytest.raises(FaceganError, match="no generator given"):
+        facegan.load("")  # was "checkpoint 'latest.pt' does not exist" (Path("") is the current folder)
 
 
 def test_train_and_resume_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
