@@ -40,6 +40,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     with the device's fast inference settings (`facegan.perf.for_inference`), e.g. bf16 on a CPU with
     native bf16: the same faces to within bf16 rounding, about twice as fast. `device` may be "auto"
     (CUDA, then MPS, then CPU); an unknown or absent device is one clear error."""
+    if not str(path).strip():  # Path("") is the current folder: the error would be a missing latest.pt
+        raise FaceganError("no checkpoint given (an empty path)")
     device = pick_device(device)
     path = Path(path)
     if path.is_dir() and (path / "model.safetensors").is_file():

@@ -205,6 +205,15 @@ def test_resume_with_other_dataset(capsys: pytest.CaptureFixture[str], prepared:
     one_error_line(capsys, "differs from the one this checkpoint was trained on")
 
 
+@pytest.mark.parametrize("argv", [["generate", "--checkpoint", ""], ["serve", "--checkpoint", "a="]])
+def test_empty_checkpoint_path_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    """An empty path was read as the current folder and reported as a missing latest.pt."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, *argv) == 2
+    one_error_line(capsys, "no checkpoint given")
+
+
 @pytest.mark.parametrize("argv,expect", [
     (["generate", "--nrow", "-1"], "--nrow must be >= 1, got -1"),
     (["generate", "--interpolate", "--seed", "1,2", "--display-size", "-5"], "--display-size must be"),
