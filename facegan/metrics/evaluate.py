@@ -228,12 +228,10 @@ def evaluate(
                     results[f"{p.name}_mean"], results[f"{p.name}_std"] = mean, std
         # The pixel-space measures (SWD, C2ST, PRDC) all use the faces of seeds `seed`, `seed`+1, …,
         # each a prefix of them, so one generated pass serves all three (it was one pass each).
-        n_pixel = max((min(n_fake(p), len(dataset)) for p in protocols if p.kind in ("swd", "c2st", "prdc")),
-                      default=0)
+        pixel_protocols = [p for p in protocols if p.kind in ("swd", "c2st", "prdc")]
+        n_pixel = max((min(n_fake(p), len(dataset)) for p in pixel_protocols), default=0)
         fake_img = torch.cat(list(generated(list(range(seed, seed + n_pixel))))) if n_pixel else None
-        for p in protocols:
-            if p.kind not in ("swd", "c2st", "prdc"):
-                continue
+        for p in pixel_protocols:
             assert fake_img is not None
             n = min(n_fake(p), len(dataset))
             if p.kind == "swd":
