@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -200,3 +201,37 @@ def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: 
                               cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad_json.returncode == 2 and "--json: folder" in bad_json.stderr
     assert "Traceback" not in bad_json.stderr
+
+
+def test_c2st_probe_changes_and_end_to_end(prepared: Path, tmp_path: Path) -> None:
+    """bench/c2st_probe.py: each change keeps uint8 (N, 3, H, W); a moved crop is the image shifted with
+    no border of its own, the 2× smoothing removes a one-pixel checkerboard entirely; the script prints
+    one row per change, per shift and per generator."""
+    from bench import c2st_probe
+    from facegan.checkpoint import export_generator
+    from facegan.config import ModelConfig
+    from facegan.models import build_models
+
+    board = ((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2 * 200 + 20).astype(np.uint8)
+    x = np.broadcast_to(board, (2, 3, 8, 8)).copy()
+    for _, change in c2st_probe.CHANGES:
+        y = change(x)
+        assert y.dtype == np.uint8 and y.shape == x.shape
+    wide = np.arange(2 * 3 * 20 * 20, dtype=np.int64).reshape(2, 3, 20, 20).astype(np.uint8)
+    assert c2st_probe.crop(wide).shape == (2, 3, 4, 4)
+    assert (c2st_probe.crop(wide, 1)[..., :-1] == c2st_probe.crop(wide)[..., 1:]).all()
+    assert (c2st_probe.crop(wide, 8) == wide[:, :, 8:12, 16:20]).all()
+    assert np.ptp(c2st_probe.smooth(x)) == 0  # every pixel the board's mean
+    assert np.ptp(c2st_probe.blur(x)) < np.ptp(x)
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    g, _ = build_models(cfg)
+    gen = export_generator(g, cfg, tmp_path / "g.safetensors")
+    cmd = ["bench/c2st_probe.py", "--data", str(prepared), "--checkpoint", str(gen), "--num", "16"]
+    done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    assert len(rows) == len(c2st_probe.CHANGES) + len(c2st_probe.SHIFTS) + 1
+    assert "raw / both smoothed" in rows[-1]
+    missing = subprocess.run([sys.executable, *cmd[:3], "--checkpoint", str(tmp_path / "none.pt")], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
