@@ -131,22 +131,32 @@ def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> Non
     assert ("G_ema" in ckpt) == (ours.ema is not None)
 
 
-def test_spectrum_puts_a_checkerboard_at_half_the_sampling_rate(prepared: Path, tmp_path: Path) -> None:
-    """bench/spectrum.py: a one-pixel checkerboard's amplitude is at (size/2, size/2), and the script
-    compares a generator's spectrum with its data's end to end."""
-    from bench import spectrum
+def tiny_generator(tmp_path: Path) -> Path:
+    """An untrained 32 px generator exported as safetensors (for the bench scripts' end-to-end runs)."""
     from facegan.checkpoint import export_generator
     from facegan.config import ModelConfig
     from facegan.models import build_models
 
+    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    g, _ = build_models(cfg)
+    return export_generator(g, cfg, tmp_path / "g.safetensors")
+
+
+def run_bench(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a bench script (path relative to the repository) as a user would."""
+    return subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_spectrum_puts_a_checkerboard_at_half_the_sampling_rate(prepared: Path, tmp_path: Path) -> None:
+    """bench/spectrum.py: a one-pixel checkerboard's amplitude is at (size/2, size/2), and the script
+    compares a generator's spectrum with its data's end to end."""
+    from bench import spectrum
+
     sign = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2 - 1  # (8, 8) of ±1
     amp = spectrum.amplitude(sign.float().expand(2, 3, 8, 8))
     assert amp[4, 4] == pytest.approx(64) and amp.sum() == pytest.approx(64)
-    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
-    g, _ = build_models(cfg)
-    gen = export_generator(g, cfg, tmp_path / "g.safetensors")
-    cmd = ["bench/spectrum.py", "--data", str(prepared), "--checkpoint", str(gen), "--num", "20"]
-    done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
+    gen = tiny_generator(tmp_path)
+    done = run_bench(["bench/spectrum.py", "--data", str(prepared), "--checkpoint", str(gen), "--num", "20"])
     assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith(str(gen)[-60:])]
     assert len(row.split()) == 1 + 4 + 6  # name, 4 frequencies, radius bands 0-4 … 20-24
@@ -208,9 +218,6 @@ def test_c2st_probe_changes_and_end_to_end(prepared: Path, tmp_path: Path) -> No
     no border of its own, the 2× smoothing removes a one-pixel checkerboard entirely; the script prints
     one row per change, per shift and per generator."""
     from bench import c2st_probe
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
 
     board = ((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2 * 200 + 20).astype(np.uint8)
     x = np.broadcast_to(board, (2, 3, 8, 8)).copy()
@@ -223,15 +230,11 @@ def test_c2st_probe_changes_and_end_to_end(prepared: Path, tmp_path: Path) -> No
     assert (c2st_probe.crop(wide, 8) == wide[:, :, 8:12, 16:20]).all()
     assert np.ptp(c2st_probe.smooth(x)) == 0  # every pixel the board's mean
     assert np.ptp(c2st_probe.blur(x)) < np.ptp(x)
-    cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
-    g, _ = build_models(cfg)
-    gen = export_generator(g, cfg, tmp_path / "g.safetensors")
-    cmd = ["bench/c2st_probe.py", "--data", str(prepared), "--checkpoint", str(gen), "--num", "16"]
-    done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=120)
+    cmd = ["bench/c2st_probe.py", "--data", str(prepared), "--num", "16", "--checkpoint"]
+    done = run_bench([*cmd, str(tiny_generator(tmp_path))])
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if not line.startswith("#")]
     assert len(rows) == len(c2st_probe.CHANGES) + len(c2st_probe.SHIFTS) + 1
     assert "raw / both smoothed" in rows[-1]
-    missing = subprocess.run([sys.executable, *cmd[:3], "--checkpoint", str(tmp_path / "none.pt")], cwd=REPO,
-                             capture_output=True, text=True, timeout=120)
+    missing = run_bench([*cmd, str(tmp_path / "none.pt")])
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
