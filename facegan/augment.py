@@ -94,9 +94,17 @@ OPS: dict[str, Callable[[torch.Tensor, torch.Generator, Shard | None], torch.Ten
 
 
 def diff_augment(x: torch.Tensor, ops: Sequence[str], rng: torch.Generator,
-                 shard: Shard | None = None) -> torch.Tensor:
+                 shard: Shard | None = None, p: float = 1.0) -> torch.Tensor:
     """Apply the named ops in order (GANConfig.diffaug_ops), drawing all randomness from `rng`
-    (for the whole global batch when `x` is one rank's `shard` of it)."""
+    (for the whole global batch when `x` is one rank's `shard` of it).
+
+    With p < 1 each op reaches each image with probability p (GANConfig.diffaug_p), independently, as
+    ADA applies its augmentations (Karras et al. 2020): D then also sees un-augmented images, so G is
+    still held to what a translation would hide (exact positions) while D stays regularised.
+    """
     for op in ops:
-        x = OPS[op](x, rng, shard)
+        out = OPS[op](x, rng, shard)
+        if p < 1:  # p = 1 draws nothing more, so runs that predate diffaug_p replay exactly
+            out = torch.where(_uniform(x, rng, shard) < p, out, x)
+        x = out
     return x

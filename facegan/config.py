@@ -274,6 +274,7 @@ class GANConfig:
     r2_gamma: the same penalty on generated images (R2; R3GAN pairs it with R1), on the same schedule.
     label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only). mbstd_group:
     ProGAN's minibatch standard deviation channel in D (Karras et al. 2018; DCGAN's D only).
+    diffaug_p: the probability each DiffAugment op reaches each image (ADA's per-image p, fixed).
     """
 
     loss: str = setting("bce", "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
@@ -292,6 +293,9 @@ class GANConfig:
     # No schema bump: a run written before it had no such layer, which the default (0) keeps.
     mbstd_group: int = setting(0, "minibatch standard deviation layer before D's last conv, over groups "
                                "of N images (ProGAN); shows D a batch's lack of variety (0 = off)", max=256)
+    # No schema bump either: 1.0 (every op on every image) is what runs before it did.
+    diffaug_p: float = setting(1.0, "probability that each DiffAugment op reaches each image (ADA's p); "
+                               "below 1 D also sees un-augmented images, e.g. exact face positions")
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -300,6 +304,8 @@ class GANConfig:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.r1_every < 1:
             raise FaceganError(f"--r1-every must be >= 1, got {self.r1_every}")
+        if not 0 <= self.diffaug_p <= 1:
+            raise FaceganError(f"--diffaug-p must be in [0, 1], got {self.diffaug_p}")
         if not 0 <= self.label_smoothing < 1:
             raise FaceganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing and self.loss != "bce":

@@ -78,7 +78,7 @@ def train_step(
     ops = gan.diffaug_ops
 
     def augment(x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, ops, rng, shard) if ops else x
+        return diff_augment(x, ops, rng, shard, gan.diffaug_p) if ops else x
 
     fake, loss_d, reg, real_logits, fake_logits = d_step(g, d, opt_d, real, z, rng, augment, gan, step,
                                                          autocast, scaler, shard, sync)

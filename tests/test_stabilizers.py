@@ -162,6 +162,18 @@ def test_diffaug_is_deterministic_in_the_generator_and_per_image() -> None:
     assert not torch.equal(same[0], same[1])  # each image gets its own draw
 
 
+def test_diffaug_p_augments_that_share_of_the_images_and_p_1_is_the_plain_op() -> None:
+    x, ops = images(n=64), ("translation",)
+    plain = augment.diff_augment(x, ops, torch.Generator().manual_seed(4))
+    assert torch.equal(augment.diff_augment(x, ops, torch.Generator().manual_seed(4), p=1.0), plain)
+    assert torch.equal(augment.diff_augment(x, ops, torch.Generator().manual_seed(4), p=0.0), x)
+    half = augment.diff_augment(x, ops, torch.Generator().manual_seed(4), p=0.5)
+    untouched = torch.tensor([torch.equal(h, xi) for h, xi in zip(half, x)])
+    # The images that moved moved exactly as with p = 1 (the same draws), the others are the input.
+    assert all(torch.equal(h, pl) for h, pl, u in zip(half, plain, untouched) if not u)
+    assert 16 <= int(untouched.sum()) <= 48  # about half of 64 (a zero shift also leaves an image)
+
+
 def test_translation_shifts_and_cutout_covers_a_quarter() -> None:
     x = images(n=16)
     moved = augment.translation(x, torch.Generator().manual_seed(0))
@@ -341,6 +353,8 @@ def test_config_section_presets_and_old_checkpoints() -> None:
     ({"ema_kimg": -1.0}, "--ema-kimg must be >= 0"),
     ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
     ({"mbstd_group": -1}, "--mbstd-group must be >= 0"),
+    ({"diffaug_p": 1.5}, "--diffaug-p must be in"),
+    ({"diffaug_p": float("nan")}, "--diffaug-p must be a finite number"),
 ])
 def test_bad_stabilizer_settings_are_one_line_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(FaceganError, match=match):
