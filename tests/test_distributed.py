@@ -106,10 +106,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_step_trains_the_same_images_noise_and_augmentations_on_any_number_of_ranks(data: Path) -> None:
     """What rank r of N feeds G and D in a step is rows [r·B/N, (r+1)·B/N) of what one process feeds
-    them: the real batch (order, flips), z and the DiffAugment parameters."""
+    them: the real batch (order, flips), z and the DiffAugment parameters (with --diffaug-p, also which
+    images each op reaches)."""
     ds = PackedDataset(data)
     model = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
-    gan = GANConfig(diffaug="color,translation,cutout", loss="wgan-gp", d_norm="layer")
+    gan = GANConfig(diffaug="color,translation,cutout", loss="wgan-gp", d_norm="layer", diffaug_p=0.5)
     seen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
     for world in (1, 2, 4):
         seen[world] = []
