@@ -98,11 +98,26 @@ def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) 
     return torch.stack(out)
 
 
+# Every forward pass of G for generation runs exactly this many latents, padded with zeros: kernels may
+# round differently for different batch sizes (the r3gan G's linear basis does, by ~1e-6 in fp32), and
+# a fixed shape keeps a seed's pixels identical whether it is drawn alone, in a grid, in a walk, by the
+# CLI, the Python API or the server (whose worker uses the same constant).
+PASS_BATCH = 8
+
+
 @torch.inference_mode()
-def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """G(z) in [-1, 1], (N, 3, S, S) on the CPU, in chunks of `batch_size`."""
+def forward_fixed(g: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """G(z) for latents (N, nz, 1, 1) in passes of exactly PASS_BATCH: (N, 3, S, S) in [-1, 1], CPU."""
     device = next(g.parameters()).device
-    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
+    n = len(z)
+    if pad := -n % PASS_BATCH:
+        z = torch.cat([z, z.new_zeros(pad, *z.shape[1:])])
+    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(PASS_BATCH)])[:n]
+
+
+def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G(z) in [-1, 1], (N, 3, S, S) on the CPU; `batch_size` latents at a time, each in fixed passes."""
+    return torch.cat([forward_fixed(g, chunk) for chunk in z.split(batch_size)])
 
 
 def faces(g: Generator, seeds: list[int], batch_size: int = 256, truncation: float | None = None

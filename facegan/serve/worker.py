@@ -9,6 +9,8 @@ from concurrent.futures import Future
 import torch
 from torch import nn
 
+from facegan.generate import PASS_BATCH, forward_fixed
+
 
 class GeneratorWorker:
     """The one thread that ever calls a given generator, batching the requests that queue up.
@@ -17,12 +19,12 @@ class GeneratorWorker:
     through this thread. Requests that arrive while a pass runs are served together by the next
     one, which costs little more than a single face (on 2 CPU cores a 64 px DCGAN serves about
     twice the faces per second it does one at a time). Every pass runs exactly BATCH latents,
-    padded with zeros: kernels may round differently for different batch sizes, and a fixed shape
-    keeps a seed's pixels byte-identical whether it was drawn alone, among other requests, in a
-    grid or in a walk.
+    padded with zeros (`facegan.generate.forward_fixed`, which the CLI and the Python API use too):
+    kernels may round differently for different batch sizes, and a fixed shape keeps a seed's pixels
+    identical whether it was drawn alone, among other requests, in a grid, in a walk or by the CLI.
     """
 
-    BATCH = 8
+    BATCH = PASS_BATCH
 
     def __init__(self, g: nn.Module, name: str) -> None:
         self.g = g
@@ -82,10 +84,4 @@ class GeneratorWorker:
         return jobs, stop
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
-        n = len(z)
-        pad = -n % self.BATCH
-        if pad:
-            z = torch.cat([z, z.new_zeros(pad, *z.shape[1:])])
-        with torch.inference_mode():
-            out = [self.g(chunk.to(self.device)).float().cpu() for chunk in z.split(self.BATCH)]
-        return torch.cat(out)[:n]
+        return forward_fixed(self.g, z)
