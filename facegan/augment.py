@@ -100,7 +100,8 @@ def diff_augment(x: torch.Tensor, ops: Sequence[str], rng: torch.Generator,
 
     With p < 1 each op reaches each image with probability p (GANConfig.diffaug_p), independently, as
     ADA applies its augmentations (Karras et al. 2020): D then also sees un-augmented images, so G is
-    still held to what a translation would hide (exact positions) while D stays regularised.
+    still held to what a translation would hide (exact positions) while D stays regularised. (On the
+    12k anime faces the BatchNorm DCGAN D collapsed with any p < 1; r3gan trained well with 0.5.)
     """
     for op in ops:
         out = OPS[op](x, rng, shard)
