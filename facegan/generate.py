@@ -107,16 +107,20 @@ PASS_BATCH = 8
 
 @torch.inference_mode()
 def forward_fixed(g: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """G(z) for latents (N, nz, 1, 1) in passes of exactly PASS_BATCH: (N, 3, S, S) in [-1, 1], CPU."""
-    device = next(g.parameters()).device
+    """G(z) for latents (N, nz, 1, 1) in passes of exactly PASS_BATCH: (N, 3, S, S) in [-1, 1], CPU.
+
+    The latents go to G's device in one copy and the images come back in one, so on a GPU the passes
+    queue up without a host synchronisation between them."""
     n = len(z)
     if pad := -n % PASS_BATCH:
         z = torch.cat([z, z.new_zeros(pad, *z.shape[1:])])
-    return torch.cat([g(chunk.to(device)).float().cpu() for chunk in z.split(PASS_BATCH)])[:n]
+    z = z.to(next(g.parameters()).device)
+    return torch.cat([g(chunk) for chunk in z.split(PASS_BATCH)])[:n].float().cpu()
 
 
 def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """G(z) in [-1, 1], (N, 3, S, S) on the CPU; `batch_size` latents at a time, each in fixed passes."""
+    """G(z) in [-1, 1], (N, 3, S, S) on the CPU; at most `batch_size` latents on G's device at a time
+    (bounds its memory), each group run in passes of PASS_BATCH."""
     return torch.cat([forward_fixed(g, chunk) for chunk in z.split(batch_size)])
 
 
