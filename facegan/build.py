@@ -18,7 +18,7 @@ from facegan.data import BatchSource, PackedDataset
 from facegan.distributed import Shard
 from facegan.ema import EMA
 from facegan.models import build_models
-from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models
+from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models, uses_cuda_graphs
 from facegan.perf import resolve as resolve_perf
 from facegan.step import StepStats, train_step
 
@@ -51,6 +51,9 @@ class Training:
         if real is None:
             assert self.batches is not None, "built without a dataset: pass the batch"
             real = self.batches.batch(step)
+        if uses_cuda_graphs(self.perf, self.device):
+            # A new step: the graphs' outputs of the previous step may now be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
         stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d, real, self.step_rng,
                            gan=self.cfg.gan, step=step, amp_dtype=self.perf.amp_dtype, scaler=self.scaler,
                            shard=shard, sync=sync)

@@ -76,10 +76,15 @@ def resolve(cfg: PerfConfig, device: torch.device) -> Perf:
         amp = torch.bfloat16 if native else None
     else:
         amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+    compile_mode = None if cfg.compile == "off" else cfg.compile
+    # channels_last with torch.compile on CUDA: inductor's backward of the DCGAN G's first
+    # ConvTranspose failed its own stride assertion on an H200 (torch 2.11, bench/results/
+    # gpu-check-2026-12-04-h200-run1.md), so "auto" picks NCHW there; "on" still asks for it.
+    auto_layout = fast_layout and not (cuda and compile_mode is not None)
     return Perf(
         amp_dtype=amp,
-        channels_last=fast_layout if cfg.channels_last == "auto" else cfg.channels_last == "on",
-        compile_mode=None if cfg.compile == "off" else cfg.compile,
+        channels_last=auto_layout if cfg.channels_last == "auto" else cfg.channels_last == "on",
+        compile_mode=compile_mode,
         # fused Adam updates all of a group's parameters in one kernel (CUDA and CPU); foreach on
         # CPU still loops over tensors in this torch build.
         fused_adam=fast_layout if cfg.fused_adam == "auto" else cfg.fused_adam == "on",
@@ -97,7 +102,44 @@ def prepare_models(g: nn.Module, d: nn.Module, perf: Perf) -> tuple[nn.Module, n
         d.to(memory_format=torch.channels_last)
     if perf.compile_mode is None:
         return g, d
-    return torch.compile(g, mode=perf.compile_mode), torch.compile(d, mode=perf.compile_mode)
+    g_call: nn.Module = torch.compile(g, mode=perf.compile_mode)
+    d_call: nn.Module = torch.compile(d, mode=perf.compile_mode)
+    if uses_cuda_graphs(perf, next(g.parameters()).device):
+        g_call, d_call = GraphOutputs(g_call), GraphOutputs(d_call)
+    return g_call, d_call
+
+
+def uses_cuda_graphs(perf: Perf, device: torch.device) -> bool:
+    """True when torch.compile replays CUDA graphs: mode reduce-overhead on a CUDA device."""
+    return perf.compile_mode == "reduce-overhead" and device.type == "cuda"
+
+
+class GraphOutputs(nn.Module):
+    """A CUDA-graphed module whose outputs are copied out of the graphs' static memory.
+
+    torch.compile(mode="reduce-overhead") replays CUDA graphs that write their outputs into a memory
+    pool that later replays reuse. A GAN step keeps G's images and D's logits alive across several
+    replays (D runs on the real batch, the fakes, then the fakes again for G), and torch refuses to
+    read an output that a later replay overwrote (measured on an H200: the step failed at its first
+    G update). Cloning outside the compiled region is torch's documented remedy; the step also marks
+    each new step (`torch.compiler.cudagraph_mark_step_begin`, in `facegan.build.Training.step`).
+    """
+
+    def __init__(self, compiled: nn.Module) -> None:
+        super().__init__()
+        self.compiled = compiled
+
+    @property
+    def cfg(self) -> object:
+        return self.compiled.cfg
+
+    @property
+    def eager(self) -> nn.Module:
+        """The uncompiled module (penalties need double backward, which compiled graphs lack)."""
+        return self.compiled._orig_mod
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.compiled(x).clone()
 
 
 def make_optimizers(g: nn.Module, d: nn.Module, optim: OptimConfig, perf: Perf | None = None

@@ -19,6 +19,7 @@ from facegan.augment import diff_augment
 from facegan.config import GANConfig
 from facegan.distributed import Shard
 from facegan.losses import LOSSES, d_loss_bce, d_loss_rpgan, g_loss_rpgan, gradient_penalty, r1_penalty
+from facegan.perf import GraphOutputs
 
 SEED_GAN = GANConfig()
 
@@ -118,7 +119,7 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
 
     # Penalties need D's input gradient in the graph (double backward), which compiled graphs do not
     # support, so they run the eager module; in fp32, as small gradients' squares underflow in fp16.
-    eager_d = getattr(d, "_orig_mod", d)
+    eager_d = d.eager if isinstance(d, GraphOutputs) else getattr(d, "_orig_mod", d)
     reg = torch.zeros((), device=real.device)
     if gan.loss == "wgan-gp":
         eps = torch.rand(shard.total if shard else real.shape[0], 1, 1, 1, generator=rng, device=rng.device)

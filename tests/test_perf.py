@@ -112,3 +112,53 @@ def test_resolved_settings_round_trip_to_config() -> None:
         assert "auto" not in (cfg.amp, cfg.channels_last, cfg.fused_adam, cfg.resident)
         assert resolve(cfg, torch.device("cpu")) == perf
         assert perf.precision == ("bf16" if perf.amp_dtype else "fp32") and perf.precision in perf.describe()
+
+
+def test_auto_layout_on_cuda_is_nchw_under_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA "auto" keeps channels_last for eager steps but picks NCHW under torch.compile (inductor's
+    channels_last ConvTranspose backward failed on an H200); an explicit "on" is still honoured."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    cuda = torch.device("cuda")
+    assert resolve(PerfConfig(), cuda).channels_last
+    for mode in ("default", "reduce-overhead", "max-autotune"):
+        assert not resolve(PerfConfig(compile=mode), cuda).channels_last
+    assert resolve(PerfConfig(compile="default", channels_last="on"), cuda).channels_last
+    assert resolve(PerfConfig(compile="default"), torch.device("cpu")).channels_last  # CPU unchanged
+
+
+class _FakeCompiled(torch.nn.Module):
+    """Stands in for torch.compile's wrapper (forwards `.cfg`, keeps `_orig_mod`) on a CPU, and
+    overwrites its previous output on every call, as a replayed CUDA graph's static output does."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = module
+        self.cfg = module.cfg
+        self.static: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._orig_mod(x)
+        if self.static is not None and self.static.shape == out.shape:
+            with torch.no_grad():
+                self.static.fill_(float("nan"))  # the previous replay's output is gone
+        self.static = out
+        return out
+
+
+def test_cuda_graph_outputs_are_copied_out_and_step_matches_eager() -> None:
+    """The step through GraphOutputs-wrapped graphs (outputs overwritten on each replay) equals the
+    eager step; without the copy it reads overwritten values (NaN) and fails this test."""
+    from facegan.perf import GraphOutputs
+
+    results = []
+    for wrap in (False, True):
+        g, d = build_models(CFG, seed=0)
+        g_call, d_call = (GraphOutputs(_FakeCompiled(g)), GraphOutputs(_FakeCompiled(d))) if wrap else (g, d)
+        opt_g, opt_d = make_optimizers(g, d, OptimConfig(), PLAIN)
+        real = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+        stats = train_step(g_call, d_call, opt_g, opt_d, real, torch.Generator().manual_seed(1))
+        results.append(([p.detach().clone() for p in g.parameters()], [s.item() for s in stats]))
+    (w_eager, s_eager), (w_graph, s_graph) = results
+    assert all(torch.isfinite(torch.tensor(s_graph)))
+    assert s_graph == pytest.approx(s_eager, rel=1e-5)
+    assert max_rel_diff(w_graph, w_eager) < FP32_TOL
