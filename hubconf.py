@@ -4,14 +4,16 @@ Each entry returns a `facegan.Generator` (an nn.Module in eval mode): call it on
 `g(torch.randn(8, g.latent_dim))` → images in [-1, 1], or use `g.generate(seeds=range(8))` for seeded
 PIL faces. The weights ship inside the repository (facegan/pretrained_models/*.safetensors), so
 nothing else is downloaded. From a local clone: `torch.hub.load(".", "celeba64", source="local")`.
+Inference is exact fp32 by default (`amp="off"`), as in the CLI, the Python API and the page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Checked by torch.hub before an entry point runs (import names).
-dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy", "yaml"]
+# Checked by torch.hub before an entry point runs (import names): every third-party package that
+# loading a generator and drawing faces imports (tests/test_api.py checks the list against a real load).
+dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy"]
 
 
 def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
@@ -27,18 +29,21 @@ def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
     return Generator(fresh.to(device))
 
 
-def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "auto") -> Any:
+def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Any:
     """The shipped 64×64 CelebA face generator (EMA weights; non-commercial research use only)."""
     return _shipped("celeba64", pretrained, device, amp)
 
 
-def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "auto") -> Any:
+def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Any:
     """The shipped 64×64 anime-face generator."""
     return _shipped("anime64", pretrained, device, amp)
 
 
-def generator(source: str, device: str = "cpu", amp: str = "auto") -> Any:
-    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder or repo id."""
+def generator(path: str, device: str = "cpu", amp: str = "off") -> Any:
+    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder or repo id.
+
+    The parameter is `path`, not `source`: torch.hub.load takes `source=` ("github" | "local") itself,
+    so `torch.hub.load(repo, "generator", path="G.safetensors")` is how to name the file."""
     import facegan
 
-    return facegan.load(source, device=device, amp=amp)
+    return facegan.load(path, device=device, amp=amp)

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from facegan.config import ModelConfig, RunConfig
+from facegan.config import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
 from facegan.errors import FaceganError
 from facegan.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
 from facegan.perf import InferenceGenerator
@@ -108,7 +108,8 @@ class Generator(nn.Module):
                                    push_to_hub=push_to_hub)
 
     @classmethod
-    def from_pretrained(cls, repo_or_folder: str | Path, *, device: str = "cpu", amp: str = "auto",
+    def from_pretrained(cls, repo_or_folder: str | Path, *, device: str = "cpu",
+                        amp: str = INFERENCE_AMP_DEFAULT,
                         revision: str | None = None, token: str | bool | None = None,
                         local_files_only: bool = False) -> Generator:
         """Load a Hub repo id ("user/name", downloaded into the Hub cache) or a local Hub-layout folder
@@ -118,13 +119,13 @@ class Generator(nn.Module):
         return cls(model, str(repo_or_folder))
 
 
-def load(source: str | Path, *, device: str = "cpu", amp: str = "auto", revision: str | None = None
-         ) -> Generator:
+def load(source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DEFAULT,
+         revision: str | None = None) -> Generator:
     """A ready generator from a shipped name ("celeba64", "anime64"), a checkpoint (.pt), a run folder,
     an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo id ("user/name").
 
-    `amp` "auto" (default, as the CLI) uses the device's fast inference path (bf16 on CPUs with native
-    bf16 and on CUDA); "off" is exact fp32. `revision` picks a Hub revision."""
+    `amp` "off" (default, as the CLI, torch.hub and the page) is exact fp32; "auto" uses the device's
+    fast inference path (bf16 on CPUs with native bf16 and on CUDA). `revision` picks a Hub revision."""
     from facegan import pretrained
 
     text = str(source)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from facegan.cli_train import add_train
+from facegan.config import INFERENCE_AMP, INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
 
 
@@ -64,9 +65,10 @@ def _model_path(args: argparse.Namespace) -> str:
 
 
 def _add_inference_amp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
-                   help="inference precision: auto (default: bf16 + channels_last on CUDA and on CPUs with "
-                        "native bf16, fp32 elsewhere), off (exact fp32), bf16")
+    p.add_argument("--amp", choices=INFERENCE_AMP, default=INFERENCE_AMP_DEFAULT,
+                   help="inference precision: off (default: exact fp32, the same pixels as the Python API, "
+                        "torch.hub and the page), auto (bf16 + channels_last on CUDA and on CPUs with native "
+                        "bf16, fp32 elsewhere), bf16")
 
 
 def _add_generate(sub: Any) -> None:

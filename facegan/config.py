@@ -29,6 +29,10 @@ ARCHS = ("dcgan", "r3gan")
 G_UPSAMPLES = ("convt", "resize")
 # The choice lists, each defined once: the dataclasses validate with them and `facegan train` offers them.
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+# Inference (generate, evaluate, the Python API, torch.hub, the page) runs in exact fp32 unless asked:
+# one default everywhere, so the same seed gives the same pixels through every surface.
+INFERENCE_AMP = ("auto", "off", "bf16")
+INFERENCE_AMP_DEFAULT = "off"
 AUTO_ON_OFF = ("auto", "on", "off")
 COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
 GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")

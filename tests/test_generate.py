@@ -82,7 +82,7 @@ def test_cli_truncation_changes_faces_reproducibly(g: torch.nn.Module, tmp_path:
 
 
 def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> None:
-    """`amp="auto"` (the CLI's and server's default) may round differently from exact fp32, but a
+    """`amp="auto"` (the opt-in fast path; fp32 is the default) may round differently from fp32, but a
     seed's face is still independent of its batch, and within bf16 rounding of the fp32 face."""
     from facegan.checkpoint import export_generator
     from facegan.config import ModelConfig

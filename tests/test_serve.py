@@ -234,7 +234,7 @@ def test_served_face_is_the_face_generate_writes(server: str, models: dict[str, 
                                                  tmp_path: Path) -> None:
     """A seed names the same face in `facegan generate` and in the server (which runs batches of
     8, so allow one level of rounding where kernels round differently per batch size)."""
-    g = load_generator(models["tiny64"], amp="auto")  # as `facegan generate` and `serve` load it
+    g = load_generator(models["tiny64"])  # as `facegan generate` and `serve` load it (exact fp32)
     # The API's default variety is `facegan generate --truncation DEFAULT_TRUNCATION`; 0 = untruncated.
     for query, truncation in (("", DEFAULT_TRUNCATION), ("&truncation=0", None), ("&truncation=1.5", 1.5)):
         (path,) = write_faces(faces(g, [7], truncation=truncation), [7], tmp_path / query)
@@ -720,7 +720,7 @@ def test_head_works_wherever_get_does(server: str) -> None:
 
 def test_seeded_images_are_cacheable_forever_with_a_model_version_etag(
         server: str, models: dict[str, Path]) -> None:
-    version = model_version(load_generator(models["tiny32"], amp="auto"))  # as the server loads it
+    version = model_version(load_generator(models["tiny32"]))  # as the server loads it
     url = f"{server}/api/face.png?seed=5&model=tiny32&size=64"
     headers = get_ok(url)[0]
     assert headers["cache-control"] == IMMUTABLE == "public, max-age=31536000, immutable"

@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facegan.config import setting
+from facegan.config import INFERENCE_AMP, INFERENCE_AMP_DEFAULT, setting
 from facegan.errors import FaceganError
 from facegan.serve.limits import ServeLimits
 
 # Model names appear in URLs and on the page: keep them short and plain.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-INFERENCE_AMP = ("auto", "off", "bf16")
 DEVICES = ("cuda", "cpu")  # what --device may name (facegan.device.pick_device's kinds)
 
 
@@ -43,8 +42,9 @@ class ServeConfig:
     host: str = setting("127.0.0.1", "address to bind; the default is loopback only")
     port: int = setting(8000, "port; 0 picks a free one")
     device: str = setting("auto", "auto, cpu or cuda")
-    amp: str = setting("auto", "inference precision: auto (bf16 + channels_last on CUDA and on CPUs with "
-                       "native bf16, fp32 elsewhere), off (exact fp32), bf16", choices=INFERENCE_AMP)
+    amp: str = setting(INFERENCE_AMP_DEFAULT, "inference precision: off (default: exact fp32, the same "
+                       "pixels as generate and the Python API), auto (bf16 + channels_last on CUDA and on "
+                       "CPUs with native bf16, fp32 elsewhere), bf16", choices=INFERENCE_AMP)
     workers: int = setting(1, "server processes sharing the port, each loading the generators",
                            metavar="N")
     # Not a flag itself: each of its fields is one (facegan/cli.py adds them as their own group).
