@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from facegan.checkpoint import load_checkpoint
 from facegan.errors import FaceganError
@@ -313,8 +314,21 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
     (bad / "broken.yaml").write_text("model: [1\n")
     (bad / "types.yaml").write_text("model:\n  ngf: '64'\n")
     (bad / "huge.yaml").write_text("model:\n  ngf: 1000000\n")
+    faces = bad / "faces"  # two small images for the attribute-file cases
+    faces.mkdir(exist_ok=True)
+    for i in range(2):
+        Image.new("RGB", (48, 48), (40 * i, 90, 160)).save(faces / f"{i + 1:06d}.jpg")
+    # The header names 2 attributes, the rows hold 3 values: every label would be wrong.
+    (bad / "attrs.txt").write_text("2\nSmiling Male\n000001.jpg -1 1 1\n000002.jpg 1 1 -1\n")
     ref = next((work / "ref").glob("*/checkpoints/latest.pt"), None)
     data = str(work / "data")
+    altered = bad / "altered"  # the prepared data with its stored shape changed, same byte count
+    if (work / "data" / "manifest.json").is_file():
+        altered.mkdir(exist_ok=True)
+        shutil.copy(work / "data" / "images.u8", altered / "images.u8")
+        man = json.loads((work / "data" / "manifest.json").read_text())
+        man["shape"] = [man["count"] // 4, 12, man["size"], man["size"]]
+        (altered / "manifest.json").write_text(json.dumps(man))
     cases: list[tuple[str, list[str]]] = [
         ("train --size 33", ["train", "--size", "33"]),
         ("train --ngf 1000000", ["train", "--ngf", "1000000", "--data", data]),
@@ -343,6 +357,12 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
         ("prepare random .zip", ["prepare", str(bad / "random.zip"), "--out", str(bad / "o2")]),
         ("prepare empty folder", ["prepare", str(bad / "empty"), "--out", str(bad / "o3")]),
         ("prepare --size 31", ["prepare", "synthetic", "--size", "31", "--out", str(bad / "o4")]),
+        ("prepare --attributes missing", ["prepare", str(faces), "--attributes", str(bad / "missing.txt"),
+                                          "--out", str(bad / "o5")]),
+        ("prepare attribute header ≠ rows", ["prepare", str(faces), "--attributes", str(bad / "attrs.txt"),
+                                             "--out", str(bad / "o6")]),
+        ("train --data with an altered shape", ["train", "--data", str(altered), *TINY, "--steps", "1",
+                                                "--outdir", str(bad / "runs")]),
         ("serve --checkpoint random bytes", ["serve", "--checkpoint", str(bad / "random.pt")]),
         ("plot not-a-run", ["plot", str(bad / "empty")]),
         ("evaluate --metrics bogus", ["evaluate", "--checkpoint", str(bad / "random.pt"), "--data", data,

@@ -32,15 +32,24 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace an existing prepared dataset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--attributes", metavar="PATH",
+                   help="CelebA-format attribute file whose labels are kept with the images (default: a "
+                        "list_attr_celeba.txt in or beside the source, if there is one)")
+    p.add_argument("--no-attributes", action="store_true", help="do not look for an attribute file")
     p.set_defaults(func=_cmd_prepare)
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from facegan.prepare import prepare
 
+    if args.attributes is not None and args.no_attributes:
+        raise FaceganError("--attributes and --no-attributes contradict each other; pass one")
     res = prepare(args.source, args.out, args.size, min_side=args.min_side, synthetic_count=args.count,
-                  seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet)
+                  seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet,
+                  attributes=args.attributes, find_attrs=not args.no_attributes)
     print(f"prepared {res.count} images of {args.size}x{args.size} into {res.out}")
+    for line in res.notes:
+        print(line)
     if res.skipped:
         shown = "; ".join(f"{s['file']} ({s['reason']})" for s in res.skipped[:5])
         more = f" and {len(res.skipped) - 5} more" if len(res.skipped) > 5 else ""

@@ -15,27 +15,29 @@ from typing import Any
 import numpy as np
 import torch
 
+from facegan.attributes import ATTRIBUTES
+from facegan.config import SIZES
 from facegan.errors import FaceganError
 from facegan.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
 from facegan.sources import SYNTHETIC
 
 
 class PackedDataset:
-    """A prepared dataset opened as a read-only memory map (no copy into RAM)."""
+    """A prepared dataset opened as a read-only memory map (no copy into RAM).
+
+    The manifest is checked against the data before anything uses it (shape, count, size, dtype and
+    the files' byte sizes), so an altered dataset is one clear error here, not a deep one in training.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         try:
             self.manifest: dict[str, Any] = json.loads((self.root / MANIFEST).read_text())
-            shape = tuple(self.manifest["shape"])
-            if len(shape) != 4 or not all(isinstance(n, int) and n > 0 for n in shape):
-                raise ValueError(f"its shape {self.manifest['shape']!r} is not 4 positive integers")
+            shape = _checked_shape(self.manifest)
             # memmap accepts a longer file: a replaced or appended-to images.u8 must not pass as pixels.
-            have, need = (self.root / IMAGES).stat().st_size, int(np.prod(shape))
-            if have != need:
-                raise ValueError(f"{IMAGES} holds {have} bytes, the manifest's shape {list(shape)} needs "
-                                 f"{need}")
+            _check_bytes(self.root / IMAGES, int(np.prod(shape)), f"the manifest's shape {list(shape)}")
             self.images = np.memmap(self.root / IMAGES, dtype=np.uint8, mode="r", shape=shape)
+            self._attributes = _read_attributes(self.root, self.manifest.get("attributes"), shape[0])
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise FaceganError(
                 f"{str(self.root)!r} is not a readable prepared dataset ({err}); "
@@ -47,8 +49,62 @@ class PackedDataset:
     def content_hash(self) -> str:
         return str(self.manifest["content_hash"])
 
+    @property
+    def attributes(self) -> tuple[list[str], torch.Tensor] | None:
+        """(attribute names, int8 labels of shape (N, A): 1 yes, -1 no, 0 no label), row i for image i;
+        None when the dataset was prepared without an attribute file."""
+        if self._attributes is None:
+            return None
+        names, labels = self._attributes
+        return list(names), torch.from_numpy(labels.copy())
+
     def __len__(self) -> int:
         return self.count
+
+
+def _checked_shape(man: Any) -> tuple[int, int, int, int]:
+    """The manifest's image array shape, once it agrees with its count, size, dtype and layout."""
+    if not isinstance(man, dict):
+        raise ValueError("its manifest is not a JSON object")
+    shape = man["shape"]
+    if not (isinstance(shape, list) and len(shape) == 4
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        raise ValueError(f"its shape {shape!r} is not 4 positive integers")
+    n, channels, height, width = shape
+    if man.get("dtype", "uint8") != "uint8" or man.get("layout", "NCHW") != "NCHW":
+        raise ValueError(f"its dtype/layout {man.get('dtype')!r}/{man.get('layout')!r} is not uint8/NCHW")
+    if channels != 3:
+        raise ValueError(f"its shape {shape} has {channels} channels, not 3 colour channels")
+    if height != width:
+        raise ValueError(f"its shape {shape} is not of square images")
+    if n != man["count"] or ("files" in man and len(man["files"]) != n):
+        raise ValueError(f"its shape {shape} does not match the manifest's count {man['count']!r} "
+                         f"({len(man.get('files', []))} files listed)")
+    if height != man["size"] or height not in SIZES:
+        raise ValueError(f"its shape {shape} does not match the manifest's size {man['size']!r} (one of "
+                         f"{SIZES})")
+    return n, channels, height, width
+
+
+def _check_bytes(path: Path, need: int, what: str) -> None:
+    have = path.stat().st_size
+    if have != need:
+        raise ValueError(f"{path.name} holds {have} bytes, {what} needs {need}")
+
+
+def _read_attributes(root: Path, entry: Any, count: int) -> tuple[list[str], np.ndarray] | None:
+    """The labels stored beside the images, checked against the manifest's "attributes" entry."""
+    if entry is None:
+        return None
+    names = entry["names"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError("its attribute names are not a list of strings")
+    if entry["shape"] != [count, len(names)]:
+        raise ValueError(f"its attribute shape {entry['shape']!r} does not fit {count} images and "
+                         f"{len(names)} names")
+    _check_bytes(root / ATTRIBUTES, count * len(names), f"{count} images × {len(names)} attributes")
+    labels = np.fromfile(root / ATTRIBUTES, dtype=np.int8).reshape(count, len(names))
+    return names, labels
 
 
 def resolve_dataset(

@@ -3,6 +3,8 @@
 A prepared dataset is a folder holding
   images.u8      raw uint8 array, shape (N, 3, S, S), C order — np.memmap-able, no decoding at train time
   manifest.json  source, count, size, crop rule, content hash, ordered file list, every skipped file
+  attributes.i8  only with an attribute file: int8 labels, shape (N, A), row i for image i
+                 (facegan.attributes: `--attributes`, or a list_attr_celeba.txt in or beside the source)
 (facegan.data opens it for training.)
 
 Sources: an image folder (searched recursively), a zip archive read in place, or "synthetic"
@@ -38,16 +40,22 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from facegan.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
 from facegan.config import check_size
 from facegan.errors import FaceganError
 from facegan.files import cache_root, fsync_dir, fsync_file
 from facegan.sources import (
+    BACKGROUND,
+    FORMATS,
     IMAGE_EXTS,
+    MAX_ASPECT,
     MAX_PIXELS,
+    MAX_SIDE,
     SYNTHETIC,
     Decoder,
     SourceListing,
@@ -64,13 +72,14 @@ except ImportError:  # Windows: no flock; preparing is still atomic, just not gu
 MANIFEST = "manifest.json"
 IMAGES = "images.u8"
 FORMAT_VERSION = 1
-# Part of the cache key: bump when decoding changes what a source packs to (2: 16-bit scaling, pixel limit).
-DECODE_VERSION = 2
+# Part of the cache key: bump when decoding changes what a source packs to (2: 16-bit scaling, pixel limit;
+# 3: transparency composited over white, side and aspect limits, links out of the source not followed).
+DECODE_VERSION = 3
 CROP_RULE = "resize shorter side to S (bilinear, antialiased), then center-crop S×S"
 POOL_MIN_FILES = 512  # below this, starting worker processes costs more than it saves
 CHUNK = 64  # files per task sent to a worker
 # What an interrupted prepare of an older facegan could leave in --out (--force may replace them).
-_LEFTOVERS = frozenset({IMAGES, IMAGES + ".partial", MANIFEST + ".partial"})
+_LEFTOVERS = frozenset({IMAGES, IMAGES + ".partial", MANIFEST + ".partial", ATTRIBUTES})
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -81,6 +90,7 @@ class PrepareResult:
     out: Path
     count: int
     skipped: list[dict[str, str]]
+    notes: tuple[str, ...] = ()  # one-line reports to print (the attribute file's, so far)
 
 
 def prepare(
@@ -94,19 +104,27 @@ def prepare(
     workers: int | None = None,
     force: bool = False,
     quiet: bool = False,
+    attributes: str | Path | None = None,
+    find_attrs: bool = True,
 ) -> PrepareResult:
     """Pack `source` (folder, zip or "synthetic") into `out` as images.u8 + manifest.json.
 
     With `force`, a dataset already in `out` (or the leftovers of an interrupted prepare) is replaced;
-    any other files in `out` are never touched.
+    any other files in `out` are never touched. Labels come from the attribute file `attributes`, else
+    (with `find_attrs`) from a list_attr_celeba.txt in or beside `source` (facegan.attributes).
     """
     check_size(size)
     out = Path(out)
     _check_out_dir(out, force)  # fail before reading the source or waiting for the lock
     listing = source_listing(source, synthetic_count)
-    with _output_lock(out, quiet):
+    attr_path = find_attributes(source, attributes, find_attrs)
+    table = read_attributes(attr_path) if attr_path else None  # a bad header: refused before decoding
+    with _output_lock(out, quiet) as waited:
         _check_out_dir(out, force)  # another process may have published there while we waited
-        return _build(source, listing, out, size, min_side=min_side, seed=seed, workers=workers, quiet=quiet)
+        if waited:  # the source may have changed (a zip replaced) while we waited: read it again
+            listing = source_listing(source, synthetic_count)
+        return _build(source, listing, out, size, min_side=min_side, seed=seed, workers=workers, quiet=quiet,
+                      table=table)
 
 
 def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
@@ -123,11 +141,12 @@ def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
 
 
 def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_side: int | None, seed: int,
-           workers: int | None, quiet: bool) -> PrepareResult:
+           workers: int | None, quiet: bool, table: AttributeTable | None = None) -> PrepareResult:
     """Decode `listing` into a private folder beside `out`, then publish it there (caller holds the lock)."""
     min_side = size // 2 if min_side is None else min_side
     kind, skipped = listing.kind, list(listing.skipped)
-    decoder = Decoder(str(source), kind, size, min_side, seed)
+    decoder = Decoder(str(source), kind, size, min_side, seed, stamps=listing.stamps)
+    notes: list[str] = []
     work = _new_work_dir(out)
     digest = hashlib.sha256()
     kept: list[str] = []
@@ -146,6 +165,10 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
         if not kept:
             first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
             raise FaceganError(f"no usable images in {source!r}: all {len(skipped)} files skipped ({first})")
+        attrs: dict[str, Any] | None = None
+        if table is not None:  # rows follow the images actually kept, in their order
+            labels, attrs, notes = align(table, kept, listing.images)
+            (work / ATTRIBUTES).write_bytes(labels.tobytes())
         manifest = {
             "format": "facegan-dataset",
             "version": FORMAT_VERSION,
@@ -159,6 +182,11 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
             "crop": CROP_RULE,
             "min_side": min_side,
             "max_pixels": MAX_PIXELS,
+            "max_side": MAX_SIDE,
+            "max_aspect": MAX_ASPECT,
+            "formats": list(FORMATS),
+            "transparency": f"composited over white {BACKGROUND}",
+            "links": "followed only to files inside the source; others are in skipped, never read",
             "synthetic_seed": seed if kind == SYNTHETIC else None,
             "content_hash": "sha256:" + digest.hexdigest(),
             "skipped_count": len(skipped),
@@ -166,8 +194,10 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
             "files": [printable(name) for name in kept],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        if attrs is not None:
+            manifest["attributes"] = attrs
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1))  # private until published
-        for name in (IMAGES, MANIFEST):  # on disk before the rename that publishes them
+        for name in (IMAGES, MANIFEST, *([ATTRIBUTES] if attrs else [])):  # synced before published
             fsync_file(work / name)
         _publish(work, out)
         fsync_dir(out)
@@ -177,7 +207,7 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
                            f"permissions, or pick another output folder") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone once published; otherwise a failed build's remains
-    return PrepareResult(out=out, count=len(kept), skipped=skipped)
+    return PrepareResult(out=out, count=len(kept), skipped=skipped, notes=tuple(notes))
 
 
 # Worker-side state: the decoder arrives once per process (its zip handle then stays open across tasks).
@@ -237,8 +267,9 @@ def _beside(out: Path, suffix: str) -> Path:
 
 
 @contextlib.contextmanager
-def _output_lock(out: Path, quiet: bool) -> Iterator[None]:
-    """Hold an exclusive flock on `.NAME.lock` beside `out`: one preparer of `out` at a time."""
+def _output_lock(out: Path, quiet: bool) -> Iterator[bool]:
+    """Hold an exclusive flock on `.NAME.lock` beside `out`: one preparer of `out` at a time. Yields
+    whether another process held it first (so what was read before may have changed meanwhile)."""
     lock = _beside(out, ".lock")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +277,7 @@ def _output_lock(out: Path, quiet: bool) -> Iterator[None]:
     except OSError as err:
         raise FaceganError(f"cannot create {str(lock)!r}: {err.strerror}; the folder that holds the "
                            f"output must be writable") from None
+    waited = False
     try:
         if fcntl is not None:
             try:
@@ -255,8 +287,9 @@ def _output_lock(out: Path, quiet: bool) -> Iterator[None]:
                     print(f"waiting for another process that is preparing {printable(str(out))} ...",
                           file=sys.stderr)
                 fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel even if that process is killed
+                waited = True
         _remove_dead_builds(out)
-        yield
+        yield waited
     finally:
         os.close(fd)  # the lock file stays: deleting it would let a waiter lock an unlinked file
 
@@ -302,9 +335,11 @@ def _publish(work: Path, out: Path) -> None:
     # `out` exists: an empty folder (perhaps a mount point) or a dataset replaced with --force. Swap our
     # files in and leave any others; the manifest goes first and comes back last, so a reader never
     # pairs an old manifest with new pixels.
-    for name in (MANIFEST, IMAGES + ".partial", MANIFEST + ".partial"):
+    for name in (MANIFEST, IMAGES + ".partial", MANIFEST + ".partial", ATTRIBUTES):
         (out / name).unlink(missing_ok=True)
     shutil.move(work / IMAGES, out / IMAGES)
+    if (work / ATTRIBUTES).exists():
+        shutil.move(work / ATTRIBUTES, out / ATTRIBUTES)
     shutil.move(work / MANIFEST, out / MANIFEST)
 
 

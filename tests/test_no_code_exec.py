@@ -121,7 +121,8 @@ def test_pickle_named_safetensors_is_refused(tmp_path: Path) -> None:
 
 
 def _valid_manifest(count: int = 1, size: int = 32) -> str:
-    return json.dumps({"shape": [count, 3, size, size], "content_hash": "sha256:x"})
+    return json.dumps({"shape": [count, 3, size, size], "count": count, "size": size,
+                       "content_hash": "sha256:x"})
 
 
 def _dataset(root: Path, manifest: str | bytes, images: bytes) -> Path:
