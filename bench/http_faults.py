@@ -161,6 +161,7 @@ class Reply:
     reason: str  # the one-line reason from the body, or what went wrong
     clear: bool
     seconds: float
+    refused: bool = False  # not served: any 4xx, or (a slow client) closed by the server unanswered
 
 
 def reason_of(content_type: str, body: bytes) -> str | None:
@@ -201,20 +202,24 @@ def send(port: int, case: Case, timeout: float = 20) -> Reply:
             resp.begin()
             body = resp.read()
         except (OSError, http.client.HTTPException) as err:
-            return Reply(None, f"no HTTP answer ({type(err).__name__})", False, time.monotonic() - t0)
+            # The server closes a connection whose head is not in by --header-timeout, unanswered.
+            closed = case.drip > 0 and isinstance(err, http.client.RemoteDisconnected)
+            return Reply(None, f"no HTTP answer ({type(err).__name__})", False, time.monotonic() - t0,
+                         refused=closed)
     status, kind = resp.status, resp.getheader("content-type", "")
     reason = reason_of(kind, body)
     clear = 400 <= status < 500 and reason is not None
     if status < 400:
         reason = f"served: {kind or 'no content type'}, {len(body)} bytes"
-    return Reply(status, reason or f"no one-line reason: {body[:100]!r}", clear, time.monotonic() - t0)
+    return Reply(status, reason or f"no one-line reason: {body[:100]!r}", clear, time.monotonic() - t0,
+                 refused=400 <= status < 500)
 
 
 def catalogue(port: int, selected: list[Case] | None = None, say: Any = print,
               log: Path | None = None) -> dict[str, Any]:
     """Send every case to the server on `port`; the tally and one row per case. With the server's
     `log`, a case during which the server logged a traceback is not clear, whatever the client got."""
-    rows, clear = [], 0
+    rows, clear, refused = [], 0, 0
     for case in selected if selected is not None else cases():
         if case.drip:  # stop dripping once the server should have given up: bounded in time
             budget = int((HEADER_TIMEOUT + 2) / case.drip)
@@ -229,11 +234,14 @@ def catalogue(port: int, selected: list[Case] | None = None, say: Any = print,
                 traced = b"Traceback" in fh.read()
         ok = reply.clear and not traced
         clear += ok
-        rows.append({"request": case.name, "status": reply.status, "clear": ok, "server_traceback": traced,
+        refused += reply.refused and not traced
+        rows.append({"request": case.name, "status": reply.status, "clear": ok,
+                     "refused": reply.refused and not traced, "server_traceback": traced,
                      "reason": reply.reason[:160], "seconds": round(reply.seconds, 2)})
-        say(f"http {case.name[:44]:44} {reply.status} {'clear' if ok else 'NOT CLEAR'}: {reply.reason[:90]}"
+        verdict = "clear" if ok else "refused, no reason" if reply.refused and not traced else "NOT REFUSED"
+        say(f"http {case.name[:44]:44} {reply.status} {verdict}: {reply.reason[:90]}"
             + (" (traceback in the server log)" if traced else ""))
-    return {"requests": len(rows), "clear": clear,
+    return {"requests": len(rows), "clear": clear, "refused": refused,
             "server_errors_5xx": sum(1 for r in rows if (r["status"] or 0) >= 500), "rows": rows}
 
 
@@ -250,7 +258,8 @@ def hostile_http(selected: list[Case] | None = None, say: Any = print) -> dict[s
     result["healthy_after"] = healthy
     result["log_tracebacks"] = text.count("Traceback")
     result["log_5xx"] = len(re.findall(r'HTTP/1\.[01]" 5\d\d\b', text))  # access-log lines
-    say(f"http: {result['clear']}/{result['requests']} clear 4xx with a one-line reason; "
+    say(f"http: {result['refused']}/{result['requests']} refused, {result['clear']} of them with a 4xx and "
+        f"a one-line reason; "
         f"{result['server_errors_5xx']} answered 5xx; server healthy afterwards: {healthy}; tracebacks in "
         f"its log: {result['log_tracebacks']}")
     return result

@@ -133,7 +133,7 @@ def test_crafted_exports_are_one_line(tmp_path: Path, builds: list[str]) -> None
 
 
 def test_serve_refuses_a_crafted_file_at_start_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("uvicorn")
+    pytest.importorskip("hypercorn")
     path = _ckpt(tmp_path, _shrink_g)
     code = main(["serve", "--checkpoint", str(path), "--port", "0"])
     err = capsys.readouterr().err

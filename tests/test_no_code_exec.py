@@ -243,7 +243,7 @@ def test_inception_weights_payload_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kind", "workers"), [("pt", "1"), ("pt", "2"), ("safetensors", "1")])
 def test_serve_refuses_evil_file_at_start_up(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str,
                                              workers: str) -> None:
-    pytest.importorskip("uvicorn")
+    pytest.importorskip("hypercorn")
     marker = tmp_path / "code-ran"
     path = tmp_path / f"evil.{kind}"
     path.write_bytes(_torch_bytes(_checkpoint(marker)))

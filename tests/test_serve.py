@@ -563,24 +563,13 @@ class _BrokenGenerator(Generator):
 
 def test_unexpected_errors_are_a_generic_500(caplog: pytest.LogCaptureFixture) -> None:
     """build_app's catch-all: a failing generator gives a bare 500 JSON; details only in the log."""
-    import uvicorn
+    from test_serve_guard import serving
 
-    from facegan.serve import build_app
+    from facegan.serve import ServeLimits, build_app
 
     app = build_app({"broken": _BrokenGenerator(ModelConfig(size=32, ngf=8, ndf=8))})
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)  # no signal handlers off-main
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
+    with serving(app, ServeLimits()) as port:
         status, headers, body = fetch(f"http://127.0.0.1:{port}/api/face.png?seed=1")
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert status == 500
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body) == {"error": "internal server error"}
@@ -616,9 +605,10 @@ def _vm_kib(pid: int, field: str) -> int:
 
 
 def test_slow_loris_does_not_lock_others_out(models: dict[str, Path], tmp_path: Path) -> None:
-    """300 connections from one address that never finish their request line: another client is
-    served at once (per-address cap), and the stalled ones get a 408 and are closed after
-    --header-timeout, after which their own address is served again."""
+    """300 connections from one address that never finish their request line: another client, and
+    the loris's own address too, are served at once (a connection without a whole head is not a
+    request, so it holds no slot), and the stalled ones are closed after --header-timeout.
+    Many addresses at once: tests/test_serve_attacks.py."""
     with server_process(models, tmp_path / "server.log", ["--header-timeout", "2"]) as (base, _):
         port = int(base.rsplit(":", 1)[1])
         stalled: list[socket.socket] = []
@@ -626,28 +616,18 @@ def test_slow_loris_does_not_lock_others_out(models: dict[str, Path], tmp_path: 
             for _ in range(300):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=5)
                 stalled.append(sock)
-                with contextlib.suppress(OSError):  # the cap may have closed it already
-                    sock.sendall(b"GET /api/face.png?seed=1 HT")
+                sock.sendall(b"GET /api/face.png?seed=1 HT")
             t0 = time.monotonic()
-            status, _, body = request(f"{base}/healthz", source="127.0.0.2", timeout=5)
-            assert status == 200, (status, body[:200])
-            assert time.monotonic() - t0 < 3
-            # The loris's own address: refused while it holds its share, served once they time out.
-            deadline = time.monotonic() + 10
-            while True:
-                with contextlib.suppress(OSError):
-                    status, headers, body = request(f"{base}/healthz", timeout=3)
-                    if status == 200:
-                        break
-                    assert status == 429 and headers["retry-after"] == "1", (status, body[:200])
-                    assert "connections" in json.loads(body)["error"]
-                assert time.monotonic() < deadline, "the stalled connections were never dropped"
-                time.sleep(0.2)
-            sock = stalled[0]  # one the cap let in, so it waited for the timeout
-            sock.settimeout(5)
-            reply = b"".join(iter(lambda: sock.recv(4096), b""))
-            assert reply.startswith(b"HTTP/1.1 408 "), reply[:200]
-            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"].startswith("request not received")
+            for source in ("127.0.0.2", "127.0.0.1"):
+                status, _, body = request(f"{base}/healthz", source=source, timeout=5)
+                assert status == 200, (source, status, body[:200])
+            assert time.monotonic() - t0 < 2
+            sock = stalled[0]
+            sock.settimeout(8)  # --header-timeout 2, with room for a busy machine
+            t0 = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(4096) == b""  # closed by the server, not by our timeout
+            assert time.monotonic() - t0 < 6
         finally:
             for sock in stalled:
                 sock.close()
@@ -786,6 +766,7 @@ def test_a_client_that_stops_reading_is_dropped(models: dict[str, Path], tmp_pat
             while "client read nothing" not in log.read_text():
                 assert time.monotonic() < deadline, "the stalled response was never dropped"
                 time.sleep(0.2)
+            time.sleep(3)  # the kernel aborts at its next zero-window probe after the deadline
             got = bytearray()
             with contextlib.suppress(ConnectionResetError):
                 while chunk := sock.recv(1 << 16):
@@ -798,15 +779,15 @@ def test_a_client_that_stops_reading_is_dropped(models: dict[str, Path], tmp_pat
 
 
 def test_behind_a_proxy_limits_follow_x_forwarded_for(models: dict[str, Path], tmp_path: Path) -> None:
-    """With --forwarded-allow-ips the proxy's connections are not capped (it carries many clients)
+    """With --forwarded-allow-ips the proxy's idle connections hold nothing (it carries many clients)
     and the cost budget is kept per X-Forwarded-For client."""
     gif = "/api/interpolate.gif?to=999&frames=60&size=512&resample=lanczos&model=tiny64&from="
-    flags = ["--forwarded-allow-ips", "127.0.0.1", "--conns-per-client", "4"]
+    flags = ["--forwarded-allow-ips", "127.0.0.1", "--requests-per-client", "4"]
     with server_process(models, tmp_path / "server.log", flags) as (base, _):
         port = int(base.rsplit(":", 1)[1])
         idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
         try:
-            assert get_ok(f"{base}/healthz")  # 8 open connections, cap 4: the proxy is exempt
+            assert get_ok(f"{base}/healthz")  # 8 open connections, 4 requests per client: not requests
 
             def one(args: tuple[int, str]) -> int:
                 return request(f"{base}{gif}{args[0]}", headers={"X-Forwarded-For": args[1]})[0]

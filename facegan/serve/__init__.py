@@ -20,15 +20,16 @@ threads, so the event loop keeps answering while faces are being drawn.
 
 One job per module:
   config      ServeConfig: the settings, from which `facegan serve`'s flags are generated
-  run         serve(cfg): the socket, uvicorn, `--workers N` processes on one port
+  run         serve(cfg): the socket, hypercorn, `--workers N` processes on one port
   app         build_app: generators in, FastAPI app out
   routes      the routes            params     their parameters, bounds and error lines
   models      the served models and the state the routes share
   worker      the batching thread that runs each generator
   page        the HTML (templates/*.html, Jinja2, autoescaped; static/page.css, page.js)
-  responses   image and error responses     middleware   HEAD as GET, security headers
+  responses   image and error responses     middleware   HEAD as GET, security headers,
+                                                         relative redirects
   limits      the cost budget (429 + Retry-After) and the limits' settings
-  conn        slow-client timeouts and the per-client connection cap (uvicorn protocol)
+  guard       requests in flight, head limits, proxies, upgrades, send deadline (ASGI)
   cache       model versions and ETags: seeded images are cacheable forever
 
 Importing this package is cheap (the CLI builds its flags from `config` and `limits` without

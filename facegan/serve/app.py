@@ -16,8 +16,9 @@ from facegan import __version__
 from facegan.device import pick_device
 from facegan.errors import FaceganError
 from facegan.serve.config import DEVICES, check_name
+from facegan.serve.guard import RequestGuard
 from facegan.serve.limits import CostBudget, ServeLimits
-from facegan.serve.middleware import HeadAsGet, SecurityHeaders
+from facegan.serve.middleware import HeadAsGet, RelativeRedirects, SecurityHeaders
 from facegan.serve.models import ServedModel, Server
 from facegan.serve.page import Page, static_dir
 from facegan.serve.responses import add_error_handlers
@@ -25,20 +26,22 @@ from facegan.serve.routes import router
 
 
 def build_app(generators: dict[str, nn.Module], device: torch.device | str = "cpu", *,
-              sources: dict[str, str] | None = None, budget: CostBudget | None = None) -> FastAPI:
+              sources: dict[str, str] | None = None, limits: ServeLimits | None = None,
+              budget: CostBudget | None = None) -> FastAPI:
     """The web app serving `generators` (name → G). They are moved to `device` and put in eval
     mode; `sources` (name → where it was loaded from) is shown by /api/models as a file name only
-    (the server's directory layout is none of the client's business). `budget` admits the image
-    work (default: ServeLimits' defaults)."""
+    (the server's directory layout is none of the client's business). `limits` (default: ServeLimits'
+    defaults) set the request guard (facegan/serve/guard.py) and, unless `budget` is given, the budget
+    that admits the image work."""
     if not generators:
         raise FaceganError("no models to serve; give at least one --checkpoint or --pretrained")
     dev = pick_device(device, DEVICES)
-    sources = sources or {}
+    sources, limits = sources or {}, limits or ServeLimits()
     models = {
         check_name(name): ServedModel(name, g.to(dev).eval(), Path(sources.get(name, name)).name)
         for name, g in generators.items()
     }
-    server = Server(models, budget or ServeLimits().budget())
+    server = Server(models, budget or limits.budget())
     page = Page()
 
     @asynccontextmanager
@@ -50,8 +53,11 @@ def build_app(generators: dict[str, nn.Module], device: torch.device | str = "cp
                   lifespan=lifespan,
                   description="This face does not exist: faces from DCGAN generators, by seed.")
     app.state.server, app.state.page = server, page  # what the routes read (facegan/serve/routes.py)
-    app.add_middleware(SecurityHeaders)
+    # Outermost last: security headers on every answer, the guard's refusals included.
+    app.add_middleware(RelativeRedirects)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(RequestGuard, limits=limits)
+    app.add_middleware(SecurityHeaders)
     add_error_handlers(app, page)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

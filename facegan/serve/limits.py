@@ -39,12 +39,17 @@ class ServeLimits:
     """Everything `facegan serve` bounds, per server process (`--workers N` multiplies each by N).
     Each field is also a flag of `facegan serve` (facegan/cli_config.py)."""
 
-    header_timeout: float = setting(10.0, "seconds a client has to send a whole request (headers and any "
-                                    "body); slower ones get a 408", metavar="S")
+    header_timeout: float = setting(10.0, "seconds a connection may take to send a whole request head, "
+                                    "from connecting or from the previous answer, and may wait between two "
+                                    "reads of a body; then it is closed", metavar="S")
     send_timeout: float = setting(60.0, "drop a connection whose client reads nothing for S seconds",
                                   metavar="S")
-    keep_alive: int = setting(5, "seconds an idle keep-alive connection stays open", metavar="S")
-    conns_per_client: int = setting(32, "open connections per client address, 0 = no cap", metavar="N")
+    keep_alive: int = setting(5, "seconds an idle keep-alive connection stays open (the server has one "
+                              "idle timer: the smaller of this and --header-timeout)", metavar="S")
+    requests_in_flight: int = setting(256, "requests being answered at once, all clients together; more "
+                                      "get a quick 503", metavar="N")
+    requests_per_client: int = setting(32, "requests being answered at once for one client address "
+                                       "(IPv6: per /64); more get a 429; 0 = no cap", metavar="N")
     max_target: int = setting(8192, "bytes of request target (path and query); longer gets a 414",
                               metavar="BYTES")
     max_header_bytes: int = setting(16384, "bytes of request header fields in all; more get a 431",
@@ -57,7 +62,7 @@ class ServeLimits:
                                  metavar="S")
     forwarded_allow_ips: tuple[str, ...] = setting(
         (), "comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names the client; they "
-        "are exempt from --conns-per-client", metavar="IPS", parse=_ip_list)
+        "then count per forwarded client", metavar="IPS", parse=_ip_list)
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "send_timeout", "budget_mpix", "client_budget_mpix"):
@@ -68,8 +73,11 @@ class ServeLimits:
                 raise FaceganError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.keep_alive < 1:
             raise FaceganError(f"--keep-alive must be at least 1 s, got {self.keep_alive}")
-        if self.conns_per_client < 0:
-            raise FaceganError(f"--conns-per-client must be >= 0 (0 = no cap), got {self.conns_per_client}")
+        if self.requests_in_flight < 1:
+            raise FaceganError(f"--requests-in-flight must be at least 1, got {self.requests_in_flight}")
+        if self.requests_per_client < 0:
+            raise FaceganError(f"--requests-per-client must be >= 0 (0 = no cap), "
+                               f"got {self.requests_per_client}")
         if self.budget_wait < 0:
             raise FaceganError(f"--budget-wait must be >= 0, got {self.budget_wait}")
         if self.client_budget_mpix > self.budget_mpix:

@@ -76,7 +76,7 @@ class Server:
 
     def admit(self, request: Request, cost: float) -> AbstractAsyncContextManager[None]:
         """Hold `cost` (Mpx) of the budget for this request's client; OverBudget (→ 429) if refused.
-        Behind a trusted proxy the client is X-Forwarded-For's, as uvicorn rewrote it."""
+        Behind a trusted proxy the client is X-Forwarded-For's, as RequestGuard rewrote it."""
         host = request.client.host if request.client else None
         return self.budget.admit(client_key(host), cost)
 

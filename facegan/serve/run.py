@@ -1,27 +1,35 @@
-"""Running the server: `facegan serve`'s listening socket, uvicorn (one process, or `--workers N`
-sharing the port), and the factory each worker process builds its app with."""
+"""Running the server: `facegan serve`'s listening socket, hypercorn (one process, or `--workers N`
+sharing the port), and the factory each worker process builds its app with.
+
+hypercorn was chosen by measurement (bench/slow_clients.py, RELIABILITY.md section (d)): configured
+through its public options only, it was the one server that kept serving real clients within 2 s
+while 1000 connections from 30 addresses sat on unfinished request heads, and closed them all."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import math
 import os
 import socket
 from dataclasses import asdict
-from typing import Any
 
+import hypercorn.asyncio
+import hypercorn.run
 import torch
 from fastapi import FastAPI
+from hypercorn.config import Config
 
 from facegan.device import pick_device
 from facegan.errors import FaceganError
 from facegan.generate import load_generator
 from facegan.serve.app import build_app
 from facegan.serve.config import DEVICES, ServeConfig
+from facegan.serve.guard import head_limit
 from facegan.serve.limits import ServeLimits
 
 WORKER_ENV = "FACEGAN_SERVE_WORKER"  # how `--workers` processes learn what to load
-LIMIT_CONCURRENCY = 256  # open connections per process beyond which uvicorn answers a quick 503
 GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM/SIGINT, requests in flight get this long to finish
 
 
@@ -52,14 +60,35 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def server_config(limits: ServeLimits, sock: socket.socket, workers: int = 1) -> Config:
+    """hypercorn's settings for `limits`, serving on the listening socket `sock`: its public options
+    only (the rest of the defence is ASGI middleware, facegan/serve/guard.py)."""
+    config = Config()
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn closes the one it is given
+    config.workers = workers
+    config.application_path = f"{__name__}:worker_app()"  # what each --workers process builds
+    # hypercorn's idle timer runs from connecting (or from the previous answer) until a whole request
+    # head has arrived, and is not reset by each byte: it is the header deadline of slow clients.
+    config.keep_alive_timeout = min(limits.header_timeout, limits.keep_alive)
+    config.read_timeout = math.ceil(limits.header_timeout)  # a body that stops arriving
+    config.h11_max_incomplete_size = head_limit(limits)  # a longer head gets hypercorn's 431
+    config.graceful_timeout = GRACEFUL_SHUTDOWN_S
+    config.include_server_header = False
+    config.accesslog = "-"
+    config.errorlog = "-"
+    config.loglevel = "INFO"
+    # A response the client does not read is dropped by the kernel after send_timeout: data left
+    # unacknowledged (also behind a zero window) that long aborts the connection. Accepted sockets
+    # inherit it from the listening one. Linux only; elsewhere the send deadline is only logged.
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(limits.send_timeout * 1000))
+    return config
+
+
 def serve(cfg: ServeConfig) -> None:
     """Load every model `cfg` names (checkpoint .pt, run folder or exported .safetensors) once, then
     serve them on http://host:port/ until interrupted; `cfg.workers` processes share the port, each
     with its own copy of the generators and its own `cfg.limits`."""
-    import uvicorn  # here, so importing this module for build_app does not need the server
-
-    from facegan.serve.conn import GuardedConfig
-
     sources, limits, workers, host = cfg.sources(), cfg.limits, cfg.workers, cfg.host
     dev = pick_device(cfg.device, DEVICES)
     # Loaded here even when workers will load their own: a bad checkpoint is one clear error
@@ -75,48 +104,26 @@ def serve(cfg: ServeConfig) -> None:
     if not _is_loopback(host):
         print(f"facegan: note: {host} is not a loopback address; anyone who can reach this "
               f"machine can use the server", flush=True)
-    # limit_concurrency: beyond that many open connections new requests get a quick 503 instead of
-    # queueing without bound; X-Forwarded-For is believed only from --forwarded-allow-ips.
-    options: dict[str, Any] = dict(
-        log_level="info", access_log=True, server_header=False, limit_concurrency=LIMIT_CONCURRENCY,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limits=limits,
-        proxy_headers=bool(limits.forwarded_allow_ips),
-        forwarded_allow_ips=list(limits.forwarded_allow_ips) or None)
+    config = server_config(limits, sock, workers)
     try:
         if workers == 1:
-            app = build_app(generators, dev, sources=sources, budget=limits.budget())
-            uvicorn.Server(GuardedConfig(app, **options)).run(sockets=[sock])
+            app = build_app(generators, dev, sources=sources, limits=limits)
+            # Without a shutdown trigger hypercorn stops gracefully on SIGINT and SIGTERM.
+            asyncio.run(hypercorn.asyncio.serve(app, config))
         else:
             del generators  # each worker loads its own
-            _run_workers(GuardedConfig("facegan.serve.run:worker_app", factory=True, workers=workers,
-                                       **options),
-                         sock, {"sources": sources, "device": str(dev), "amp": cfg.amp, "workers": workers,
-                                "limits": asdict(limits)})
+            os.environ[WORKER_ENV] = json.dumps({"sources": sources, "device": str(dev), "amp": cfg.amp,
+                                                 "workers": workers, "limits": asdict(limits)})
+            # hypercorn starts each worker with multiprocessing's spawn (torch and its thread pools do
+            # not survive fork) on the one listening socket, and stops them all on SIGINT/SIGTERM.
+            if hypercorn.run.run(config) != 0:
+                raise FaceganError("a worker process failed; see the log above")
     finally:
         sock.close()
 
 
-def _run_workers(config: Any, sock: socket.socket, spec: dict[str, Any]) -> None:
-    """Run `config.workers` server processes on the one listening socket `sock`.
-
-    uvicorn's own supervisor does the work: it starts each worker with multiprocessing's spawn (a
-    fresh interpreter: torch and its thread pools do not survive fork), hands it `sock` (so all
-    accept on one port and the kernel spreads the connections, no SO_REUSEPORT needed), restarts a
-    worker that dies, and on SIGINT/SIGTERM stops them all. It builds the app in each worker from
-    an import string only, hence the factory `worker_app`, which reads what to load from the
-    environment the workers inherit."""
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
-
-    os.environ[WORKER_ENV] = json.dumps(spec)
-    supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
-    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-        raise FaceganError("a worker process failed to start; see the log above")
-
-
 def worker_app() -> FastAPI:
-    """The app of one `--workers` process (uvicorn calls this factory in each worker)."""
+    """The app of one `--workers` process (hypercorn calls this factory in each worker)."""
     spec = json.loads(os.environ[WORKER_ENV])
     if "OMP_NUM_THREADS" not in os.environ:
         # N processes with a thread per core each would oversubscribe the CPU N times over.
@@ -126,4 +133,4 @@ def worker_app() -> FastAPI:
     dev = torch.device(spec["device"])
     sources: dict[str, str] = spec["sources"]
     generators = {name: load_generator(path, dev, amp=spec["amp"]) for name, path in sources.items()}
-    return build_app(generators, dev, sources=sources, budget=limits.budget())
+    return build_app(generators, dev, sources=sources, limits=limits)
