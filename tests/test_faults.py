@@ -110,7 +110,7 @@ def test_hostile_http_requests_get_a_clear_4xx() -> None:
 
 def test_soak_mode_reports_latency_errors_and_memory() -> None:
     """bench/serve_load.py --soak, for 3 s: the figures RELIABILITY.md's soak row is made of."""
-    pytest.importorskip("uvicorn")
+    pytest.importorskip("hypercorn")
     spec = importlib.util.spec_from_file_location("bench_serve_load", HARNESS.with_name("serve_load.py"))
     assert spec is not None and spec.loader is not None
     serve_load = importlib.util.module_from_spec(spec)

@@ -176,7 +176,7 @@ def serve_latency(spec: RowSpec, device: torch.device, limit_s: float) -> dict[s
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
     )
     base = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {"status": "running", "settings": "uvicorn, 1 worker, default limits"}
+    result: dict[str, Any] = {"status": "running", "settings": "facegan serve defaults, 1 worker"}
     try:
         while True:
             if server.poll() is not None:
