@@ -56,6 +56,16 @@ def one_thread() -> Any:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def short_embedding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """PRDC trains a face embedding on first use (minutes at the default length): a private cache and
+    a few steps here, where only the wiring is tested."""
+    from facegan.metrics import reference
+
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "facegan-cache"))
+    monkeypatch.setattr(reference, "EMBEDDING_STEPS", 5)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -446,7 +456,8 @@ def test_evaluate_end_to_end_with_cache(dataset: PackedDataset, tmp_path: Path) 
     first = evaluate(g, dataset, metrics, num_fake=64, cache_dir=tmp_path, feature_extractor=ext,
                      batch_size=50)
     assert set(first) == {"fid2k", "kid2k_mean", "kid2k_std", "c2st_acc", "c2st_se", "c2st_n",
-                          "num_fake"}
+                          "num_fake", "real_heldout", "fid2k_real_n", "kid2k_real_n", "c2st_real_n"}
+    assert first["real_heldout"] == 1.0 and first["fid2k_real_n"] == 16  # the held-out tenth of 160
     assert math.isfinite(first["fid2k"]) and first["fid2k"] >= 0
     assert math.isfinite(first["kid2k_mean"]) and first["kid2k_std"] >= 0
     assert 0 <= first["c2st_acc"] <= 1 and first["c2st_n"] == 64
