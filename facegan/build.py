@@ -67,7 +67,7 @@ def batch_source(cfg: RunConfig, ds: PackedDataset, device: torch.device) -> Bat
     perf = resolve_perf(cfg.perf, device)
     tc = cfg.train
     return BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip, resident=perf.resident,
-                       channels_last=perf.channels_last)
+                       channels_last=perf.channels_last, include_heldout=tc.train_on_heldout)
 
 
 def build_training(cfg: RunConfig, device: torch.device, ds: PackedDataset | None = None) -> Training:

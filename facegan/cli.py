@@ -30,6 +30,10 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--count", type=int, default=8192, help="images to draw for 'synthetic'")
     p.add_argument("--seed", type=int, default=0, help="seed for 'synthetic'")
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--holdout", type=float, default=0.1,
+                   help="fraction held out from training for metrics (default 0.1, at most 10,000 images; "
+                        "none below 100 images)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing prepared dataset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--attributes", metavar="PATH",
@@ -46,10 +50,14 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         raise FaceganError("--attributes and --no-attributes contradict each other; pass one")
     res = prepare(args.source, args.out, args.size, min_side=args.min_side, synthetic_count=args.count,
                   seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet,
-                  attributes=args.attributes, find_attrs=not args.no_attributes)
+                  attributes=args.attributes, find_attrs=not args.no_attributes,
+                  holdout=args.holdout, split_seed=args.split_seed)
     print(f"prepared {res.count} images of {args.size}x{args.size} into {res.out}")
     for line in res.notes:
         print(line)
+    held = res.heldout_count
+    print(f"held out {held} of them for metrics (seed {args.split_seed}; training leaves them out)" if held
+          else "held out none (under 100 images, or --holdout 0): metrics will compare with training images")
     if res.skipped:
         shown = "; ".join(f"{s['file']} ({s['reason']})" for s in res.skipped[:5])
         more = f" and {len(res.skipped) - 5} more" if len(res.skipped) > 5 else ""
@@ -57,8 +65,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_source(p: argparse.ArgumentParser) -> None:
+def _add_model_source(p: argparse.ArgumentParser, fakes: bool = False) -> None:
     src = p.add_mutually_exclusive_group(required=True)
+    if fakes:
+        src.add_argument("--fakes", help="a folder or .zip of images to measure instead of a generator "
+                                         "(any generator's output, or a perturbed real set)")
     src.add_argument("--checkpoint",
                      help="training checkpoint (.pt), run folder, exported generator (.safetensors) or "
                           "Hub-layout folder")
@@ -193,8 +204,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="measure a generator: FID/KID (Inception) or C2ST (no download)",
-                       description="Compare generated faces with a dataset under named protocols.")
-    _add_model_source(p)
+                       description="Compare generated faces with a dataset's held-out real images under "
+                                   "named protocols.")
+    _add_model_source(p, fakes=True)
     p.add_argument("--data", required=True, help="prepared dataset folder, image folder, .zip or 'synthetic'")
     p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st, swd, prdc "
                                      "(default: fid10k when the Inception weights are found, else c2st)")
@@ -207,6 +219,16 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--run-dir", help="append the results to this run's metrics.jsonl")
+    p.add_argument("--real-split", default="auto", choices=("auto", "heldout", "train", "all"),
+                   help="real images to compare with: auto (default: the held-out split, or all images for "
+                        "data prepared without one), heldout, train, all (the usual published-FID protocol)")
+    p.add_argument("--embedding",
+                   help="face embedding (.safetensors) for prdc and --nearest (default: the one shipped or "
+                        "cached for this data, else trained now on its training split)")
+    p.add_argument("--nearest", type=int, metavar="N",
+                   help="also write N fakes beside their nearest training and held-out faces (memorisation "
+                        "check) into --nearest-out")
+    p.add_argument("--nearest-out", default="nearest", help="folder for --nearest (default ./nearest)")
     _add_inference_amp(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -218,23 +240,52 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from facegan.device import pick_device
     from facegan.generate import load_generator
     from facegan.metrics import append_metrics, evaluate, resolve_weights
+    from facegan.metrics.protocols import readings
+    from facegan.metrics.reference import embedding_for, load_fakes, reference
 
+    if args.fakes and (args.truncation is not None or args.run_dir):
+        raise FaceganError("--truncation and --run-dir describe a generator; leave them out with --fakes")
+    if args.nearest is not None and args.nearest < 2:
+        raise FaceganError(f"--nearest must be >= 2, got {args.nearest}")
     device = pick_device(args.device)
-    g = load_generator(_model_path(args), device, amp=args.amp)
+    not_computed: dict[str, str] = {}
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     else:
         try:
             resolve_weights(args.inception_weights)
             metrics = ["fid10k"]
-        except FaceganError:
-            metrics = ["c2st"]  # offline and no weights: the download-free measure
-    ds = resolve_dataset(args.data, g.cfg.size)
-    results = evaluate(g, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
+        except FaceganError as err:
+            metrics = ["c2st"]  # offline and no weights: the download-free measure, under its own name
+            not_computed["fid10k"] = f"not computed: {err}"
+    if args.fakes:
+        ds = _dataset_any_size(args.data)
+        source: Any = load_fakes(args.fakes, ds.size)
+    else:
+        source = load_generator(_model_path(args), device, amp=args.amp)
+        ds = resolve_dataset(args.data, source.cfg.size)
+    ref = reference(ds, args.real_split)  # bad split: one line, before any work
+    emb = embedding_for(ds, args.embedding, progress=True) if (
+        args.nearest or any(m.lower() == "prdc" for m in metrics)) else None
+    results = evaluate(source, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
                        inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True,
-                       truncation=args.truncation)
-    print(json.dumps({"generator": str(args.pretrained or args.checkpoint), "data": str(args.data),
-                      **results}))
+                       truncation=args.truncation, real_split=args.real_split, embedding=emb)
+    if args.nearest:
+        from facegan.metrics.evaluate import fake_batches
+        from facegan.metrics.nearest import nearest_check
+
+        assert emb is not None
+        n = min(args.nearest, len(source)) if args.fakes else args.nearest
+        first = 0 if args.fakes else args.seed
+        fakes = torch_cat_numpy(fake_batches(source, list(range(first, first + n)), args.batch_size,
+                                             args.truncation))
+        results.update(nearest_check(fakes, ds, emb, args.nearest_out))
+    named = str(args.pretrained or args.checkpoint)
+    what = {"fakes": str(args.fakes)} if args.fakes else {"generator": named}
+    print(json.dumps({**what, "data": str(args.data), "real_split": ref.split, "real_images": ref.note,
+                      **results, **not_computed, "readings": readings(results)}))
+    if args.nearest:
+        print(f"wrote {args.nearest_out}/nearest.png and nearest.json")
     if args.run_dir:
         from facegan.checkpoint import load_checkpoint
 
@@ -242,6 +293,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         step = 0 if ckpt.suffix == ".safetensors" else int(load_checkpoint(ckpt)["step"])
         print(f"appended to {append_metrics(Path(args.run_dir), step, results)}")
     return 0
+
+
+def _dataset_any_size(data: str) -> Any:
+    """A prepared dataset at its own size (`--fakes` has no generator to say which size)."""
+    from facegan.data import PackedDataset
+    from facegan.prepare import is_prepared
+
+    if not is_prepared(data):
+        raise FaceganError(f"--fakes needs --data to be a prepared dataset (facegan prepare), got {data!r}")
+    return PackedDataset(data)
+
+
+def torch_cat_numpy(batches: Any) -> Any:
+    """uint8 batches → one numpy array."""
+    import torch
+
+    return torch.cat(list(batches)).numpy()
 
 
 def _add_serve(sub: Any) -> None:

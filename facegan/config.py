@@ -179,6 +179,9 @@ class TrainConfig:
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", resumable=True)
     # The seeds do not flip; a common, label-free augmentation for faces.
     hflip: bool = setting(False, "random horizontal flips")
+    # No schema bump: data prepared before held-out splits has none, so old runs train on the same images.
+    train_on_heldout: bool = setting(False, "also train on the dataset's held-out split (metrics then "
+                                     "measure against images the generator has seen)")
     log_every: int = setting(10, "steps between stats records", resumable=True)
     sample_every: int = setting(200, "steps between sample grids", resumable=True)
     ckpt_every: int = setting(500, "steps between checkpoints", resumable=True)

@@ -44,6 +44,35 @@ class PackedDataset:
                 f"re-create it with `facegan prepare`"
             ) from None
         self.count, self.size = int(shape[0]), int(shape[2])
+        self.heldout_rows = self._heldout_rows()
+
+    def _heldout_rows(self) -> np.ndarray:
+        """The manifest's held-out rows (facegan.prepare.heldout_split); empty for a dataset prepared
+        before splits existed, which then trains and is measured on all of its images."""
+        split = self.manifest.get("split")
+        if split is None:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            rows = np.asarray(split["heldout"], dtype=np.int64)
+            if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.count)) or \
+                    np.unique(rows).size != rows.size:
+                raise ValueError("rows out of range or repeated")
+        except (KeyError, TypeError, ValueError) as err:
+            raise FaceganError(f"{str(self.root)!r} has a malformed held-out split ({err}); re-create it "
+                               f"with `facegan prepare --force`") from None
+        return np.sort(rows)
+
+    @property
+    def has_split(self) -> bool:
+        """Whether the dataset holds out images from training (see `heldout_rows`)."""
+        return self.heldout_rows.size > 0
+
+    @property
+    def train_rows(self) -> np.ndarray:
+        """Rows training uses by default: all but the held-out ones."""
+        keep = np.ones(self.count, dtype=bool)
+        keep[self.heldout_rows] = False
+        return np.flatnonzero(keep)
 
     @property
     def content_hash(self) -> str:
@@ -140,15 +169,20 @@ class BatchSource:
     """
 
     def __init__(self, ds: PackedDataset, batch_size: int, seed: int, device: torch.device,
-                 hflip: bool = False, resident: bool = False, channels_last: bool = False) -> None:
-        if batch_size > len(ds):
+                 hflip: bool = False, resident: bool = False, channels_last: bool = False,
+                 include_heldout: bool = False) -> None:
+        # The held-out split is for measuring; training sees it only when asked (`include_heldout`).
+        self.rows_used = np.arange(len(ds)) if include_heldout else ds.train_rows
+        n = len(self.rows_used)
+        if batch_size > n:
+            held = f" after holding out {len(ds) - n} for metrics" if n < len(ds) else ""
             raise FaceganError(
-                f"--batch-size {batch_size} is larger than the dataset ({len(ds)} images); "
-                f"use --batch-size {_largest_pow2(len(ds))} or add more images"
+                f"--batch-size {batch_size} is larger than the dataset ({n} images{held}); "
+                f"use --batch-size {_largest_pow2(n)} or add more images"
             )
         self.ds, self.batch_size, self.seed, self.device, self.hflip = ds, batch_size, seed, device, hflip
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.steps_per_epoch = len(ds) // batch_size
+        self.steps_per_epoch = n // batch_size
         self.rows = slice(0, batch_size)  # this process's rows of each global batch
         self._epoch = -1
         self._order = torch.empty(0, dtype=torch.long)
@@ -169,8 +203,9 @@ class BatchSource:
     def _load_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng((self.seed, epoch))
         where = self.device if self.images is not None else torch.device("cpu")
-        self._order = torch.from_numpy(rng.permutation(len(self.ds))).to(where)
-        self._flip = torch.from_numpy(rng.random(len(self.ds)) < 0.5).to(self.device)
+        n = len(self.rows_used)  # == len(ds) without a split: the same order as before splits existed
+        self._order = torch.from_numpy(self.rows_used[rng.permutation(n)]).to(where)
+        self._flip = torch.from_numpy(rng.random(n) < 0.5).to(self.device)
         self._epoch = epoch
 
     def batch(self, step: int) -> torch.Tensor:

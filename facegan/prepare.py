@@ -78,6 +78,12 @@ DECODE_VERSION = 3
 CROP_RULE = "resize shorter side to S (bilinear, antialiased), then center-crop S×S"
 POOL_MIN_FILES = 512  # below this, starting worker processes costs more than it saves
 CHUNK = 64  # files per task sent to a worker
+# The held-out real split that metrics compare against (facegan.data.PackedDataset.heldout_rows): this
+# fraction of the images, at most HOLDOUT_MAX, drawn with the split seed; none below HOLDOUT_MIN_COUNT
+# images, where it would leave too few to train on (evaluate then says it measured against training images).
+HOLDOUT_FRACTION = 0.1
+HOLDOUT_MAX = 10_000
+HOLDOUT_MIN_COUNT = 100
 # What an interrupted prepare of an older facegan could leave in --out (--force may replace them).
 _LEFTOVERS = frozenset({IMAGES, IMAGES + ".partial", MANIFEST + ".partial", ATTRIBUTES})
 
@@ -91,6 +97,7 @@ class PrepareResult:
     count: int
     skipped: list[dict[str, str]]
     notes: tuple[str, ...] = ()  # one-line reports to print (the attribute file's, so far)
+    heldout_count: int = 0
 
 
 def prepare(
@@ -106,14 +113,19 @@ def prepare(
     quiet: bool = False,
     attributes: str | Path | None = None,
     find_attrs: bool = True,
+    holdout: float = HOLDOUT_FRACTION,
+    split_seed: int = 0,
 ) -> PrepareResult:
     """Pack `source` (folder, zip or "synthetic") into `out` as images.u8 + manifest.json.
 
-    With `force`, a dataset already in `out` (or the leftovers of an interrupted prepare) is replaced;
-    any other files in `out` are never touched. Labels come from the attribute file `attributes`, else
-    (with `find_attrs`) from a list_attr_celeba.txt in or beside `source` (facegan.attributes).
+    The manifest records a held-out split (`holdout` of the images, drawn with `split_seed`) that
+    training leaves out and metrics measure against. With `force`, a dataset already in `out` (or the
+    leftovers of an interrupted prepare) is replaced; any other files in `out` are never touched.
+    Labels come from the attribute file `attributes`, else (with `find_attrs`) from a
+    list_attr_celeba.txt in or beside `source` (facegan.attributes).
     """
     check_size(size)
+    heldout_split(HOLDOUT_MIN_COUNT, holdout, split_seed)  # a bad --holdout fails before any decoding
     out = Path(out)
     _check_out_dir(out, force)  # fail before reading the source or waiting for the lock
     listing = source_listing(source, synthetic_count)
@@ -124,7 +136,7 @@ def prepare(
         if waited:  # the source may have changed (a zip replaced) while we waited: read it again
             listing = source_listing(source, synthetic_count)
         return _build(source, listing, out, size, min_side=min_side, seed=seed, workers=workers, quiet=quiet,
-                      table=table)
+                      table=table, holdout=holdout, split_seed=split_seed)
 
 
 def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
@@ -141,7 +153,8 @@ def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
 
 
 def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_side: int | None, seed: int,
-           workers: int | None, quiet: bool, table: AttributeTable | None = None) -> PrepareResult:
+           workers: int | None, quiet: bool, table: AttributeTable | None = None,
+           holdout: float = HOLDOUT_FRACTION, split_seed: int = 0) -> PrepareResult:
     """Decode `listing` into a private folder beside `out`, then publish it there (caller holds the lock)."""
     min_side = size // 2 if min_side is None else min_side
     kind, skipped = listing.kind, list(listing.skipped)
@@ -191,6 +204,7 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
             "content_hash": "sha256:" + digest.hexdigest(),
             "skipped_count": len(skipped),
             "skipped": skipped,
+            "split": (split := heldout_split(len(kept), holdout, split_seed)),
             "files": [printable(name) for name in kept],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -207,7 +221,20 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
                            f"permissions, or pick another output folder") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone once published; otherwise a failed build's remains
-    return PrepareResult(out=out, count=len(kept), skipped=skipped, notes=tuple(notes))
+    return PrepareResult(out=out, count=len(kept), skipped=skipped, notes=tuple(notes),
+                         heldout_count=int(split["heldout_count"]))
+
+
+def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> dict[str, object]:
+    """The manifest's "split": sorted rows held out from training (a seeded random `fraction` of
+    `count`, at most HOLDOUT_MAX; none below HOLDOUT_MIN_COUNT images), with the rule that drew them."""
+    if not 0.0 <= fraction < 1.0:
+        raise FaceganError(f"--holdout must be a fraction in [0, 1), got {fraction}")
+    n = 0 if count < HOLDOUT_MIN_COUNT else min(HOLDOUT_MAX, round(count * fraction))
+    rows = np.sort(np.random.default_rng(seed).permutation(count)[:n]) if n else np.zeros(0, np.int64)
+    return {"seed": seed, "fraction": fraction, "heldout_count": int(n), "heldout": rows.tolist(),
+            "rule": f"numpy default_rng(seed).permutation(count)[:n], n = round(count * fraction) capped at "
+                    f"{HOLDOUT_MAX}, 0 below {HOLDOUT_MIN_COUNT} images; sorted rows of images.u8"}
 
 
 # Worker-side state: the decoder arrives once per process (its zip handle then stays open across tasks).

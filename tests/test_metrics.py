@@ -56,6 +56,16 @@ def one_thread() -> Any:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def short_embedding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """PRDC trains a face embedding on first use (minutes at the default length): a private cache and
+    a few steps here, where only the wiring is tested."""
+    from facegan.metrics import reference
+
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "facegan-cache"))
+    monkeypatch.setattr(reference, "EMBEDDING_STEPS", 5)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
@@ -444,9 +454,11 @@ def test_evaluate_end_to_end_with_cache(dataset: PackedDataset, tmp_path: Path) 
     rng_state = torch.random.get_rng_state()
 
     first = evaluate(g, dataset, metrics, num_fake=64, cache_dir=tmp_path, feature_extractor=ext,
+                     real_split="all",
                      batch_size=50)
     assert set(first) == {"fid2k", "kid2k_mean", "kid2k_std", "c2st_acc", "c2st_se", "c2st_n",
-                          "num_fake"}
+                          "num_fake", "real_heldout", "fid2k_real_n", "kid2k_real_n", "c2st_real_n"}
+    assert first["real_heldout"] == 0.0 and first["fid2k_real_n"] == 160  # real_split="all" below
     assert math.isfinite(first["fid2k"]) and first["fid2k"] >= 0
     assert math.isfinite(first["kid2k_mean"]) and first["kid2k_std"] >= 0
     assert 0 <= first["c2st_acc"] <= 1 and first["c2st_n"] == 64
@@ -457,6 +469,7 @@ def test_evaluate_end_to_end_with_cache(dataset: PackedDataset, tmp_path: Path) 
 
     ext.images = 0
     second = evaluate(g, dataset, metrics, num_fake=64, cache_dir=tmp_path, feature_extractor=ext,
+                     real_split="all",
                       batch_size=50)
     assert ext.images == 64  # the real pass came from the cache
     assert second == first
@@ -466,8 +479,8 @@ def test_evaluate_cache_key_depends_on_extractor(dataset: PackedDataset, tmp_pat
     g = tiny_generator()
     a, b = CountingFeatures(seed=0), CountingFeatures(seed=1)
     b.extractor_id = "test-random-conv-seed1"
-    evaluate(g, dataset, ["fid2k"], num_fake=16, cache_dir=tmp_path, feature_extractor=a)
-    evaluate(g, dataset, ["fid2k"], num_fake=16, cache_dir=tmp_path, feature_extractor=b)
+    evaluate(g, dataset, ["fid2k"], num_fake=16, cache_dir=tmp_path, feature_extractor=a, real_split="all")
+    evaluate(g, dataset, ["fid2k"], num_fake=16, cache_dir=tmp_path, feature_extractor=b, real_split="all")
     assert b.images == len(dataset) + 16  # no stale reuse of a's features
     assert len(list(tmp_path.glob("real-*.npz"))) == 2
 
@@ -652,11 +665,11 @@ def test_evaluate_generates_the_pixel_measures_faces_once(dataset: PackedDataset
     made: list[int] = []
     hook = g.register_forward_hook(lambda module, args, out: made.append(len(out)))
     try:
-        together = evaluate(g, dataset, ["swd", "c2st", "prdc"], num_fake=40, seed=3)
+        together = evaluate(g, dataset, ["swd", "c2st", "prdc"], num_fake=40, seed=3, real_split="all")
         assert sum(made) == 40
         alone: dict[str, float] = {}
         for name in ("swd", "c2st", "prdc"):
-            alone.update(evaluate(g, dataset, [name], num_fake=40, seed=3))
+            alone.update(evaluate(g, dataset, [name], num_fake=40, seed=3, real_split="all"))
     finally:
         hook.remove()
     assert together == alone

@@ -26,11 +26,13 @@ from facegan.metrics.cache import (
     load_real_stats,
     save_real_stats,
 )
+from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.frechet import frechet_distance, gaussian_stats
 from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
 from facegan.metrics.kid import kid
-from facegan.metrics.prdc import RandomEmbedding, embed, prdc
+from facegan.metrics.prdc import embed, prdc
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
+from facegan.metrics.reference import Reference, embedding_for, reference, rows_digest
 from facegan.metrics.swd import swd
 from facegan.models import Generator
 
@@ -66,11 +68,15 @@ def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Ite
         yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start:start + batch_size]]))
 
 
-def fake_batches(g: Generator, seeds: list[int], batch_size: int, truncation: float | None = None
-                 ) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face)."""
+def fake_batches(g: Generator | np.ndarray, seeds: list[int], batch_size: int,
+                 truncation: float | None = None) -> Iterator[torch.Tensor]:
+    """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face); for an image
+    array (`evaluate --fakes`) the "seeds" are its rows."""
     for start in range(0, len(seeds), batch_size):
-        yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size, truncation))
+        if isinstance(g, np.ndarray):
+            yield torch.from_numpy(np.ascontiguousarray(g[seeds[start:start + batch_size]]))
+        else:
+            yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size, truncation))
 
 
 def extract_features(
@@ -111,19 +117,24 @@ def real_stats(
     batch_size: int = 256,
     progress: bool = False,
     cancel: Callable[[], bool] | None = None,
+    ref: Reference | None = None,
 ) -> RealStats:
-    """Features and statistics of the real images a protocol with cap `max_real` uses, from the
-    cache when available (see facegan.metrics.cache); extractors without an id are not cached."""
+    """Features and statistics of the real images a protocol with cap `max_real` uses (of the rows of
+    `ref`, default all), from the cache when available (see facegan.metrics.cache); extractors without
+    an id are not cached."""
     ext_id = extractor_id(extractor)
+    rows = ref.rows if ref is not None else np.arange(len(ds))
     key = path = None
     if ext_id is not None:
         key = cache_key(ds.content_hash, max_real, ext_id)
+        if ref is not None and ref.split != "all":  # the old key still names "all images", so it stays valid
+            key["rows"] = f"{ref.split}-{rows_digest(rows)}"
         folder = Path(cache_dir) if cache_dir is not None else default_metrics_cache_dir()
         path = cache_path(folder, key)
         cached = load_real_stats(path, key)
         if cached is not None:
             return cached
-    idx = real_indices(len(ds), max_real)
+    idx = rows[real_indices(len(rows), max_real)]
     feats = extract_features(extractor, cancellable(real_batches(ds, idx, batch_size), cancel),
                              device=device,
                              total=len(idx), desc=f"real features ({len(idx)})", progress=progress)
@@ -137,7 +148,7 @@ def real_stats(
 
 
 def evaluate(
-    generator: Generator,
+    generator: Generator | np.ndarray,
     dataset: PackedDataset,
     metrics: list[str],
     *,
@@ -151,6 +162,8 @@ def evaluate(
     progress: bool = False,
     truncation: float | None = None,
     cancel: Callable[[], bool] | None = None,
+    real_split: str = "auto",
+    embedding: FaceEmbedding | str | Path | None = None,
 ) -> dict[str, float]:
     """Measure `generator` against `dataset` under named protocols (see facegan.metrics.PROTOCOLS).
 
@@ -172,6 +185,13 @@ def evaluate(
     it as `feature_extractor` (its `extractor_id` keeps the cache valid) rather than reload it.
     `cancel` is asked between batches; when it returns True, EvaluationCancelled is raised within one
     batch's work (a training run passes its stop flag, so SIGTERM never waits for a whole evaluation).
+
+    Real images are the rows of `real_split` (facegan.metrics.reference: by default the held-out split,
+    or all images for data prepared without one); the result carries "real_heldout" (1/0) and each
+    protocol's real count "<name>_real_n". `generator` may instead be a uint8 image array (N, 3, S, S)
+    (`facegan evaluate --fakes`): then each protocol uses up to N of them, and the result carries
+    "num_fake". PRDC runs in the face embedding `embedding` (a FaceEmbedding or a file), by default
+    `embedding_for(dataset)`.
     """
     protocols = parse_metrics(metrics)
     if num_fake is not None and num_fake < 2:
@@ -181,13 +201,18 @@ def evaluate(
     if batch_size < 1:
         raise FaceganError(f"--batch-size must be >= 1, got {batch_size}")
     check_truncation(truncation)  # before any work
+    ref = reference(dataset, real_split)
+    if len(ref.rows) < 2:
+        raise FaceganError(f"the {ref.split} split has {len(ref.rows)} image(s); metrics need at least 2")
     if len(dataset) < 2:
         raise FaceganError(f"the dataset has {len(dataset)} image(s); metrics need at least 2")
-    if dataset.size != generator.cfg.size:
+    made = int(generator.shape[-1]) if isinstance(generator, np.ndarray) else generator.cfg.size
+    if dataset.size != made:
         raise FaceganError(
-            f"the dataset is {dataset.size}px but the generator makes {generator.cfg.size}px "
-            f"images; evaluate against data prepared at --size {generator.cfg.size}"
+            f"the dataset is {dataset.size}px but the generator makes {made}px "
+            f"images; evaluate against data prepared at --size {made}"
         )
+
     feature_protocols = [p for p in protocols if p.kind in ("fid", "kid")]
     extractor = feature_extractor
     if feature_protocols and extractor is None:
@@ -195,19 +220,26 @@ def evaluate(
         extractor = inception_extractor(inception_weights, device)
 
     def n_fake(p: Protocol) -> int:
-        return num_fake if num_fake is not None else p.num_fake
+        n = num_fake if num_fake is not None else p.num_fake
+        # A folder of fakes has N images: every protocol uses at most that many.
+        return min(n, len(generator)) if isinstance(generator, np.ndarray) else n
+
+    def first_seeds(n: int) -> list[int]:  # a folder's rows start at 0, a generator's at `seed`
+        start = 0 if isinstance(generator, np.ndarray) else seed
+        return list(range(start, start + n))
 
     def generated(seeds: list[int]) -> Iterator[torch.Tensor]:
         return cancellable(fake_batches(generator, seeds, batch_size, truncation), cancel)
 
-    results: dict[str, float] = {}
-    was_training = generator.training
-    generator.eval()
+    results: dict[str, float] = {"real_heldout": float(ref.split == "heldout")}
+    was_training = isinstance(generator, torch.nn.Module) and generator.training
+    if isinstance(generator, torch.nn.Module):
+        generator.eval()
     try:
         if feature_protocols:
             assert extractor is not None
             # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
-            seeds = list(range(seed, seed + max(n_fake(p) for p in feature_protocols)))
+            seeds = first_seeds(max(n_fake(p) for p in feature_protocols))
             fake = extract_features(
                 extractor, generated(seeds), device=device,
                 total=len(seeds), desc=f"generated features ({len(seeds)})", progress=progress,
@@ -217,8 +249,9 @@ def evaluate(
                 if p.max_real not in reals:
                     reals[p.max_real] = real_stats(dataset, p.max_real, extractor, device=device,
                                                    cache_dir=cache_dir, batch_size=batch_size,
-                                                   progress=progress, cancel=cancel)
+                                                   progress=progress, cancel=cancel, ref=ref)
                 real, f = reals[p.max_real], fake[:n_fake(p)]
+                results[f"{p.name}_real_n"] = float(len(real.features))
                 if p.kind == "fid":
                     results[p.name] = frechet_distance(real.mu, real.sigma, *gaussian_stats(f))
                 else:
@@ -229,32 +262,39 @@ def evaluate(
         # The pixel-space measures (SWD, C2ST, PRDC) all use the faces of seeds `seed`, `seed`+1, …,
         # each a prefix of them, so one generated pass serves all three (it was one pass each).
         pixel_protocols = [p for p in protocols if p.kind in ("swd", "c2st", "prdc")]
-        n_pixel = max((min(n_fake(p), len(dataset)) for p in pixel_protocols), default=0)
-        fake_img = torch.cat(list(generated(list(range(seed, seed + n_pixel))))) if n_pixel else None
+        # Each compares n fakes with n reals (n capped by the split's size).
+        n_pixel = max((min(n_fake(p), len(ref.rows)) for p in pixel_protocols), default=0)
+        fake_img = torch.cat(list(generated(first_seeds(n_pixel)))) if n_pixel else None
         for p in pixel_protocols:
             assert fake_img is not None
-            n = min(n_fake(p), len(dataset))
+            n = min(n_fake(p), len(ref.rows))
+            real_rows = ref.rows[real_indices(len(ref.rows), n)]
+            results[f"{p.name}_real_n"] = float(n)
             if p.kind == "swd":
-                real_img = torch.from_numpy(dataset.images[real_indices(len(dataset), n)])
+                real_img = torch.from_numpy(dataset.images[real_rows])
                 results.update({k.replace("swd", p.name, 1): v
                                 for k, v in swd(real_img, fake_img[:n], seed=seed).items()})
             if p.kind == "c2st":
-                real_img = dataset.images[real_indices(len(dataset), n)]
+                real_img = dataset.images[real_rows]
                 res = c2st(real_img, fake_img[:n], seed=seed, device=device,
                            check=lambda: check_cancel(cancel))
                 results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
                 results[f"{p.name}_n"] = float(res.n_test)
             if p.kind == "prdc":
-                embedding = RandomEmbedding().to(device)
-                real_rows = real_indices(len(dataset), n)
+                if not isinstance(embedding, FaceEmbedding):
+                    embedding = embedding_for(dataset, embedding, progress=progress)
+                net = embedding.to(device)
                 reals = cancellable(real_batches(dataset, real_rows, batch_size), cancel)
-                real_feats = embed(embedding, reals)
-                fake_feats = embed(embedding, cancellable(fake_img[:n].split(batch_size), cancel))
+                real_feats = embed(net, reals)
+                fake_feats = embed(net, cancellable(fake_img[:n].split(batch_size), cancel))
                 results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
     finally:
-        generator.train(was_training)
-    if num_fake is not None:
-        results["num_fake"] = float(num_fake)
+        if isinstance(generator, torch.nn.Module):
+            generator.train(was_training)
+    if num_fake is not None or isinstance(generator, np.ndarray):
+        results["num_fake"] = float(num_fake if num_fake is not None else len(generator))
+        if isinstance(generator, np.ndarray):
+            results["num_fake"] = float(min(results["num_fake"], len(generator)))
     if truncation is not None:
         results["truncation"] = float(truncation)
     return results

@@ -44,8 +44,8 @@ class RandomEmbedding(nn.Module):
         return self.net(x).float()
 
 
-def embed(model: RandomEmbedding, batches: Iterable[torch.Tensor]) -> np.ndarray:
-    """Features of uint8 image batches as one float32 array (N, 512) on the CPU."""
+def embed(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:
+    """Features of uint8 image batches as one float32 array (N, D) on the CPU."""
     return torch.cat([model(b).cpu() for b in batches]).numpy().astype(np.float32)
 
 

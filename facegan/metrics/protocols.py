@@ -49,9 +49,40 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("swd", "swd", 2_000, 2_000,
              "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download"),
     Protocol("prdc", "prdc", 2_000, 2_000,
-             "precision/recall/density/coverage (k=5), 2k vs 2k in a seeded random ResNet-18 embedding; "
-             "no download"),
+             "precision/recall/density/coverage (k=5), 2k vs 2k in a face embedding trained on the "
+             "training split (facegan.metrics.embedding); no download"),
 )}
+
+
+# How to read each figure: what it measures (fidelity, diversity, or both in one distance) and which way
+# is better. Precision and density carry a warning: measured on CelebA 64 px, Gaussian pixel noise
+# (sigma 32/255) *raises* them above the reals' own (0.983 vs 0.963), so they are overlap with the real
+# manifold, not a quality score; blur lowers them in the trained embedding (0.943 vs 0.963).
+READINGS: dict[str, str] = {
+    "fid": "fidelity and diversity in one distance; lower is better",
+    "kid_mean": "fidelity and diversity in one distance; lower is better",
+    "swd": "fidelity and diversity (7x7 patch statistics) in one distance; lower is better",
+    "c2st_acc": "fidelity: a classifier's accuracy at telling fakes from reals; 0.5 is ideal",
+    "prdc_precision": "fidelity: share of fakes inside the reals' k-NN balls; near the reals' own value is "
+                      "ideal (noise raises it, so higher is not better)",
+    "prdc_density": "fidelity: k-NN ball hits per fake / k; about 1 for reals (noise raises it)",
+    "prdc_recall": "diversity: share of reals inside the fakes' k-NN balls; higher is better",
+    "prdc_coverage": "diversity: share of reals with a fake in their k-NN ball; higher is better",
+    "nearest_ratio": "memorisation: median distance to training / to held-out faces; about 1 is healthy, "
+                     "towards 0 means copying",
+}
+
+
+def readings(results: dict[str, float]) -> dict[str, str]:
+    """For each figure in `results` that has one, how to read it (see READINGS)."""
+    out = {}
+    for key in results:
+        name, _, tail = key.partition("_")
+        kind = PROTOCOLS[name].kind if name in PROTOCOLS else name
+        candidate = f"{kind}_{tail}" if tail else kind
+        if candidate in READINGS:
+            out[key] = READINGS[candidate]
+    return out
 
 
 def get_protocol(name: str) -> Protocol:
