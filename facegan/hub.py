@@ -215,7 +215,7 @@ def _usage(name: str | None) -> str:
 ## Use it
 
 ```bash
-pip install facegan
+# facegan is not on PyPI: install it from its repository (in a clone: pip install -e .)
 facegan generate --checkpoint <this folder> --n 16 --out faces.png
 ```
 

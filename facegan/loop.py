@@ -145,6 +145,8 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         step = load_training_state(ckpt, str(ckpt_path), cfg, g, d, ema, training.opt_g, training.opt_d,
                                     training.scaler, training.step_rng, dist)
         best = ckpt.get("best") or None
+        if not quiet:
+            print(f"resuming {ckpt_path} from step {step} (of {total_steps})", file=sys.stderr)
 
     def open_run_dir() -> Path:  # rank 0 only: the run folder and everything in it are rank 0's
         if ckpt is not None and ckpt_path.parent.name == "checkpoints":
