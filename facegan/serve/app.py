@@ -51,7 +51,7 @@ def build_app(generators: dict[str, nn.Module], device: torch.device | str = "cp
 
     app = FastAPI(title="facegan", version=__version__, docs_url=None, redoc_url=None,
                   lifespan=lifespan,
-                  description="This face does not exist: faces from facegan generators (DCGAN and R3GAN-style), by seed.")
+                  description="This face does not exist: faces from facegan generators, by seed.")
     app.state.server, app.state.page = server, page  # what the routes read (facegan/serve/routes.py)
     # Outermost last: security headers on every answer, the guard's refusals included.
     app.add_middleware(RelativeRedirects)
