@@ -1,5 +1,12 @@
 """A residual G and D without normalisation, in the style of R3GAN (Huang et al. 2024, "The GAN is dead;
-long live the GAN! A Modern GAN Baseline").
+long live the GAN! A Modern GAN Baseline") — a small sketch of its ideas, not a reproduction.
+
+What differs from the paper's networks and schedule (so results here say nothing about R3GAN's):
+far smaller (at the shipped 64 px, ngf = ndf = 32: 0.95 M / 0.54 M parameters for G / D; ngf 64:
+2.7 M / 1.9 M; the paper's are about 22 M each), widths that halve at every stage (the DCGAN's), one
+block per stage, R1/R2 applied lazily every 16 steps, constant γ, learning rate, β2 and EMA (the
+paper schedules them), DiffAugment (`--diffaug`) where the paper uses none at this scale, average-pool
+down-sampling in D, and leaky ReLUs after G's basis and D's input and basis layers.
 
 Both networks are stacks of stages, one per resolution from 4×4 to the image size (so depth follows
 `--size` as in the DCGAN). A stage is one or more residual blocks
@@ -36,7 +43,7 @@ LRELU_SLOPE = 0.2
 
 
 def stage_widths(size: int, base: int) -> list[int]:
-    """Channels at each resolution 4, 8, …, size, e.g. 64 px, base 32 → [256, 256, 128, 64, 32]."""
+    """Channels at each resolution 4, 8, …, size, e.g. 64 px, base 32 → [256, 128, 64, 32, 16]."""
     n = int(math.log2(size)) - 1  # stages 4 … size
     widths = [base * min(2 ** (n - 2 - i), 8) for i in range(n - 1)]  # 4 … size/2, as in the DCGAN
     return [*widths, max(base // 2, GROUP_WIDTH // EXPANSION)]
