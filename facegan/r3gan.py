@@ -5,7 +5,7 @@ What differs from the paper's networks and schedule (so results here say nothing
 far smaller (at the shipped 64 px, ngf = ndf = 32: 0.95 M / 0.54 M parameters for G / D; ngf 64:
 2.7 M / 1.9 M; the paper's are about 22 M each), widths that halve at every stage (the DCGAN's), one
 block per stage, R1/R2 applied lazily every 16 steps, constant γ, learning rate, β2 and EMA (the
-paper schedules them), DiffAugment (`--diffaug`) where the paper uses none at this scale, average-pool
+paper schedules them), DiffAugment (`--diffaug`) where the paper uses ADA's augmentation, average-pool
 down-sampling in D, and leaky ReLUs after G's basis and D's input and basis layers.
 
 Both networks are stacks of stages, one per resolution from 4×4 to the image size (so depth follows
