@@ -38,7 +38,8 @@ def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "auto") -> 
 
 
 def generator(source: str, device: str = "cpu", amp: str = "auto") -> Any:
-    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder or repo id."""
+    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder, or a Hub repo
+    named "hf:owner/name" (a bare "owner/name" is a local path only)."""
     import facegan
 
     return facegan.load(source, device=device, amp=amp)
