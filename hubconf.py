@@ -40,7 +40,8 @@ def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> A
 
 
 def generator(path: str, device: str = "cpu", amp: str = "off") -> Any:
-    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder or repo id.
+    """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder, or a Hub repo
+    named "hf:owner/name" (a bare "owner/name" is a local path only).
 
     The parameter is `path`, not `source`: torch.hub.load takes `source=` ("github" | "local") itself,
     so `torch.hub.load(repo, "generator", path="G.safetensors")` is how to name the file."""

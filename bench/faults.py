@@ -303,6 +303,42 @@ def _metric_cache_full(mnt: Path, data: Path, say: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- (c) hostile input
 
 
+def crafted_files(bad: Path) -> dict[str, Path]:
+    """Hostile files a user may be handed (issue M): a .pt zip bomb, configs nested past the recursion
+    limit, a YAML alias bomb, a checkpoint with step -5, and FIFOs where files belong."""
+    import zipfile
+
+    from safetensors.torch import save_file
+
+    from facegan.checkpoint import CONFIG_KEY, FORMAT, save_checkpoint
+    from facegan.config import ModelConfig, RunConfig
+    from facegan.models import build_models
+
+    small = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
+    g, d = build_models(small)
+    state = {"format": FORMAT, "config": RunConfig(model=small).to_dict(), "step": 1, "G": g.state_dict(),
+             "D": d.state_dict()}
+    out = {name: bad / name for name in ("bomb.pt", "deep.safetensors", "alias.yaml", "deep.yaml",
+                                         "fifo.safetensors", "fifo.yaml")}
+    plain = bad / "plain.pt"
+    torch.save({**state, "G": {"main.0.weight": torch.zeros(64 * 2**20)}}, plain)  # 256 MiB, deflated
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(out["bomb.pt"], "w") as zipped:
+        for info in src.infolist():
+            zipped.writestr(info.filename, src.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    plain.unlink()
+    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(out["deep.safetensors"]),
+              metadata={CONFIG_KEY: "[" * 100_000 + "]" * 100_000, "format": "facegan-generator"})
+    anchors = ['&a0 ["x","x","x","x","x","x","x","x","x"]']
+    anchors += [f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    out["alias.yaml"].write_text("model:\n  ngf: [" + ", ".join(anchors) + "]\n")  # 9^9 strings, 400 B
+    out["deep.yaml"].write_text("model:\n  ngf: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    out["step.pt"] = save_checkpoint(bad / "step", {**state, "step": -5}, 1, keep=1)
+    for name in ("fifo.safetensors", "fifo.yaml"):
+        out[name].unlink(missing_ok=True)
+        os.mkfifo(out[name])
+    return out
+
+
 def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
     """(name, argv) of hostile command lines, with the files they need made in `work`."""
     bad = work / "bad"
@@ -374,6 +410,23 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
         ("generate --checkpoint ''", ["generate", "--checkpoint", ""]),
         ("unknown command", ["frobnicate"]),
         ("unknown flag", ["train", "--frobnicate"]),
+        ("train --ngf 4096 --dry-run", ["train", "--ngf", "4096", "--dry-run"]),
+        ("train --ngf 1024 --dry-run (64 px)", ["train", "--ngf", "1024", "--dry-run"]),
+    ]
+    crafted = crafted_files(bad)
+    out = str(bad / "x.png")
+    cases += [
+        ("generate --checkpoint .pt zip bomb", ["generate", "--checkpoint", str(crafted["bomb.pt"]),
+                                                "--out", out]),
+        ("generate --checkpoint config 10^5 deep", ["generate", "--checkpoint",
+                                                    str(crafted["deep.safetensors"]), "--out", out]),
+        ("generate --checkpoint FIFO", ["generate", "--checkpoint", str(crafted["fifo.safetensors"]),
+                                        "--out", out]),
+        ("train --config YAML alias bomb", ["train", "--config", str(crafted["alias.yaml"]), "--dry-run"]),
+        ("train --config YAML 10^5 deep", ["train", "--config", str(crafted["deep.yaml"]), "--dry-run"]),
+        ("train --config FIFO", ["train", "--config", str(crafted["fifo.yaml"]), "--dry-run"]),
+        ("train --resume step -5", ["train", "--resume", str(crafted["step.pt"]), "--outdir",
+                                    str(bad / "runs")]),
     ]
     if ref is not None:
         cases += [

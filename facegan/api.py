@@ -2,7 +2,7 @@
 
     import facegan
 
-    g = facegan.load("celeba64")                    # shipped name, file, run folder, Hub folder or repo id
+    g = facegan.load("celeba64")             # shipped name, file, run folder, Hub folder or "hf:owner/name"
     faces = g.generate(seeds=range(8), truncation=1.5)     # list of PIL images
     walk = g.interpolate(seeds=[3, 17], frames=12)         # the frames of a latent walk
     result = facegan.train(preset="tiny", steps=200)       # a run folder, like `facegan train`
@@ -15,6 +15,8 @@ exactly as `facegan generate` and the server draw it.
 from __future__ import annotations
 
 import operator
+import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -112,8 +114,8 @@ class Generator(nn.Module):
                         amp: str = INFERENCE_AMP_DEFAULT,
                         revision: str | None = None, token: str | bool | None = None,
                         local_files_only: bool = False) -> Generator:
-        """Load a Hub repo id ("user/name", downloaded into the Hub cache) or a local Hub-layout folder
-        through huggingface_hub (needs `facegan[hub]`)."""
+        """Load a Hub repo ("hf:owner/name", downloaded into the Hub cache) or a local Hub-layout folder
+        through huggingface_hub (needs `facegan[hub]`). A bare "owner/name" is a local path only."""
         model = _hub().from_pretrained(repo_or_folder, device=device, amp=amp, revision=revision, token=token,
                                        local_files_only=local_files_only)
         return cls(model, str(repo_or_folder))
@@ -122,25 +124,50 @@ class Generator(nn.Module):
 def load(source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DEFAULT,
          revision: str | None = None) -> Generator:
     """A ready generator from a shipped name ("celeba64", "anime64"), a checkpoint (.pt), a run folder,
-    an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo id ("user/name").
+    an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo named explicitly as
+    "hf:owner/name".
 
-    `amp` "off" (default, as the CLI, torch.hub and the page) is exact fp32; "auto" uses the device's
-    fast inference path (bf16 on CPUs with native bf16 and on CUDA). `revision` picks a Hub revision."""
+    Anything else is a local path and only that: "runs/typo" that does not exist is an error, never a
+    Hub lookup (a squatted repository of that name could answer). `amp` "off" (default, as the CLI,
+    torch.hub and the page) is exact fp32; "auto" uses the device's fast inference path (bf16 on CPUs
+    with native bf16 and on CUDA). `revision` picks a Hub revision."""
     from facegan import pretrained
 
     text = str(source)
     if not text.strip():  # Path("") is the current folder, which would report a missing latest.pt
         raise FaceganError("no generator given: name a shipped one (celeba64, anime64), a file, a run "
-                           "folder or a Hub repo id")
+                           "folder or a Hub repo as hf:owner/name")
+    if is_hub_id(text):
+        return Generator.from_pretrained(text, device=device, amp=amp, revision=revision)
     if text in pretrained.available():
         return Generator(load_generator(pretrained.path(text), device, amp), text)
-    if Path(text).exists():
+    if os.path.lexists(text):
         return Generator(load_generator(text, device, amp), text)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
-        return Generator.from_pretrained(text, device=device, amp=amp, revision=revision)
-    shipped = ", ".join(pretrained.available())
-    raise FaceganError(f"{text!r} is not a file or folder, a shipped generator ({shipped}) or a Hub repo id "
-                       f"(user/name)")
+    raise FaceganError(not_found(text))
+
+
+HUB_PREFIX = "hf:"
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether `text` names a Hub repo explicitly ("hf:..."); a malformed id is one line."""
+    if not text.startswith(HUB_PREFIX):
+        return False
+    repo = text[len(HUB_PREFIX):]
+    if not _REPO_ID.fullmatch(repo) or ".." in repo:
+        raise FaceganError(f"{text!r} is not a Hub repo id; write hf:owner/name")
+    return True
+
+
+def not_found(text: str) -> str:
+    """The one line for a source that is neither a shipped name, a Hub id nor an existing path."""
+    from facegan import pretrained
+
+    hint = f"; for the Hugging Face Hub write hf:{text}" if _REPO_ID.fullmatch(text) else \
+        "; a Hugging Face Hub repo is written hf:owner/name"
+    return (f"{text!r} is not a file or folder here, nor a shipped generator "
+            f"({', '.join(pretrained.available())}){hint}")
 
 
 def export(model: nn.Module, out: str | Path, format: str | None = None, *, source: str | None = None,

@@ -23,13 +23,14 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from facegan import __version__
 from facegan.config import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
 from facegan.errors import FaceganError
 from facegan.files import atomic_write, remove_stale_temps, temp_path, write_error
+from facegan.untrusted import check_depth, check_zip_records, open_regular, parse_json
 
 FORMAT = "facegan-checkpoint"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -168,23 +169,36 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a facegan training checkpoint safely (weights_only) or fail with one clear line."""
+    """Load a facegan training checkpoint safely or fail with one clear line.
+
+    Only a regular file is opened, and that one descriptor is read. The zip's central directory is
+    checked before torch reads a record (no compressed records, no more bytes than the largest model
+    needs); then `torch.load(weights_only=True)` (tensors and plain data, never code); then every field,
+    and the records' size against what the file's own config implies (facegan.ckpt_fields)."""
+    from facegan.ckpt_fields import MAX_CHECKPOINT_BYTES, check_fields, check_records
+
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / LATEST if (path / "checkpoints").is_dir() else path / LATEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise FaceganError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise FaceganError(
-            f"{str(path)!r} is not a readable facegan checkpoint ({reason}); it may be truncated or "
-            f"not a checkpoint at all — use another file from the run's checkpoints/ folder"
-        ) from None
+    where = repr(str(path))
+    with open_regular(path, "checkpoint") as fh:
+        total = check_zip_records(fh, where, MAX_CHECKPOINT_BYTES)
+        try:
+            ckpt = torch.load(fh, map_location=map_location, weights_only=True)
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise FaceganError(
+                f"{where} is not a readable facegan checkpoint ({reason}); it may be truncated or "
+                f"not a checkpoint at all — use another file from the run's checkpoints/ folder"
+            ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise FaceganError(f"{str(path)!r} is not a facegan checkpoint (no facegan format marker)")
+        raise FaceganError(f"{where} is not a facegan checkpoint (no facegan format marker)")
+    check_depth(ckpt, where)  # before anything recursive (the config's migration deep-copies it)
+    if "config" in ckpt:  # a file without one is refused where its config is needed
+        check_records(total, checkpoint_config(ckpt, path).model, ckpt, where)
+    check_fields(ckpt, where)
     return ckpt
 
 
@@ -246,6 +260,7 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, sou
 # ----------------------------------------------------------------------------- generator export
 
 CONFIG_KEY = "facegan_model_config"
+MAX_HEADER = 2**20  # a generator's safetensors header (tensor names, shapes, config) is a few KB
 
 
 def export_generator(g: nn.Module, cfg: ModelConfig, path: str | Path,
@@ -267,23 +282,43 @@ def export_generator(g: nn.Module, cfg: ModelConfig, path: str | Path,
 
 
 def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """(config, state_dict) of an exported generator."""
-    from safetensors import safe_open
+    """(config, state_dict) of an exported generator.
 
+    The file is opened once, as a regular file, and parsed from those bytes: the header and the config
+    in its metadata are bounded in size and nesting and the config checked (its model size included)
+    before the tensors are read, and the file may be no larger than that config's weights."""
+    from facegan.sizes import estimate_params
+
+    where = repr(str(path))
+    with open_regular(path, "export") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= length <= MAX_HEADER or length > size - 8:
+            raise FaceganError(f"{where} is not a readable safetensors file (a header of {length:,} bytes "
+                               f"in a file of {size:,})")
+        try:
+            header = parse_json(fh.read(length).decode("utf-8"), f"{where}'s header", MAX_HEADER)
+        except UnicodeDecodeError:
+            raise FaceganError(f"{where} is not a readable safetensors file (its header is not text)"
+                               ) from None
+        meta = header.get("__metadata__") if isinstance(header, dict) else None
+        if not isinstance(meta, dict) or not isinstance(meta.get(CONFIG_KEY), str):
+            raise FaceganError(f"{where} has no facegan generator config in its metadata")
+        # The config is checked before the tensors are read, so a bad one costs no memory.
+        try:
+            raw = parse_json(meta[CONFIG_KEY], f"{where}'s generator config")
+            cfg = ModelConfig(**raw)
+        except (TypeError, ValueError, FaceganError) as err:
+            raise FaceganError(f"{where} has an invalid generator config ({err})") from None
+        n_g, _ = estimate_params(cfg.size, cfg.latent_dim, cfg.ngf, cfg.ndf, cfg.channels)
+        if size > 8 + length + 4 * n_g + 2**20:  # float32 weights at most, plus a little alignment
+            raise FaceganError(f"{where} is {size:,} bytes, more than its config's generator needs; it "
+                               f"carries data facegan never writes")
+        fh.seek(0)
+        data = fh.read()
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise FaceganError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
-    if CONFIG_KEY not in meta:
-        raise FaceganError(f"{str(path)!r} has no facegan generator config in its metadata")
-    # The config is checked before the tensors are read, so a bad one costs no memory.
-    try:
-        cfg = ModelConfig(**json.loads(meta[CONFIG_KEY]))
-    except (TypeError, ValueError, FaceganError) as err:
-        raise FaceganError(f"{str(path)!r} has an invalid generator config ({err})") from None
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise FaceganError(f"{str(path)!r} is not a readable safetensors file ({err})") from None
+        tensors = load(data)
+    except (SafetensorError, ValueError) as err:
+        raise FaceganError(f"{where} is not a readable safetensors file ({err})") from None
     return cfg, tensors

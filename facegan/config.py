@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from facegan.errors import FaceganError
+from facegan.sizes import check_model_size
+from facegan.untrusted import MAX_CONFIG_BYTES, parse_yaml, read_regular
 
 SIZES = (32, 64, 128, 256)
 ARCHS = ("dcgan", "r3gan")
@@ -64,8 +66,11 @@ def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, 
 
 
 # The widest network facegan builds: a config read from a file (a checkpoint, an export, a YAML) is
-# untrusted, and `ngf: 1000000` would otherwise try to allocate terabytes before any other check.
-MAX_WIDTH = 4096
+# untrusted, and `ngf: 1000000` would otherwise try to allocate terabytes before any other check. 1024 is
+# a model that trains (at 32 px with a narrower D); whether a whole config fits is checked by
+# `sizes.check_model_size`, from the config alone.
+MAX_WIDTH = 1024
+MAX_LATENT = 4096
 
 
 def _check_choices(obj: Any) -> None:
@@ -77,7 +82,7 @@ def _check_choices(obj: Any) -> None:
         base, optional = _field_types(type(obj))[f.name]
         if not ((value is None and optional) or _is_a(value, base)):
             want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
-            raise FaceganError(f"{flag} must be {want}{' or null' if optional else ''}, got {value!r}")
+            raise FaceganError(f"{flag} must be {want}{' or null' if optional else ''}, got {_shown(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             # NaN compares false with every bound below, so it would pass them all (an infinite EMA
             # half-life would freeze the averaged G at its initialisation).
@@ -87,7 +92,13 @@ def _check_choices(obj: Any) -> None:
             raise FaceganError(f"{flag} must be at most {top}, got {value}")
         allowed = f.metadata.get("choices")
         if allowed is not None and value not in allowed:
-            raise FaceganError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+            raise FaceganError(f"{flag} must be one of {', '.join(allowed)}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value for an error line: its repr, cut short (a config file's value may be a long list)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_a(value: Any, base: type) -> bool:
@@ -118,7 +129,7 @@ class ModelConfig:
     """
 
     size: int = setting(64, "image size: 32, 64, 128 or 256 (one network stage per doubling)")
-    latent_dim: int = setting(100, "length of z", max=MAX_WIDTH)
+    latent_dim: int = setting(100, "length of z", max=MAX_LATENT)
     ngf: int = setting(64, "generator width", max=MAX_WIDTH)
     ndf: int = setting(64, "discriminator width", max=MAX_WIDTH)
     # Not a flag: every dataset facegan prepares is RGB.
@@ -138,6 +149,10 @@ class ModelConfig:
         for name in ("latent_dim", "ngf", "ndf", "channels"):
             if getattr(self, name) < 1:
                 raise FaceganError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        try:  # before anything is built: a size the machine cannot hold is one line, not an allocator crash
+            check_model_size(self.size, self.latent_dim, self.ngf, self.ndf, self.channels)
+        except ValueError as err:
+            raise FaceganError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -467,23 +482,16 @@ def _coerce(kind: type, name: str, value: Any, where: str, section: str) -> Any:
         return value
     want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
     raise FaceganError(f"{where}: {section}.{name} must be {want}{' or null' if optional else ''}, "
-                       f"got {value!r}")
+                       f"got {_shown(value)}")
 
 
 def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
     """A config file's text → {"preset"?, "schema"?, section: {field: value}}, every key checked.
 
     Partial files are fine (what they leave out comes from the preset); an unknown key is one line
-    naming it, so a typo never passes silently."""
-    import yaml
-
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or err
-        raise FaceganError(f"{where} is not valid YAML ({problem}{at})") from None
+    naming it, so a typo never passes silently. Size and nesting are bounded and YAML aliases refused
+    before anything is built from the text (facegan.untrusted.parse_yaml)."""
+    raw = parse_yaml(text, where)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise FaceganError(f"{where} must hold a mapping of config sections, not a {type(raw).__name__}")
@@ -497,12 +505,12 @@ def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
             out[key] = value
         elif key == "preset":
             if not isinstance(value, str):
-                raise FaceganError(f"{where}: preset must be a preset name, got {value!r}")
+                raise FaceganError(f"{where}: preset must be a preset name, got {_shown(value)}")
             out[key] = value
         elif key in kinds:
             value = {} if value is None else value
             if not isinstance(value, dict):
-                raise FaceganError(f"{where}: {key} must be a mapping of its settings, got {value!r}")
+                raise FaceganError(f"{where}: {key} must be a mapping of its settings, got {_shown(value)}")
             known = [f.name for f in fields(kinds[key])]
             for name in value:
                 if name not in known:
@@ -515,12 +523,12 @@ def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read and check a `--config` YAML file (see `parse_config_yaml`)."""
+    """Read and check a `--config` YAML file (see `parse_config_yaml`); a FIFO or device is refused
+    rather than waited on, and a file larger than any config is refused before it is read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise FaceganError(f"--config {str(path)!r}: cannot read it ({reason})") from None
+        text = read_regular(path, "--config", MAX_CONFIG_BYTES).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FaceganError(f"--config {str(path)!r}: cannot read it ({err})") from None
     return parse_config_yaml(text, str(path))
 
 

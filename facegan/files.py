@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ def atomic_write(path: Path, write: Callable[[Path], Any],
     rename it over `path`. Any failure removes the temp file, leaves `path` as it was and raises one
     FaceganError line: "could not write PATH: reason; " + `then` (with {hint} filled in)."""
     tmp = temp_path(path)
+    # A writer of this same file killed mid-write (SIGKILL, power loss) left its temp file behind.
+    remove_stale_temps(path.parent, path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
@@ -56,6 +60,29 @@ def atomic_write(path: Path, write: Callable[[Path], Any],
             raise  # already one clear line, or Ctrl-C / SystemExit: not a write failure to explain
         raise write_error(path, err, then) from None
     fsync_dir(path.parent)
+
+
+class SideWrites:
+    """The writes a run can do without: sample grids, figures, log records. Each failure (a full disk,
+    a lost mount) is one warning line per kind of write, and the run goes on; its checkpoints, the
+    record that matters, are written and checked on their own."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+
+    def attempt(self, kind: str, write: Callable[[], Any]) -> Any:
+        """`write()`'s result, or None when it failed with an OSError or a failed-write FaceganError."""
+        try:
+            return write()
+        except (OSError, FaceganError) as err:
+            if kind not in self.failed:
+                self.failed.add(kind)
+                reason = write_reason(err) if isinstance(err, OSError) else str(err).split(";")[0]
+                with contextlib.suppress(OSError):  # the terminal may be gone too
+                    print(f"\nwarning: could not write the {kind} ({reason}); training goes on and its "
+                          f"checkpoints are unaffected (further {kind} failures are not reported)",
+                          file=sys.stderr)
+            return None
 
 
 def write_error(path: Path, err: BaseException,
@@ -82,12 +109,14 @@ def write_hint(err: BaseException) -> str:
     return "check the free disk space and that the folder is writable"
 
 
-def remove_stale_temps(folder: Path) -> None:
+def remove_stale_temps(folder: Path, name: str | None = None) -> None:
     """Delete the temp files of writers that died mid-write (SIGKILL, power loss): they are never
-    valid files, and each can be as large as one. A live writer's file (its pid runs) is kept."""
+    valid files, and each can be as large as one. A live writer's file (its pid runs) is kept. With
+    `name`, only the temp files of that file (`.NAME.tmp-PID`): a folder facegan does not own, such
+    as an export's, keeps everything else."""
     if not folder.is_dir():
         return
-    for tmp in folder.glob(f".*{TEMP_MARK}*"):
+    for tmp in folder.glob(f".{glob.escape(name) if name else '*'}{TEMP_MARK}*"):
         pid = tmp.name.rpartition(TEMP_MARK)[2]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue

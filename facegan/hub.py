@@ -104,14 +104,23 @@ class HubGenerator(ModelHubMixin, library_name="facegan", tags=TAGS,
 def from_pretrained(repo_or_dir: str | Path, *, device: str = "cpu", amp: str = "off",
                     revision: str | None = None, token: str | bool | None = None,
                     cache_dir: str | Path | None = None, local_files_only: bool = False) -> nn.Module:
-    """A generator (eval mode) from a Hub repo id (downloaded into the Hub cache) or a local folder."""
+    """A generator (eval mode) from a Hub repo named "hf:owner/name" (downloaded into the Hub cache) or
+    a local folder. Anything without the prefix is a local path only: never looked up on the Hub."""
+    from facegan.api import HUB_PREFIX, is_hub_id, not_found
+
+    text = str(repo_or_dir)
+    if is_hub_id(text):
+        text = text[len(HUB_PREFIX):]
+    elif not Path(text).is_dir():
+        raise FaceganError(not_found(text))
     try:
-        hub = HubGenerator.from_pretrained(str(repo_or_dir), revision=revision, token=token,
+        hub = HubGenerator.from_pretrained(text, revision=revision, token=token,
                                            cache_dir=cache_dir, local_files_only=local_files_only,
                                            device=device, amp=amp)
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
-        # The mixin fetches config.json first and lets a network failure through as it comes.
-        raise FaceganError(_fetch_failed(str(repo_or_dir), err)) from None
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError, RecursionError) as err:
+        # The mixin fetches config.json first and lets a network failure through as it comes (and
+        # json-parses it: a crafted one nested too deep is a RecursionError).
+        raise FaceganError(_fetch_failed(text, err)) from None
     return hub.model
 
 
@@ -221,7 +230,7 @@ facegan generate --checkpoint <this folder> --n 16 --out faces.png
 
 ```python
 import facegan
-g = facegan.load("<user>/<repo>")       # this model on the Hub, or its local folder
+g = facegan.load("hf:<user>/<repo>")    # this model on the Hub (or the path of its local folder)
 faces = g.generate(seeds=range(8))      # PIL images; a seed always names the same face
 ```
 

@@ -36,6 +36,7 @@ from facegan.device import pick_device
 from facegan.distributed import SINGLE, Dist, RelayedError, StopVote, adapt, check_run
 from facegan.distributed import train_step as rank_step
 from facegan.errors import FaceganError
+from facegan.files import SideWrites
 from facegan.generate import grid
 from facegan.guard import GuardState, rampdown_scale, set_lr
 from facegan.perf import for_inference
@@ -229,6 +230,7 @@ class _LoopState:
         # Under torchrun: this process's rank (rank 0 alone holds the logger and the EMA G, and writes),
         # and the vote by which all ranks stop after the same step.
         self.dist, self.vote = dist, StopVote(dist)
+        self.side = logger.side if logger is not None else SideWrites()  # one warning per kind of write
 
     def run(self, step: int, total: int, stop: _StopFlag, quiet: bool) -> int:
         tc = self.cfg.train
@@ -398,12 +400,15 @@ class _LoopState:
         self.g.train()
         return fake
 
-    def sample(self, step: int) -> Path:
+    def sample(self, step: int) -> Path | None:
+        """The fixed-noise grid at `step`, written whole or not at all (a failure is a warning)."""
         fake = self.render(self.fixed_z)
         path = self.run_dir / "samples" / f"step-{step:08d}.png"
-        path.parent.mkdir(exist_ok=True)
         nrow = max(1, int(len(fake) ** 0.5))
-        save_image(fake, path, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
+        write = functools.partial(save_image, fake, nrow=nrow, padding=2, normalize=True,
+                                  value_range=(-1.0, 1.0), format="png")
+        if self.side.attempt("sample grid", lambda: atomic_write(path, write) or True) is None:
+            return None
         self.logger.image("samples/fixed_noise", grid(fake, nrow), step, path)
         return path
 
@@ -452,7 +457,9 @@ class _LoopState:
                                 extra={"step": str(step), "dataset_hash": self.ds.content_hash,
                                        "weights": weights})
         self.logger.artifact(path)
-        plots.rebuild(self.run_dir)
+        # The figures are redrawn from stats.jsonl and samples/ by `facegan plot`: a failure is a warning.
+        self.side.attempt("figures", lambda: plots.rebuild(self.run_dir))
         fake = self.render(self.fixed_z)
-        plots.real_vs_fake(real_sample(self.ds, len(fake), self.cfg.train.seed), fake,
-                           self.run_dir / "real_vs_fake.png", nrow=max(1, int(len(fake) ** 0.5)))
+        self.side.attempt("figures", lambda: plots.real_vs_fake(
+            real_sample(self.ds, len(fake), self.cfg.train.seed), fake, self.run_dir / "real_vs_fake.png",
+            nrow=max(1, int(len(fake) ** 0.5))))

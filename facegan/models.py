@@ -21,14 +21,13 @@ from torch import nn
 
 from facegan.config import GANConfig, ModelConfig
 from facegan.errors import FaceganError
-
-MAX_WIDTH_MULT = 8
+from facegan.sizes import stage_widths
 
 
 def _widths(size: int, base: int) -> list[int]:
-    """Channel widths from the 4×4 stage up to the last hidden stage, e.g. 64px → [8b, 4b, 2b, b]."""
-    n_stages = int(math.log2(size)) - 2  # 4×4 … size/2 × size/2
-    return [base * min(2 ** (n_stages - 1 - i), MAX_WIDTH_MULT) for i in range(n_stages)]
+    """Channel widths from the 4×4 stage up to the last hidden stage, e.g. 64px → [8b, 4b, 2b, b]
+    (facegan.sizes estimates parameters from the same widths)."""
+    return stage_widths(size, base)
 
 
 class Generator(nn.Module):

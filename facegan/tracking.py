@@ -84,10 +84,13 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None,
                  quiet: bool = False) -> None:
+        from facegan.files import SideWrites
         from facegan.trackers import open_trackers
 
         self.run_dir = run_dir
         self.path = run_dir / STATS
+        self.side = SideWrites()  # a failed record is a warning: the run goes on
+        self._torn = False  # a failed write may have left part of a line
         self.use_tb = cfg is None or "tensorboard" in cfg.train.trackers
         self._open(resume_step)
         # Opened once per run: a rollback's rewind reopens stats.jsonl and TensorBoard, not these.
@@ -115,18 +118,19 @@ class RunLogger:
             raise _log_error(self.run_dir, err) from None
 
     def log(self, record: dict[str, Any]) -> None:
-        try:
-            self._log(record)
-        except OSError as err:
-            raise _log_error(self.path, err) from None
+        """Append `record`; on a failed write (disk full) warn once and go on without it."""
+        if self.side.attempt("log record", lambda: self._log(record)) is None:
+            self._torn = True
 
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the run rolled back to a checkpoint there)."""
         self._close_files()
         self._open(step)
 
-    def _log(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
+    def _log(self, record: dict[str, Any]) -> bool:
+        # After a failed write, a newline ends any torn fragment (read_stats skips the bad line).
+        self.file.write(("\n" if self._torn else "") + json.dumps(record) + "\n")
+        self._torn = False
         step = record["step"]
         for key, tag in TB_TAGS.items():
             if key in record and self.tb is not None:
@@ -134,6 +138,7 @@ class RunLogger:
         scalars = {k: v for k, v in record.items()
                    if k not in ("step", "time") and isinstance(v, (int, float))}
         self._fan_out("scalars", scalars, step)
+        return True
 
     def image(self, tag: str, img: Any, step: int, path: Path | None = None) -> None:
         """A sample grid: the image to TensorBoard, its PNG file `path` to the other trackers."""

@@ -23,8 +23,8 @@ SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("ngf", 1_000_000, "--ngf must be at most 4096"),
-    ("ndf", 4097, "--ndf must be at most 4096"),
+    ("ngf", 1_000_000, "--ngf must be at most 1024"),
+    ("ndf", 1025, "--ndf must be at most 1024"),
     ("latent_dim", 10**9, "--latent-dim must be at most 4096"),
     ("ngf", "64", "--ngf must be an integer"),
     ("ngf", 64.0, "--ngf must be an integer"),
@@ -75,12 +75,12 @@ def _shrink_g(s: dict[str, Any]) -> None:
 
 
 CKPT_CASES = {
-    "huge-ngf": (_set_model(ngf=1_000_000), "invalid config (--ngf must be at most 4096"),
+    "huge-ngf": (_set_model(ngf=1_000_000), "invalid config (--ngf must be at most 1024"),
     "string-ngf": (_set_model(ngf="8"), "--ngf must be an integer"),
     "config-not-dict": (lambda s: s.update(config=[1, 2]), "no config mapping"),
-    # A config within the limits (4096 wide, 256px: ~35 GB of weights) whose file holds a tiny G:
-    # refused from the meta-device shapes without trying to allocate the model it claims to be.
-    "big-config-small-weights": (_set_model(ngf=4096, size=256), "'main.0.weight' has shape"),
+    # A config within the limits (256 px, 24 times the parameters) whose file holds a tiny G: refused
+    # from the meta-device shapes without allocating the model it claims to be.
+    "big-config-small-weights": (_set_model(ngf=64, size=256), "'main.0.weight' has shape"),
     "wrong-shapes": (_shrink_g, "'main.0.weight' has shape (16, 16, 4, 4) but the config needs (16, 32"),
     "no-G": (lambda s: s.pop("G"), "no generator weights"),
     "G-not-dict": (lambda s: s.update(G=[1, 2]), "are not a mapping of tensors (got list)"),
@@ -114,7 +114,7 @@ def test_crafted_exports_are_one_line(tmp_path: Path, builds: list[str]) -> None
     tensors = {k: v.contiguous() for k, v in g.state_dict().items()}
     cases = {
         "huge": (_export(tmp_path / "huge.safetensors", {**SMALL.__dict__, "ngf": 10**6}, tensors),
-                 "invalid generator config (--ngf must be at most 4096"),
+                 "invalid generator config (--ngf must be at most 1024"),
         "shapes": (_export(tmp_path / "shapes.safetensors", {**SMALL.__dict__, "ngf": 16}, tensors),
                    "'main.0.weight' has shape (16, 32, 4, 4) but the config needs (16, 64, 4, 4)"),
         "missing": (_export(tmp_path / "missing.safetensors", SMALL.__dict__,
@@ -149,7 +149,7 @@ def test_resume_checks_weights_against_the_config_first(prepared: Path, tmp_path
     ckpt = torch.load(latest, weights_only=True)
     for change, message in [
         (lambda c: c["D"].update({"main.0.weight": torch.zeros(3)}), "discriminator weights in"),
-        (lambda c: c["config"]["model"].update(ndf=10**6), "--ndf must be at most 4096"),
+        (lambda c: c["config"]["model"].update(ndf=10**6), "--ndf must be at most 1024"),
         (lambda c: c.pop("opt_d"), "has no 'opt_d' entry"),
     ]:
         bad = dict(ckpt, config=json.loads(json.dumps(ckpt["config"])), D=dict(ckpt["D"]))

@@ -126,4 +126,4 @@ def test_an_unreachable_repo_id_is_one_clear_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FaceganError, match="could not get Hub repo 'nobody/no-such-gan'"):
-        facegan.load("nobody/no-such-gan")
+        facegan.load("hf:nobody/no-such-gan")

@@ -14,6 +14,7 @@ a message saying where to get the file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.untrusted import read_regular
 
 # A feature extractor maps a uint8 batch (B, 3, H, W) in [0, 255] to float features (B, D).
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -34,6 +36,8 @@ FIDELITY_WEIGHTS_URL = (
     f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FIDELITY_WEIGHTS_FILE}"
 )
 WEIGHTS_ENV = "FACEGAN_INCEPTION_WEIGHTS"
+# The real file is 95 MB; anything far larger is not it, and is refused before it is read.
+MAX_WEIGHTS_BYTES = 256 * 2**20
 # Names network, layer and resize: cached real features are only reusable when all three match.
 INCEPTION_ID = "inception-2015-12-05-pool3-2048-tf1bilinear299"
 
@@ -111,29 +115,30 @@ def inception_extractor(
         raise FaceganError(
             "FID/KID need the torch-fidelity package (pip install torch-fidelity)"
         ) from None
-    # Load once with weights_only=True first: this refuses pickles that could run code, and turns
-    # "wrong file" into a clear error before torch-fidelity loads it again (without those guards).
+    # Read once, as a regular file, and unpickled with weights_only=True (refuses pickles that could run
+    # code). torch-fidelity would re-open the path and unpickle it without that guard, so it is handed
+    # a serialisation of the vetted tensors instead: a file swapped in after the check is never read.
+    advice = f"it should be {WEIGHTS_FILE} from {WEIGHTS_URL}"
+    data = read_regular(path, "Inception weights", MAX_WEIGHTS_BYTES)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file gets the same advice
-        raise FaceganError(
-            f"cannot read Inception weights {str(path)!r} ({type(err).__name__}); "
-            f"it should be {WEIGHTS_FILE} from {WEIGHTS_URL}"
-        ) from None
-    if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
-        raise FaceganError(
-            f"{str(path)!r} is not the FID Inception weights; "
-            f"it should be {WEIGHTS_FILE} from {WEIGHTS_URL}"
-        )
-    del state  # torch-fidelity reads the (now vetted) file itself
+        raise FaceganError(f"cannot read Inception weights {str(path)!r} ({type(err).__name__}); {advice}"
+                           ) from None
+    del data
+    if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state \
+            or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FaceganError(f"{str(path)!r} is not the FID Inception weights; {advice}")
+    vetted = io.BytesIO()
+    torch.save(state, vetted)  # plain tensors, written by this process
+    del state
+    vetted.seek(0)
     try:
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(path))
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], vetted)
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys or shape mismatch
         first = str(err).splitlines()[0]
-        raise FaceganError(
-            f"{str(path)!r} does not fit the FID Inception network ({first}); "
-            f"it should be {WEIGHTS_FILE} from {WEIGHTS_URL}"
-        ) from None
+        raise FaceganError(f"{str(path)!r} does not fit the FID Inception network ({first}); {advice}"
+                           ) from None
     return InceptionFeatures(net).to(device).eval()
 
 
