@@ -18,6 +18,9 @@ from PIL import Image
 
 # Tests run on 2 cores; keep torch from oversubscribing them when pytest runs things in parallel.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# PRDC's face embedding trains once per dataset (300 steps, minutes on a CPU core); the tiny test
+# datasets only need a few steps for the code paths, here and in the subprocesses tests start.
+os.environ.setdefault("FACEGAN_EMBEDDING_STEPS", "5")
 
 
 def jpeg_bytes(seed: int, w: int = 45, h: int = 55) -> bytes:

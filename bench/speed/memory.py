@@ -94,7 +94,10 @@ def make_tiled_dataset(src: Path, out: Path, count: int) -> Path:
             n = min(left, len(ds))
             fh.write(np.asarray(ds.images[:n]).tobytes())
             left -= n
-    manifest = {**ds.manifest, "count": count, "shape": [count, *ds.images.shape[1:]], "files": [],
+    names = ds.manifest["files"]  # one entry per image, as PackedDataset checks; the split is left out
+    files = [names[i % len(names)] for i in range(count)]
+    manifest = {**{k: v for k, v in ds.manifest.items() if k != "split"}, "count": count,
+                "shape": [count, *ds.images.shape[1:]], "files": files,
                 "source": f"{ds.manifest['source']} tiled to {count} images (bench only)",
                 "content_hash": f"tiled:{ds.content_hash}"}
     (out / "manifest.json").write_text(json.dumps(manifest))

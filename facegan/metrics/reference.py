@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,8 @@ def embedding_for(ds: PackedDataset, path: str | Path | None = None, *, steps: i
             raise FaceganError(f"the embedding {str(path)!r} is for {model.size}px faces, the data is "
                                f"{ds.size}px")
         return model
-    steps = EMBEDDING_STEPS if steps is None else steps  # read at call time: tests shorten it
+    if steps is None:  # read at call time: tests shorten it (FACEGAN_EMBEDDING_STEPS reaches subprocesses)
+        steps = int(os.environ.get("FACEGAN_EMBEDDING_STEPS", EMBEDDING_STEPS))
     train_rows = ds.train_rows
     ident = {"recipe": RECIPE, "content_hash": ds.content_hash, "train_rows": rows_digest(train_rows),
              "steps": steps}
