@@ -102,7 +102,13 @@ def make_rows(sizes: Sizes, smoke: bool) -> list[RowSpec]:
     """Every row, in run order. In `--smoke` the torch.compile candidates are left out (compiling on
     two CPU cores alone would take minutes); everything else runs as on a GPU, at tiny sizes."""
     s = sizes
-    common: dict[str, Any] = {"size": s.size, "ngf": s.ngf, "warmup": s.warmup, "window_s": s.window_s, "windows": s.windows}
+    common: dict[str, Any] = {
+        "size": s.size,
+        "ngf": s.ngf,
+        "warmup": s.warmup,
+        "window_s": s.window_s,
+        "windows": s.windows,
+    }
     compiled: dict[str, Any] = {**common, "warmup": 2 * s.warmup, "min_s": 30.0 if not smoke else 5.0}
     rows = [
         RowSpec(
