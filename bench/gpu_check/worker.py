@@ -88,9 +88,9 @@ class GenerateRunner(Runner):
     """`facegan.load("celeba64").generate(seeds)` with its default settings, every call new seeds."""
 
     def __init__(self, spec: RowSpec, device: torch.device) -> None:
-        import facegan
+        from facegan.api import load
 
-        self.g = facegan.load("celeba64", device=str(device))
+        self.g = load("celeba64", device=str(device))
         self.batch, self.next_seed, self.device = spec.batch, 0, device
         self.images_per_step = spec.batch
         amp = getattr(self.g.model, "amp_dtype", None)  # set when load's "auto" chose a fast path

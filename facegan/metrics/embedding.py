@@ -64,7 +64,8 @@ class FaceEmbedding(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Float images in [-1, 1] → unnormalised representation (what the head is trained on)."""
-        return self.trunk(x)
+        out: torch.Tensor = self.trunk(x)
+        return out
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
