@@ -26,7 +26,7 @@ from facegan.edits.classifier import classifier_for_half, labelled_faces, split_
 from facegan.edits.directions import Directions
 from facegan.edits.evaluate import evaluate_edits, markdown, summary, to_u8
 from facegan.edits.render import edit_faces
-from facegan.edits.supervised import EVAL_SEED, find_supervised
+from facegan.edits.supervised import EVAL_SEED, fit_boundaries, package
 from facegan.edits.unsupervised import ganspace, sefa, unnamed
 from facegan.generate import load_generator
 from facegan.metrics.swd import swd
@@ -47,27 +47,36 @@ def supervised(args: argparse.Namespace) -> None:
     cache = Path(args.classifiers)
     finder = classifier_for_half(args.data, args.attrs, args.find_half,
                                  cache=cache / f"cls{args.find_half}.safetensors")
-    measurer = classifier_for_half(args.data, args.attrs, other, cache=cache / f"cls{other}.safetensors")
+    bounds = fit_boundaries(g, finder, args.samples)
+    print(f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s",
+          flush=True)
+    found: dict[str, tuple[Directions, float]] = {}
+    for conditional in (False, True):
+        name = ("interfacegan-conditional" if conditional else "interfacegan") + f"-find{args.find_half}"
+        start = time.perf_counter()
+        dirs = package(g, finder, EDITS, bounds, conditional=conditional)
+        found[name] = (dirs, bounds.seconds + time.perf_counter() - start)
+        dirs.save(out / f"{name}.edits.safetensors")
+        print(name, "built", round(found[name][1]), "s", json.dumps(dirs.info["calibration"]), flush=True)
+    measure = cache / f"cls{other}.safetensors"
+    while args.wait and not measure.is_file():  # another process may still be training it
+        time.sleep(20)
+    measurer = classifier_for_half(args.data, args.attrs, other, cache=measure)
     images, _, _ = labelled_faces(args.data, args.attrs)
     a, b = split_halves(len(images))
     real = images[b if args.find_half == "A" else a]
     seeds = list(range(EVAL_SEED, EVAL_SEED + args.n))
     rows: dict[str, Any] = {}
-    for conditional in (False, True):
-        name = ("interfacegan-conditional" if conditional else "interfacegan") + f"-find{args.find_half}"
-        start = time.perf_counter()
-        dirs = find_supervised(g, finder, EDITS, samples=args.samples, conditional=conditional, log=print)
-        built = time.perf_counter() - start
-        dirs.save(out / f"{name}.edits.safetensors")
-
+    for name, (dirs, built) in found.items():
         def render(s: list[int], e: dict[str, float], dirs: Directions = dirs) -> torch.Tensor:
             return edit_faces(g, dirs, s, e)
 
         res = evaluate_edits(render, EDITS, measurer, real, seeds)
         rows[name] = {"build_seconds": round(built, 1), **summary(res)}
         _save(out, name, {"build_seconds": built, "directions": dirs.info, **res})
-        (out / f"{name}.md").write_text(markdown(res, f"{name}, measured by the other half's classifier"))
+        (out / f"{name}.md").write_text(markdown(res, f"{name}, measured by classifier {other}"))
         print(name, rows[name], flush=True)
+        _save(out, f"matrix-find{args.find_half}", rows)
     if args.conditional:
         from facegan.edits.conditional import load_conditional
 
@@ -135,6 +144,7 @@ def main() -> None:
     s.add_argument("--find-half", choices=("A", "B"), default="A")
     s.add_argument("--conditional", help="a conditional generator from facegan.edits.conditional")
     s.add_argument("--samples", type=int, default=6000)
+    s.add_argument("--wait", action="store_true", help="wait for the measuring classifier's cache file")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--out", required=True)
     s.set_defaults(func=supervised)

@@ -4,8 +4,10 @@ fit InterFaceGAN normals, orthogonalise (conditional manipulation), calibrate ±
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from facegan.edits.calibrate import HI, LO, MAX_STEP, calibrate
@@ -19,24 +21,50 @@ CALIBRATION_SEED = 500_000
 EVAL_SEED = 1_000_000
 
 
-def find_supervised(g: nn.Module, net: AttributeNet, edits: list[str], *, samples: int = 6000,
-                    calibration: int = 96, conditional: bool = True, max_step: float = MAX_STEP,
-                    log: Any = None) -> Directions:
-    """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
-    calibrated on `calibration` others."""
+@dataclass
+class Boundaries:
+    """Every attribute's unit normal in z (A, latent), its boundary accuracy, and how they were fitted."""
+
+    normals: torch.Tensor
+    accuracy: list[float]
+    samples: int
+    seconds: float
+
+
+def fit_boundaries(g: nn.Module, net: AttributeNet, samples: int = 6000) -> Boundaries:
+    """Label the faces of seeds 0 … samples-1 with `net` and fit one boundary per attribute."""
     start = time.perf_counter()
     z, logits = sample_scores(g, net, list(range(samples)))
-    all_normals, accuracy = normals(z, logits)
-    vectors, used = edit_vectors(all_normals, net.names, edits, conditional)
-    found = time.perf_counter() - start
-    if log:
-        log(f"fitted {len(net.names)} boundaries on {samples} faces in {found:.0f}s")
+    found, accuracy = normals(z, logits)
+    return Boundaries(found, accuracy, samples, time.perf_counter() - start)
+
+
+def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundaries, *, conditional: bool,
+            calibration: int = 96, max_step: float = MAX_STEP) -> Directions:
+    """Directions for `edits` from fitted boundaries: orthogonalised when `conditional`, calibrated on
+    `calibration` faces not used to fit."""
+    start = time.perf_counter()
+    vectors, used = edit_vectors(bounds.normals, net.names, edits, conditional)
     attrs = [net.names.index(e) for e in edits]
     seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + calibration))
     steps, report = calibrate(g, net, attrs, vectors, seeds, max_step=max_step)
     info = {"method": "interfacegan-conditional" if conditional else "interfacegan",
-            "samples": samples, "calibration_faces": calibration, "lo": LO, "hi": HI, "max_step": max_step,
-            "boundary_accuracy": {e: round(accuracy[a], 3) for e, a in zip(edits, attrs)},
+            "samples": bounds.samples, "calibration_faces": calibration, "lo": LO, "hi": HI,
+            "max_step": max_step, "boundary_accuracy": {e: round(bounds.accuracy[a], 3) for e, a in
+                                                        zip(edits, attrs)},
             "conditioned_on": used, "calibration": dict(zip(edits, report)),
-            "seconds": round(time.perf_counter() - start, 1)}
+            "fit_seconds": round(bounds.seconds, 1),
+            "calibration_seconds": round(time.perf_counter() - start, 1)}
     return Directions(list(edits), vectors, steps, info)
+
+
+def find_supervised(g: nn.Module, net: AttributeNet, edits: list[str], *, samples: int = 6000,
+                    calibration: int = 96, conditional: bool = True, max_step: float = MAX_STEP,
+                    log: Callable[[str], None] | None = None) -> Directions:
+    """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
+    calibrated on `calibration` others."""
+    bounds = fit_boundaries(g, net, samples)
+    if log:
+        log(f"fitted {len(net.names)} boundaries on {samples} faces in {bounds.seconds:.0f}s")
+    return package(g, net, edits, bounds, conditional=conditional, calibration=calibration,
+                   max_step=max_step)
