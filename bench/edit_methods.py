@@ -26,7 +26,7 @@ from facegan.edits.classifier import classifier_for_half, labelled_faces, split_
 from facegan.edits.directions import Directions
 from facegan.edits.evaluate import evaluate_edits, markdown, summary, to_u8
 from facegan.edits.render import edit_faces
-from facegan.edits.supervised import EVAL_SEED, fit_boundaries, package
+from facegan.edits.supervised import EVAL_SEED, Boundaries, fit_boundaries, package
 from facegan.edits.unsupervised import ganspace, sefa, unnamed
 from facegan.generate import load_generator
 from facegan.metrics.swd import swd
@@ -47,7 +47,13 @@ def supervised(args: argparse.Namespace) -> None:
     cache = Path(args.classifiers)
     finder = classifier_for_half(args.data, args.attrs, args.find_half,
                                  cache=cache / f"cls{args.find_half}.safetensors")
-    bounds = fit_boundaries(g, finder, args.samples)
+    saved = out / f"boundaries-find{args.find_half}.pt"
+    if saved.is_file():  # the labelling pass is the slow part; the variants below reuse it
+        bounds = Boundaries(**torch.load(saved))
+    else:
+        bounds = fit_boundaries(g, finder, args.samples)
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(bounds.__dict__, saved)
     print(f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s",
           flush=True)
     found: dict[str, tuple[Directions, float]] = {}

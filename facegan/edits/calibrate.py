@@ -1,8 +1,9 @@
 """Calibration: how far along its direction an edit goes at amount ±1.
 
 For each edit and side, the step length is the shortest (bisection on [0, max_step]) at which the
-finding classifier's mean probability of the attribute over calibration faces reaches `hi` (amount +1,
-"clearly with") or falls to `lo` (amount −1, "clearly without"). `max_step` bounds it so the face stays a
+finding classifier's mean probability of the attribute reaches `hi` (amount +1, "clearly with") over
+the quarter of calibration faces that have it least, or falls to `lo` (amount −1, "clearly without")
+over the quarter that have it most. `max_step` bounds it so the face stays a
 face: z ~ N(0, I) in 100 dimensions has norm ≈ 10 ± 0.7, and a step of 4 moves a latent about one norm
 standard deviation off that shell (the SWD at ±1 in `facegan evaluate-edits` measures the cost). An edit
 that cannot reach its target within the bound keeps max_step, and the report says so.
@@ -20,6 +21,7 @@ from facegan.generate import forward_fixed, latents
 
 LO, HI = 0.15, 0.85
 MAX_STEP = 4.0
+SHARE = 0.25  # each side is calibrated on this share of the calibration faces (see `calibrate`)
 
 
 @torch.no_grad()
@@ -46,23 +48,35 @@ def shortest_step(measure: Callable[[float], float], reached: Callable[[float], 
 
 
 def calibrate(g: nn.Module, net: AttributeNet, attrs: list[int], vectors: torch.Tensor, seeds: list[int], *,
-              lo: float = LO, hi: float = HI, max_step: float = MAX_STEP, iters: int = 5
-              ) -> tuple[torch.Tensor, list[dict[str, float | bool]]]:
+              lo: float = LO, hi: float = HI, max_step: float = MAX_STEP, iters: int = 5,
+              share: float = SHARE) -> tuple[torch.Tensor, list[dict[str, float | bool]]]:
     """Steps (K, 2) for directions `vectors` (K, latent) whose attributes are `attrs` (classifier
-    indices), and per edit what was reached."""
+    indices), and per edit what was reached.
+
+    Each side is calibrated on the faces it must change: +1 on the `share` of `seeds` whose faces have
+    the attribute least, −1 on those that have it most. (On all faces, a rare attribute such as
+    Eyeglasses is "clearly without" already at step 0, so −1 would do nothing to the faces wearing them.)"""
     z = latents(seeds, g.cfg.latent_dim)
+    probs, _ = net.predict(forward_fixed(g, z))
+    count = max(1, round(len(seeds) * share))
     steps, report = [], []
     for attr, d in zip(attrs, vectors):
-        row, rec = [], {"p0": mean_probability(g, net, z, attr)}
-        for sign, target, key in ((-1.0, lo, "neg"), (1.0, hi, "pos")):
-            def measure(step: float, sign: float = sign, d: torch.Tensor = d, attr: int = attr) -> float:
-                return mean_probability(g, net, z + (sign * step) * d.reshape(1, -1, 1, 1), attr)
+        order = probs[:, attr].argsort()
+        row: list[float] = []
+        rec: dict[str, float | bool] = {"p0": round(float(probs[:, attr].mean()), 4)}
+        for sign, target, key, pick in ((-1.0, lo, "neg", order[-count:]), (1.0, hi, "pos", order[:count])):
+            part = z[pick]
+
+            def measure(step: float, sign: float = sign, d: torch.Tensor = d, attr: int = attr,
+                        part: torch.Tensor = part) -> float:
+                return mean_probability(g, net, part + (sign * step) * d.reshape(1, -1, 1, 1), attr)
 
             def reached(p: float, sign: float = sign, target: float = target) -> bool:
                 return p <= target if sign < 0 else p >= target
 
             step, ok = shortest_step(measure, reached, max_step, iters)
             row.append(step)
+            rec[f"{key}_start"] = round(float(probs[pick, attr].mean()), 4)
             rec[f"{key}_step"], rec[f"{key}_reached"] = round(step, 4), ok
         steps.append(row)
         report.append(rec)

@@ -40,7 +40,7 @@ def fit_boundaries(g: nn.Module, net: AttributeNet, samples: int = 6000) -> Boun
 
 
 def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundaries, *, conditional: bool,
-            calibration: int = 96, max_step: float = MAX_STEP) -> Directions:
+            calibration: int = 128, max_step: float = MAX_STEP) -> Directions:
     """Directions for `edits` from fitted boundaries: orthogonalised when `conditional`, calibrated on
     `calibration` faces not used to fit."""
     start = time.perf_counter()
@@ -59,7 +59,7 @@ def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundarie
 
 
 def find_supervised(g: nn.Module, net: AttributeNet, edits: list[str], *, samples: int = 6000,
-                    calibration: int = 96, conditional: bool = True, max_step: float = MAX_STEP,
+                    calibration: int = 128, conditional: bool = True, max_step: float = MAX_STEP,
                     log: Callable[[str], None] | None = None) -> Directions:
     """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
     calibrated on `calibration` others."""
