@@ -2,11 +2,11 @@
 
 For each edit and side, the step length is the shortest (bisection on [0, max_step]) at which the
 finding classifier's mean probability of the attribute reaches `hi` (amount +1, "clearly with") over
-the quarter of calibration faces that have it least, or falls to `lo` (amount −1, "clearly without")
-over the quarter that have it most. `max_step` bounds it so the face stays a
-face: z ~ N(0, I) in 100 dimensions has norm ≈ 10 ± 0.7, and a step of 4 moves a latent about one norm
-standard deviation off that shell (the SWD at ±1 in `facegan evaluate-edits` measures the cost). An edit
-that cannot reach its target within the bound keeps max_step, and the report says so.
+the calibration faces that lack it, or falls to `lo` (amount −1, "clearly without") over those that
+have it. `max_step` bounds it so the face stays a face: z ~ N(0, I) in 100 dimensions has norm
+≈ 10 ± 0.7, and a step of 4 moves a latent about one norm standard deviation off that shell (the SWD
+at ±1 in `facegan evaluate-edits` measures the cost). An edit that cannot reach its target within the
+bound keeps max_step, and the report says so.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from facegan.generate import forward_fixed, latents
 
 LO, HI = 0.15, 0.85
 MAX_STEP = 4.0
-SHARE = 0.25  # each side is calibrated on this share of the calibration faces (see `calibrate`)
+SHARE = 0.25  # fallback share of the calibration faces per side when too few are on the other side
+MIN_FACES = 4
 
 
 @torch.no_grad()
@@ -53,19 +54,25 @@ def calibrate(g: nn.Module, net: AttributeNet, attrs: list[int], vectors: torch.
     """Steps (K, 2) for directions `vectors` (K, latent) whose attributes are `attrs` (classifier
     indices), and per edit what was reached.
 
-    Each side is calibrated on the faces it must change: +1 on the `share` of `seeds` whose faces have
-    the attribute least, −1 on those that have it most. (On all faces, a rare attribute such as
-    Eyeglasses is "clearly without" already at step 0, so −1 would do nothing to the faces wearing them.)"""
+    Each side is calibrated on the faces it must change: +1 on those the classifier says lack the
+    attribute (p < 0.5), −1 on those that have it; where fewer than MIN_FACES qualify, on the `share` of
+    faces that have it least (most). On all faces a rare attribute such as Eyeglasses is "clearly
+    without" at step 0 already, so −1 would do nothing to the faces wearing them."""
     z = latents(seeds, g.cfg.latent_dim)
     probs, _ = net.predict(forward_fixed(g, z))
     count = max(1, round(len(seeds) * share))
     steps, report = [], []
     for attr, d in zip(attrs, vectors):
-        order = probs[:, attr].argsort()
+        p0 = probs[:, attr]
+        order = p0.argsort()
+        has, lacks = (p0 >= 0.5).nonzero()[:, 0], (p0 < 0.5).nonzero()[:, 0]
+        neg = has if len(has) >= MIN_FACES else order[-count:]
+        pos = lacks if len(lacks) >= MIN_FACES else order[:count]
         row: list[float] = []
-        rec: dict[str, float | bool] = {"p0": round(float(probs[:, attr].mean()), 4)}
-        for sign, target, key, pick in ((-1.0, lo, "neg", order[-count:]), (1.0, hi, "pos", order[:count])):
+        rec: dict[str, float | bool] = {"p0": round(float(p0.mean()), 4)}
+        for sign, target, key, pick in ((-1.0, lo, "neg", neg), (1.0, hi, "pos", pos)):
             part = z[pick]
+            rec[f"{key}_faces"] = len(pick)
 
             def measure(step: float, sign: float = sign, d: torch.Tensor = d, attr: int = attr,
                         part: torch.Tensor = part) -> float:
