@@ -31,6 +31,8 @@ from facegan.edits.unsupervised import ganspace, sefa, unnamed
 from facegan.generate import load_generator
 from facegan.metrics.swd import swd
 
+# Conditioning on the attributes that say who a face is: an edit should not change them.
+IDENTITY = ["Male", "Young", "Eyeglasses"]
 EDITS = ["Smiling", "Male", "Young", "Blond_Hair", "Black_Hair", "Eyeglasses", "Bangs",
          "Mouth_Slightly_Open", "Heavy_Makeup", "Pale_Skin"]
 
@@ -47,6 +49,9 @@ def supervised(args: argparse.Namespace) -> None:
     cache = Path(args.classifiers)
     finder = classifier_for_half(args.data, args.attrs, args.find_half,
                                  cache=cache / f"cls{args.find_half}.safetensors")
+    if args.variants == "none":
+        found: dict[str, tuple[Directions, float]] = {}
+        return _measure(args, g, found, other, cache, out)
     saved = out / f"boundaries-find{args.find_half}.pt"
     if saved.is_file():  # the labelling pass is the slow part; the variants below reuse it
         bounds = Boundaries(**torch.load(saved))
@@ -56,14 +61,24 @@ def supervised(args: argparse.Namespace) -> None:
         torch.save(bounds.__dict__, saved)
     print(f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s",
           flush=True)
-    found: dict[str, tuple[Directions, float]] = {}
-    for conditional in (False, True):
-        name = ("interfacegan-conditional" if conditional else "interfacegan") + f"-find{args.find_half}"
+    found = {}
+    variants = {"interfacegan": (False, None), "interfacegan-cond-identity": (True, IDENTITY),
+                "interfacegan-cond-all": (True, None)}
+    for variant in args.variants.split(","):
+        conditional, conditions = variants[variant]
+        name = f"{variant}-find{args.find_half}"
         start = time.perf_counter()
-        dirs = package(g, finder, EDITS, bounds, conditional=conditional)
+        dirs = package(g, finder, EDITS, bounds, conditional=conditional, conditions=conditions)
         found[name] = (dirs, bounds.seconds + time.perf_counter() - start)
         dirs.save(out / f"{name}.edits.safetensors")
         print(name, "built", round(found[name][1]), "s", json.dumps(dirs.info["calibration"]), flush=True)
+    if args.skip_eval:
+        return
+    _measure(args, g, found, other, cache, out)
+
+
+def _measure(args: argparse.Namespace, g: torch.nn.Module, found: dict[str, tuple[Directions, float]],
+             other: str, cache: Path, out: Path) -> None:
     measure = cache / f"cls{other}.safetensors"
     while args.wait and not measure.is_file():  # another process may still be training it
         time.sleep(20)
@@ -72,7 +87,8 @@ def supervised(args: argparse.Namespace) -> None:
     a, b = split_halves(len(images))
     real = images[b if args.find_half == "A" else a]
     seeds = list(range(EVAL_SEED, EVAL_SEED + args.n))
-    rows: dict[str, Any] = {}
+    matrix = out / f"matrix-find{args.find_half}.json"
+    rows: dict[str, Any] = json.loads(matrix.read_text()) if matrix.is_file() else {}
     for name, (dirs, built) in found.items():
         def render(s: list[int], e: dict[str, float], dirs: Directions = dirs) -> torch.Tensor:
             return edit_faces(g, dirs, s, e)
@@ -93,12 +109,12 @@ def supervised(args: argparse.Namespace) -> None:
         _, f0 = measurer.predict(plain)
         _, f1 = measurer.predict(cg.render(seeds, {}))
         between = float((f0 - f0.roll(1, 0)).norm(dim=1).mean())
-        rows["conditional-generator"] = {**summary(res), "drift_from_celeba64_at_0":
-                                         round(float((f1 - f0).norm(dim=1).mean()) / between, 3)}
-        _save(out, f"conditional-generator-measure{other}", res)
+        row = {**summary(res), "drift_from_celeba64_at_0":
+               round(float((f1 - f0).norm(dim=1).mean()) / between, 3)}
+        # Its own files: the directions' matrix may be written by another process at the same time.
+        _save(out, f"conditional-generator-measure{other}", {"summary": row, **res})
         (out / f"conditional-generator-measure{other}.md").write_text(markdown(res, "conditional generator"))
-        print("conditional", rows["conditional-generator"], flush=True)
-    _save(out, f"matrix-find{args.find_half}", rows)
+        print("conditional", row, flush=True)
 
 
 @torch.no_grad()
@@ -150,6 +166,8 @@ def main() -> None:
     s.add_argument("--find-half", choices=("A", "B"), default="A")
     s.add_argument("--conditional", help="a conditional generator from facegan.edits.conditional")
     s.add_argument("--samples", type=int, default=6000)
+    s.add_argument("--variants", default="interfacegan,interfacegan-cond-identity,interfacegan-cond-all")
+    s.add_argument("--skip-eval", action="store_true", help="only build the directions")
     s.add_argument("--wait", action="store_true", help="wait for the measuring classifier's cache file")
     s.add_argument("--n", type=int, default=200)
     s.add_argument("--out", required=True)

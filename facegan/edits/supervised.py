@@ -40,15 +40,18 @@ def fit_boundaries(g: nn.Module, net: AttributeNet, samples: int = 6000) -> Boun
 
 
 def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundaries, *, conditional: bool,
-            calibration: int = 128, max_step: float = MAX_STEP) -> Directions:
-    """Directions for `edits` from fitted boundaries: orthogonalised when `conditional`, calibrated on
-    `calibration` faces not used to fit."""
+            calibration: int = 128, max_step: float = MAX_STEP, conditions: list[str] | None = None
+            ) -> Directions:
+    """Directions for `edits` from fitted boundaries: when `conditional`, orthogonalised against the
+    correlated attributes among `conditions` (default: the other edits); calibrated on `calibration`
+    faces not used to fit."""
     start = time.perf_counter()
-    vectors, used = edit_vectors(bounds.normals, net.names, edits, conditional)
+    vectors, used = edit_vectors(bounds.normals, net.names, edits, conditional, conditions)
     attrs = [net.names.index(e) for e in edits]
     seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + calibration))
     steps, report = calibrate(g, net, attrs, vectors, seeds, max_step=max_step)
     info = {"method": "interfacegan-conditional" if conditional else "interfacegan",
+            "conditions": conditions if conditional else None,
             "samples": bounds.samples, "calibration_faces": calibration, "lo": LO, "hi": HI,
             "max_step": max_step, "boundary_accuracy": {e: round(bounds.accuracy[a], 3) for e, a in
                                                         zip(edits, attrs)},
@@ -60,11 +63,12 @@ def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundarie
 
 def find_supervised(g: nn.Module, net: AttributeNet, edits: list[str], *, samples: int = 6000,
                     calibration: int = 128, conditional: bool = True, max_step: float = MAX_STEP,
-                    log: Callable[[str], None] | None = None) -> Directions:
+                    conditions: list[str] | None = None, log: Callable[[str], None] | None = None
+                    ) -> Directions:
     """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
     calibrated on `calibration` others."""
     bounds = fit_boundaries(g, net, samples)
     if log:
         log(f"fitted {len(net.names)} boundaries on {samples} faces in {bounds.seconds:.0f}s")
     return package(g, net, edits, bounds, conditional=conditional, calibration=calibration,
-                   max_step=max_step)
+                   max_step=max_step, conditions=conditions)
