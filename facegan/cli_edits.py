@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # torch is imported by the commands, not by `facegan --help`
     from torch import nn
 
 DEFAULT_EDITS = ("Smiling,Male,Young,Blond_Hair,Black_Hair,Eyeglasses,Bangs,Mouth_Slightly_Open,"
-                 "Heavy_Makeup,Pale_Skin")
+                 "Heavy_Makeup")
 
 
 def add_generate_flags(p: argparse.ArgumentParser) -> None:
@@ -104,8 +104,11 @@ def add_directions(sub: Any, model_source: Any) -> None:
     p.add_argument("--edit-names", default=DEFAULT_EDITS, help="supervised: comma list of attributes")
     p.add_argument("--classifier",
                    help="supervised: cache file of the finding classifier (trained if absent)")
-    p.add_argument("--plain", action="store_true",
-                   help="supervised: do not orthogonalise against correlated attributes")
+    p.add_argument("--condition-on", default="", metavar="ATTRS",
+                   help="supervised: conditional manipulation, a comma list of attributes an edit should "
+                        "keep (removed from each direction where correlated, e.g. Male,Young,Eyeglasses), "
+                        "or 'edits' for all the other edits; default none: the plain directions, which "
+                        "swing furthest (docs/edits.md)")
     p.add_argument("--samples", type=int, default=6000, help="supervised: faces labelled to fit boundaries")
     p.add_argument("--method", choices=("sefa", "ganspace"), default="sefa", help="unsupervised method")
     p.add_argument("--count", type=int, default=10, help="unsupervised: directions to find (default 10)")
@@ -133,7 +136,14 @@ def _cmd_directions(args: argparse.Namespace) -> int:
         if unknown:
             raise FaceganError(f"unknown attribute {unknown[0]!r}; the attribute file has: "
                                f"{', '.join(net.names)}")
-        found = find_supervised(g, net, edits, samples=args.samples, conditional=not args.plain, log=print)
+        conditions = None if args.condition_on == "edits" else [
+            c.strip() for c in args.condition_on.split(",") if c.strip()]
+        unknown = [c for c in conditions or [] if c not in net.names]
+        if unknown:
+            raise FaceganError(f"unknown attribute {unknown[0]!r} in --condition-on; the attribute file has: "
+                               f"{', '.join(net.names)}")
+        found = find_supervised(g, net, edits, samples=args.samples, conditional=conditions != [],
+                                conditions=conditions, log=print)
     else:
         from facegan.edits.unsupervised import ganspace, named, read_names, sefa, unnamed
 
