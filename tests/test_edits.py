@@ -289,3 +289,30 @@ def test_sweep_rows_are_seeds_and_columns_amounts(model: Path) -> None:
     assert torch.equal(images[2], faces(g, [1])[0]) and torch.equal(images[7], faces(g, [2])[0])
     with pytest.raises(FaceganError, match="2 to 21 columns"):
         amounts(1)
+
+
+def test_directions_command_writes_directions_and_a_sweep_each(bare: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "dirs.safetensors"
+    rc, text, _ = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--count", "3",
+                       "--seed", "0-1"], capsys)
+    assert rc == 0 and "wrote 3 directions (sefa)" in text
+    assert load_directions(out).names == ["d0", "d1", "d2"]
+    assert sorted(p.name for p in (tmp_path / "dirs-sweeps").iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    names = tmp_path / "names.yaml"
+    names.write_text("Glow: {direction: 1, sign: -1}\n")
+    rc, _, _ = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--count", "3",
+                    "--names", str(names), "--seed", "0"], capsys)
+    assert rc == 0 and load_directions(out).names == ["Glow"]
+    rc, _, err = run(["generate", "--checkpoint", str(bare), "--edits", str(out), "--edit", "Glow=-1",
+                      "--seed", "0", "--n", "2", "--out", str(tmp_path / "g.png")], capsys)
+    assert rc == 0, err
+    rc, _, err = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--attrs", "a.txt"], capsys)
+    assert rc == 2 and "both --attrs and --data" in err
+
+
+def test_evaluate_edits_refuses_a_model_without_edits(bare: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(["evaluate-edits", "--checkpoint", str(bare), "--data", str(tmp_path),
+                      "--attrs", str(tmp_path / "a.txt")], capsys)
+    assert rc == 2 and "no edit directions" in err
