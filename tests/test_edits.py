@@ -316,3 +316,10 @@ def test_evaluate_edits_refuses_a_model_without_edits(bare: Path, tmp_path: Path
     rc, _, err = run(["evaluate-edits", "--checkpoint", str(bare), "--data", str(tmp_path),
                       "--attrs", str(tmp_path / "a.txt")], capsys)
     assert rc == 2 and "no edit directions" in err
+
+
+def test_torch_hub_entry_points_carry_the_edits() -> None:
+    g = torch.hub.load(str(Path(__file__).resolve().parents[1]), "anime64", source="local", amp="off")
+    assert "Blond_Hair" in g.edits
+    plain = g.generate([1], output="tensor")
+    assert torch.equal(g.generate([1], output="tensor", edit={"Blond_Hair": 0}), plain)

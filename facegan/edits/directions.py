@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +69,7 @@ class Directions:
         for name, amount in edits.items():
             if name not in self.names:
                 raise FaceganError(f"unknown edit {name!r}; this model's edits: {self.choices()}")
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            if isinstance(amount, bool) or not isinstance(amount, numbers.Real):  # numpy floats too
                 raise FaceganError(f"edit {name}: the amount must be a number from -1 to 1, got {amount!r}")
             value = float(amount)
             if not (math.isfinite(value) and -1.0 <= value <= 1.0):
