@@ -78,7 +78,7 @@ def generate_edited(args: argparse.Namespace, g: nn.Module, seeds: list[int]) ->
         images = sweep(g, directions, seeds, args.edit_sweep, len(columns), args.truncation)
         path = write_grid(images, len(columns), args.out)
         print(f"wrote a {args.edit_sweep} sweep (rows: seeds {seeds[0]}..{seeds[-1]}; columns: "
-              f"{', '.join(f'{a:g}' for a in columns)}) to {path}")
+              f"{', '.join(f'{a:.2g}' for a in columns)}) to {path}")
         return 0
     images = edit_faces(g, directions, seeds, edits, args.truncation)
     paths = write_faces(images, seeds, args.out, nrow=args.nrow)
