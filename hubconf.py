@@ -2,8 +2,10 @@
 
 Each entry returns a `facegan.Generator` (an nn.Module in eval mode): call it on latents,
 `g(torch.randn(8, g.latent_dim))` → images in [-1, 1], or use `g.generate(seeds=range(8))` for seeded
-PIL faces. The weights ship inside the repository (facegan/pretrained_models/*.safetensors), so
-nothing else is downloaded. From a local clone: `torch.hub.load(".", "celeba64", source="local")`.
+PIL faces, `g.generate(seeds=range(8), edit={"Smiling": 1.0})` for attribute edits (`g.edits` names
+them; they ship beside the weights and load with them). The weights ship inside the repository
+(facegan/pretrained_models/*.safetensors), so nothing else is downloaded. From a local clone:
+`torch.hub.load(".", "celeba64", source="local")`.
 Inference is exact fp32 by default (`amp="off"`), as in the CLI, the Python API and the page.
 """
 

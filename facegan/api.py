@@ -4,6 +4,7 @@
 
     g = facegan.load("celeba64")             # shipped name, file, run folder, Hub folder or "hf:owner/name"
     faces = g.generate(seeds=range(8), truncation=1.5)     # list of PIL images
+    smiling = g.generate(seeds=range(8), edit={"Smiling": 1.0, "Young": -0.5})  # attribute edits
     walk = g.interpolate(seeds=[3, 17], frames=12)         # the frames of a latent walk
     result = facegan.train(preset="tiny", steps=200)       # a run folder, like `facegan train`
 
@@ -59,6 +60,12 @@ class Generator(nn.Module):
         return unwrap(self.model).cfg
 
     @property
+    def edits(self) -> list[str]:
+        """Names of the attribute edits this generator has (`generate(edit=...)`); [] when none."""
+        directions = getattr(self.model, "edits", None)
+        return list(directions.names) if directions is not None else []
+
+    @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
@@ -73,18 +80,26 @@ class Generator(nn.Module):
         return self.model(z)
 
     def generate(self, seeds: int | Iterable[int] | None = None, *, n: int | None = None,
-                 truncation: float | None = None, output: Output = "pil", batch_size: int = 256
-                 ) -> list[Image.Image] | torch.Tensor | Image.Image:
+                 truncation: float | None = None, output: Output = "pil", batch_size: int = 256,
+                 edit: dict[str, float] | None = None) -> list[Image.Image] | torch.Tensor | Image.Image:
         """Faces for `seeds`: a list of seeds, or a first seed with `n` (faces seed..seed+n-1; seeds 0..n-1
         when only `n` is given). `truncation` t redraws latent components beyond ±t (fewer broken faces,
         less variety; None = the full distribution, as `facegan generate`; the web page uses 1.5).
-        `output`: "pil" (a list of RGB images), "tensor" ((N, 3, S, S) in [-1, 1]) or "grid" (one image)."""
+        `output`: "pil" (a list of RGB images), "tensor" ((N, 3, S, S) in [-1, 1]) or "grid" (one image).
+        `edit` moves every face along named attribute edits ({"Smiling": 1.0}; amounts from -1 to 1, see
+        `g.edits`); an amount of 0 is the unedited face, bit for bit."""
         picked = _seed_list(seeds, n)
         if output not in ("pil", "tensor", "grid"):  # checked before the work, not after
             raise FaceganError(f"output must be 'pil', 'tensor' or 'grid', got {output!r}")
         if batch_size < 1:
             raise FaceganError(f"batch_size must be >= 1, got {batch_size}")
-        images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
+        if edit:
+            from facegan.edits.render import edit_faces
+
+            images = edit_faces(self.model, getattr(self.model, "edits", None), picked, _edit_dict(edit),
+                                truncation, batch_size)
+        else:
+            images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
         return _as(images, output)
 
     def interpolate(self, seeds: Iterable[int], frames: int = 24, *, truncation: float | None = None,
@@ -183,7 +198,9 @@ def export(model: nn.Module, out: str | Path, format: str | None = None, *, sour
     format = format or ("onnx" if out.suffix == ".onnx" else "safetensors")
     g = unwrap(model)
     if format == "safetensors":
-        return export_generator(g, g.cfg, out, half=half)
+        path = export_generator(g, g.cfg, out, half=half)
+        _export_edits(g, path)
+        return path
     if format == "onnx":
         if half:
             raise FaceganError("--half applies to safetensors and hub exports; ONNX stays float32")
@@ -222,6 +239,18 @@ def train(config: RunConfig | str | Path | None = None, *, preset: str | None = 
     return run(cfg, Path(outdir), quiet=quiet)
 
 
+def _export_edits(g: nn.Module, weights: Path) -> None:
+    """Write `g`'s edit directions beside its exported weights (`X.edits.safetensors`), so they load
+    with it; an older sidecar of a model without edits is removed rather than left to mislead."""
+    from facegan.edits.directions import sidecar
+
+    directions, side = getattr(g, "edits", None), sidecar(weights)
+    if directions is not None:
+        directions.save(side)
+    else:
+        side.unlink(missing_ok=True)
+
+
 def _hub() -> Any:
     """facegan.hub, or one line saying which extra it needs."""
     try:
@@ -247,6 +276,13 @@ def _seed_list(seeds: int | Iterable[int] | None, n: int | None) -> list[int]:
     if min(picked) < 0 or max(picked) > MAX_SEED:
         raise FaceganError(f"seeds must be between 0 and {MAX_SEED}")
     return picked
+
+
+def _edit_dict(edit: object) -> dict[str, float]:
+    """`edit` as {name: amount} (names and amounts are checked against the model's directions)."""
+    if not isinstance(edit, dict):
+        raise FaceganError(f"edit must be a dict like {{'Smiling': 1.0}}, got {type(edit).__name__}")
+    return edit
 
 
 def _seed(value: object) -> int:

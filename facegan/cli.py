@@ -1,4 +1,5 @@
-"""Command line: `facegan prepare|train|generate|export|evaluate|plot|serve` (also `python -m facegan`)."""
+"""Command line: `facegan prepare|train|generate|export|evaluate|plot|serve|directions|evaluate-edits`
+(also `python -m facegan`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from facegan.cli_edits import (
+    add_directions,
+    add_evaluate_edits,
+    add_generate_flags,
+    generate_edited,
+    wants_edits,
+)
 from facegan.cli_train import add_train
 from facegan.config import INFERENCE_AMP, INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
@@ -108,6 +116,7 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--display-size", type=int, help="upscale walk frames to this many pixels")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
     _add_inference_amp(p)
+    add_generate_flags(p)
     p.set_defaults(func=_cmd_generate)
 
 
@@ -136,6 +145,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     seeds = _check_generate_args(args, parse_seeds(args.seed))
     g = load_generator(_model_path(args), pick_device(args.device), amp=args.amp)
+    if wants_edits(args):  # --edit, --edit-sweep, --list-edits (facegan/cli_edits.py)
+        if len(seeds) == 1 and not args.interpolate:
+            seeds = list(range(seeds[0], seeds[0] + args.n))
+        return generate_edited(args, g, seeds)
     if args.interpolate:
         out = args.out if args.out != "grid.png" else "walk.gif"
         path = write_walk(interpolation(g, seeds, args.frames, args.truncation), out, args.display_size)
@@ -350,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_prepare, add_train, _add_generate, _add_export, _add_evaluate, _add_plot,
                 _add_serve):
         add(sub)
+    add_directions(sub, _add_model_source)
+    add_evaluate_edits(sub, _add_model_source)
     return parser
 
 

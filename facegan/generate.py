@@ -64,7 +64,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     g = build_generator(cfg)
     load_state(g, state, "generator", str(path))
     g = g.to(device).eval()
-    return for_inference(g, device, amp).eval()
+    out = for_inference(g, device, amp).eval()
+    # Edit directions shipped beside the weights (facegan.edits); None when there are none. Set on the
+    # plain generator too, so an export of it (which unwraps the inference wrapper) carries them.
+    from facegan.edits.directions import find_directions
+
+    out.edits = g.edits = find_directions(path)
+    return out
 
 
 # Below this bound nearly every latent component would be redrawn, again and again (|z| < 0.01 has odds

@@ -68,6 +68,8 @@ class HubGenerator(ModelHubMixin, library_name="facegan", tags=TAGS,
                   "facegan_version": __version__}
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / HUB_CONFIG, lambda tmp: tmp.write_text(text))
+        if getattr(g, "edits", None) is not None:  # attribute edits (facegan.edits) travel with it
+            g.edits.save(save_directory / "edits.safetensors")
         if self.samples is not None:
             samples = self.samples
             atomic_write(save_directory / HUB_SAMPLES, lambda tmp: shutil.copyfile(samples, tmp))

@@ -222,3 +222,60 @@ def test_variety_and_upscaling_controls(server: str, driver: WebDriver) -> None:
     wait_image(driver, "face")
     assert image_bytes(driver, "face") == low
     assert severe_console_errors(driver) == []
+
+
+def set_slider(drv: WebDriver, element_id: str, value: str) -> None:
+    """Move a range input as a user's drag ends: set its value, then fire input and change."""
+    drv.execute_script(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        "s.dispatchEvent(new Event('input', {bubbles: true}));"
+        "s.dispatchEvent(new Event('change', {bubbles: true}));", element_id, value)
+
+
+def test_edit_sliders_permalink_and_reset(server: str, driver: WebDriver) -> None:
+    severe_console_errors(driver)  # drain what earlier tests left
+    driver.get(f"{server}/?seed=33&model=tiny64")
+    wait_image(driver, "face")
+    plain = image_bytes(driver, "face")
+    sliders = driver.find_elements(By.CSS_SELECTOR, ".edit-slider")
+    assert [s.get_attribute("data-edit") for s in sliders] == ["Smiling", "Blond_Hair"]
+    assert all(s.get_attribute("value") == "0" for s in sliders)
+
+    # Moving a slider redraws the same seed edited, and the URL becomes a permalink of seed + edits.
+    set_slider(driver, "edit-Smiling", "0.75")
+    WebDriverWait(driver, WAIT_S).until(lambda d: "edit=Smiling%3A0.75" in d.current_url)
+    wait_image(driver, "face")
+    smiling = image_bytes(driver, "face")
+    assert smiling != plain and text(driver, "seed") == "33"
+    assert text(driver, "edit-Smiling-value") == "0.75"
+    set_slider(driver, "edit-Blond_Hair", "-1")
+    WebDriverWait(driver, WAIT_S).until(lambda d: "Blond_Hair%3A-1" in d.current_url)
+    wait_image(driver, "face")
+    both = image_bytes(driver, "face")
+    assert both not in (plain, smiling)
+    permalink = driver.find_element(By.ID, "permalink").get_attribute("href")
+    assert permalink == driver.current_url
+    assert "edit=Smiling%3A0.75%2CBlond_Hair%3A-1" in driver.find_element(By.ID, "download").get_attribute(
+        "href")
+
+    # The permalink brings back exactly this edited face, sliders where they were.
+    driver.get(permalink)
+    wait_image(driver, "face")
+    assert image_bytes(driver, "face") == both
+    assert driver.find_element(By.ID, "edit-Blond_Hair").get_attribute("value") == "-1"
+
+    # Back to 0 is the unedited face, bit for bit.
+    driver.find_element(By.ID, "edit-reset").click()
+    WebDriverWait(driver, WAIT_S).until(lambda d: "edit=" not in d.current_url)
+    wait_image(driver, "face")
+    assert image_bytes(driver, "face") == plain
+
+    # A new face starts with every slider at 0.
+    set_slider(driver, "edit-Smiling", "1")
+    WebDriverWait(driver, WAIT_S).until(lambda d: "edit=Smiling%3A1" in d.current_url)
+    driver.find_element(By.ID, "new-face").click()
+    WebDriverWait(driver, WAIT_S).until(lambda d: text(d, "seed") != "33")
+    wait_image(driver, "face")
+    assert all(s.get_attribute("value") == "0" for s in driver.find_elements(By.CSS_SELECTOR, ".edit-slider"))
+    assert "edit=" not in driver.current_url and text(driver, "edit-Smiling-value") == "0"
+    assert severe_console_errors(driver) == []

@@ -28,10 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from facegan.checkpoint import export_generator
 from facegan.config import ModelConfig
+from facegan.edits.directions import Directions, sidecar
 from facegan.errors import FaceganError
 from facegan.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.models import Generator, build_models
@@ -68,6 +70,9 @@ def make_models(folder: Path) -> dict[str, Path]:
                             ("tiny64", ModelConfig(size=64, ngf=8, ndf=8, latent_dim=16), 1)):
         g, _ = build_models(cfg, seed=seed)
         out[name] = export_generator(with_contrast(g), g.cfg, folder / f"{name}.safetensors")
+    # tiny64 has two attribute edits beside its weights (facegan.edits), as the shipped models do.
+    vectors = F.normalize(torch.randn(2, 16, generator=torch.Generator().manual_seed(5)), dim=1)
+    Directions(["Smiling", "Blond_Hair"], vectors, torch.full((2, 2), 3.0)).save(sidecar(out["tiny64"]))
     return out
 
 
@@ -310,8 +315,9 @@ def test_models_lists_every_model(server: str) -> None:
     assert headers["content-type"].startswith("application/json")
     listed = {m["name"]: m for m in json.loads(body)}
     assert listed["tiny32"] == {"name": "tiny32", "size": 32, "latent_dim": 100,
-                                "source": "tiny32.safetensors"}
+                                "source": "tiny32.safetensors", "edits": []}
     assert listed["tiny64"]["size"] == 64
+    assert listed["tiny64"]["edits"] == ["Smiling", "Blond_Hair"]
     assert listed["tiny64"]["latent_dim"] == 16
 
 

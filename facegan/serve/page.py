@@ -46,16 +46,20 @@ class Page:
         return self.env.get_template("error.html").render(message=message)
 
     def face(self, models: list[ServedModel], current: ServedModel, seed: int,
-             truncation: float = DEFAULT_TRUNCATION, resample: str = "lanczos") -> str:
-        """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off)
-        and upscaling filter."""
+             truncation: float = DEFAULT_TRUNCATION, resample: str = "lanczos",
+             edits: dict[str, float] | None = None) -> str:
+        """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off),
+        upscaling filter and attribute edits (checked ones; a slider per edit of the model)."""
         multi = len(models) > 1
         trunc = f"{truncation:g}"
-        look = {"truncation": trunc}
+        edits = edits or {}
+        edit_q = edit_text(edits)
+        look = {"truncation": trunc, **({"edit": edit_q} if edit_q else {})}
         # The permalink names what differs from the defaults, so it shows exactly this face.
         model_q = {"model": current.name} if multi else {}
         page_extra = {**({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
-                      **({"resample": resample} if resample != "lanczos" else {})}
+                      **({"resample": resample} if resample != "lanczos" else {}),
+                      **({"edit": edit_q} if edit_q else {})}
         choices = list(TRUNCATION_CHOICES)
         if all(value != truncation for value, _ in choices):
             choices.append((truncation, "custom"))
@@ -84,8 +88,15 @@ class Page:
                          value == truncation) for value, label in choices],
             "upscaling": [(value, label, value == resample) for value, label in UPSCALING],
             "default_truncation": f"{DEFAULT_TRUNCATION:g}",
+            "edits": [(name, f"{edits.get(name, 0.0):g}", name.replace("_", " "))
+                      for name in (current.edits.names if current.edits is not None else [])],
         }
         return self.env.get_template("index.html").render(context)
+
+
+def edit_text(edits: dict[str, float]) -> str:
+    """The `edit` query value of the non-zero edits, in the order given ("Smiling:1,Young:-0.5")."""
+    return ",".join(f"{name}:{amount:g}" for name, amount in edits.items() if amount != 0.0)
 
 
 def upscale_note(native: int, resample: str) -> str:

@@ -7,12 +7,13 @@ HINTS (see `validation_message`), never pydantic's multi-line report.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from facegan.errors import FaceganError
 from facegan.generate import MAX_SEED, MIN_TRUNCATION
 
 MAX_GRID = 64
@@ -50,6 +51,9 @@ TruncQ = Annotated[float, Query(ge=0, le=MAX_TRUNCATION,
                                 description=f"variety: redraw latent components beyond this magnitude "
                                             f"({MIN_TRUNCATION}-{MAX_TRUNCATION}); 0 = the full "
                                             f"distribution")]
+EditQ = Annotated[str | None, Query(max_length=1000,
+                                   description="attribute edits NAME:AMOUNT,… with AMOUNT from -1 to 1 "
+                                               "(the model's edits are listed by /api/models)")]
 
 # Friendly one-line messages for FastAPI's validation failures, keyed by parameter name.
 _SEED_MSG = f"must be an integer between 0 and {MAX_SEED}"
@@ -65,6 +69,7 @@ HINTS = {
     "method": "method must be slerp or lerp",
     "duration": "duration must be an integer number of milliseconds between 20 and 1000",
     "model": "model must be the name of a loaded model (see /api/models)",
+    "edit": "edit must be at most 1,000 characters of NAME:AMOUNT pairs (see /api/models for the names)",
 }
 
 
@@ -88,6 +93,23 @@ def truncation_arg(value: float) -> float | None:
     if value < MIN_TRUNCATION:  # tiny values would redraw nearly every component, for no visible gain
         raise HTTPException(422, HINTS["truncation"])
     return value
+
+
+def edit_arg(directions: Any, text: str | None) -> tuple[dict[str, float], str]:
+    """The `edit` parameter checked against a model's directions: ({name: amount}, its canonical form
+    for ETags: sorted, zero amounts dropped, since they leave the face unchanged). HTTP 400 with one
+    line naming the valid choices for an unknown name, a bad or out-of-range amount, or a model
+    without edits."""
+    from facegan.edits.directions import parse_edits
+
+    if not text:
+        return {}, ""
+    try:
+        edits = parse_edits(text, directions)
+    except FaceganError as err:
+        raise HTTPException(400, str(err)) from None
+    canonical = ",".join(f"{k}:{v!r}" for k, v in sorted(edits.items()) if v != 0.0)
+    return edits, canonical
 
 
 def random_seed() -> int:

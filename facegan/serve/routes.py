@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
-from facegan.generate import MAX_SEED, latents, walk_gif, walk_latents
+from facegan.generate import MAX_SEED, walk_gif, walk_latents
 from facegan.serve.cache import etag
 from facegan.serve.limits import image_cost
 from facegan.serve.models import Server, face_png, grid_png
@@ -17,6 +17,7 @@ from facegan.serve.page import CSP, Page
 from facegan.serve.params import (
     DEFAULT_TRUNCATION,
     DurationQ,
+    EditQ,
     FramesQ,
     FromQ,
     GridQ,
@@ -27,6 +28,7 @@ from facegan.serve.params import (
     SizeQ,
     ToQ,
     TruncQ,
+    edit_arg,
     random_seed,
     side,
     truncation_arg,
@@ -64,32 +66,37 @@ async def list_models(state: ServerDep) -> list[dict[str, Any]]:
 @router.get("/api/face.png", response_class=Response, responses=PNG)
 async def face(request: Request, state: ServerDep, seed: SeedQ = None, model: ModelQ = None,
                size: SizeQ = "native", resample: ResampleQ = "nearest",
-               truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
+               truncation: TruncQ = DEFAULT_TRUNCATION, edit: EditQ = None) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
-    tag = None if seed is None else etag(m.version, "face", seed, size, resample, float(truncation))
+    edits, edit_key = edit_arg(m.edits, edit)
+    tag = None if seed is None else etag(m.version, "face", seed, size, resample, float(truncation),
+                                         *([edit_key] if edit_key else []))
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
     chosen = random_seed() if seed is None else seed
     async with state.admit(request, image_cost(1, side(size, m.size), m.size)):
-        img = (await m.faces([chosen], trunc))[0]
+        img = (await m.faces([chosen], trunc, edits))[0]
         data = await state.call(face_png, img, size, resample)
     return image_response(data, "image/png", chosen, tag)
 
 
 @router.get("/api/grid.png", response_class=Response, responses=GRID)
 async def grid_route(request: Request, state: ServerDep, n: GridQ = 16, seed: SeedQ = None,
-                     model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
+                     model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION,
+                     edit: EditQ = None) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
+    edits, edit_key = edit_arg(m.edits, edit)
     chosen = random_seed() if seed is None else seed
     if chosen + n - 1 > MAX_SEED:
         raise HTTPException(400, f"seed + n - 1 must not exceed {MAX_SEED}")
-    tag = None if seed is None else etag(m.version, "grid", seed, n, float(truncation))
+    tag = None if seed is None else etag(m.version, "grid", seed, n, float(truncation),
+                                         *([edit_key] if edit_key else []))
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
     async with state.admit(request, image_cost(n, m.size + 2, m.size)):  # 2 px of padding
-        images = await m.faces(list(range(chosen, chosen + n)), trunc)
+        images = await m.faces(list(range(chosen, chosen + n)), trunc, edits)
         data = await state.call(grid_png, images)
     return image_response(data, "image/png", chosen, tag)
 
@@ -98,14 +105,16 @@ async def grid_route(request: Request, state: ServerDep, n: GridQ = 16, seed: Se
 async def interpolate(request: Request, state: ServerDep, start: FromQ, end: ToQ, frames: FramesQ = 24,
                       method: Method = "slerp", size: SizeQ = "native", resample: ResampleQ = "nearest",
                       duration: DurationQ = 80, model: ModelQ = None,
-                      truncation: TruncQ = DEFAULT_TRUNCATION) -> Response:
+                      truncation: TruncQ = DEFAULT_TRUNCATION, edit: EditQ = None) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
-    tag = etag(m.version, "walk", start, end, frames, method, size, resample, duration, float(truncation))
+    edits, edit_key = edit_arg(m.edits, edit)
+    tag = etag(m.version, "walk", start, end, frames, method, size, resample, duration, float(truncation),
+               *([edit_key] if edit_key else []))
     if is_cached(request, tag):
         return image_response(None, "image/gif", tag=tag)
     async with state.admit(request, image_cost(frames, side(size, m.size), m.size)):
-        za, zb = latents([start, end], m.latent_dim, trunc)
+        za, zb = m.latents([start, end], trunc, edits)
         images = await m.decode(walk_latents(za, zb, frames, method))
         data = await state.call(walk_gif, images, size, resample, duration)
     return image_response(data, "image/gif", tag=tag)
@@ -113,9 +122,11 @@ async def interpolate(request: Request, state: ServerDep, start: FromQ, end: ToQ
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page(state: ServerDep, html: PageDep, seed: SeedQ = None, model: ModelQ = None,
-               truncation: TruncQ = DEFAULT_TRUNCATION, resample: ResampleQ = "lanczos") -> Response:
+               truncation: TruncQ = DEFAULT_TRUNCATION, resample: ResampleQ = "lanczos",
+               edit: EditQ = None) -> Response:
     m = state.pick(model)
     truncation_arg(truncation)
+    edits, _ = edit_arg(m.edits, edit)
     chosen = random_seed() if seed is None else seed
-    body = html.face(list(state.models.values()), m, chosen, truncation, resample)
+    body = html.face(list(state.models.values()), m, chosen, truncation, resample, edits)
     return HTMLResponse(body, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})

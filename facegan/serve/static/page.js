@@ -8,12 +8,17 @@
   const qs = (params) => new URLSearchParams(params).toString();
   const modelParam = () => (data.multi ? { model: data.model } : {});
   const variety = $("variety"), upscale = $("upscale");
-  const look = () => ({ truncation: variety.value });
+  // Attribute edits: one slider per edit of the model; the non-zero ones travel as edit=NAME:AMOUNT,…
+  const sliders = Array.from(document.querySelectorAll(".edit-slider"));
+  const editText = () => sliders.filter((s) => Number(s.value) !== 0)
+    .map((s) => s.dataset.edit + ":" + Number(s.value)).join(",");
+  const look = () => ({ truncation: variety.value, ...(editText() ? { edit: editText() } : {}) });
   // What the permalink must name to show this exact face: anything not at its default.
   const pageParams = () => ({
     ...modelParam(),
     ...(Number(variety.value) !== Number(data.defaultTruncation) ? look() : {}),
     ...(upscale.value !== "lanczos" ? { resample: upscale.value } : {}),
+    ...(editText() ? { edit: editText() } : {}),
   });
   const faceUrl = (seed) => "/api/face.png?" + qs({
     ...(seed === null ? {} : { seed }), model: data.model, size: data.size, resample: upscale.value,
@@ -53,6 +58,7 @@
     if (newFace.getAttribute("aria-busy") === "true") return;
     newFace.setAttribute("aria-busy", "true");
     status.textContent = "";
+    resetSliders();  // a new face starts unedited
     try {
       const seed = await loadFace(null);  // the server picks the seed and names it in X-Seed
       showSeed(seed);
@@ -78,6 +84,32 @@
       }
     });
   }
+  function resetSliders() {
+    for (const s of sliders) {
+      s.value = "0";
+      $(s.id + "-value").textContent = "0";
+    }
+  }
+
+  // Redraw the same seed with the sliders' edits; the URL stays a permalink of seed + edits.
+  async function redraw() {
+    status.textContent = "";
+    const seed = seedEl.textContent;
+    try {
+      await loadFace(seed);
+      showSeed(seed);
+      history.replaceState({ seed }, "", "/?" + qs({ seed, ...pageParams() }));
+    } catch (err) {
+      status.textContent = "Could not edit the face: " + err.message;
+    }
+  }
+  for (const s of sliders) {
+    s.addEventListener("input", () => { $(s.id + "-value").textContent = Number(s.value); });
+    s.addEventListener("change", redraw);  // on release, not on every step of a drag
+  }
+  const reset = $("edit-reset");
+  if (reset) reset.addEventListener("click", () => { resetSliders(); redraw(); });
+
   // Back/forward land on a permalink URL; let the server render that face.
   window.addEventListener("popstate", () => location.reload());
 
