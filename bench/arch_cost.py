@@ -78,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=16, help="timed steps per row (0: FLOPs only)")
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    print(f"device {device}, size {args.size}, batch {args.batch_size}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'preset':<12} {'ngf':>4} {'G params':>9} {'D params':>9} {'step GFLOP/img':>15} "
-          f"{'G fwd GFLOP/img':>16} {'img/s':>8}")
+    print(
+        f"device {device}, size {args.size}, batch {args.batch_size}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'preset':<12} {'ngf':>4} {'G params':>9} {'D params':>9} {'step GFLOP/img':>15} "
+        f"{'G fwd GFLOP/img':>16} {'img/s':>8}"
+    )
     for ngf in args.ngf or [32, 64]:
         for preset in PRESETS:
             cfg = with_overrides(preset_config(preset), {"size": args.size, "ngf": ngf, "ndf": ngf})
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             n_g, n_d = (sum(x.numel() for x in m.parameters()) / 1e6 for m in (g, d))
             step, gen = step_flops(cfg)
             ips = images_per_second(cfg, device, args.batch_size, args.steps) if args.steps else float("nan")
-            print(f"{preset:<12} {ngf:>4} {n_g:>8.2f}M {n_d:>8.2f}M {step:>15.3f} {gen:>16.3f} {ips:>8.1f}",
-                  flush=True)
+            print(
+                f"{preset:<12} {ngf:>4} {n_g:>8.2f}M {n_d:>8.2f}M {step:>15.3f} {gen:>16.3f} {ips:>8.1f}",
+                flush=True,
+            )
     return 0
 
 

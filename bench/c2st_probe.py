@@ -43,7 +43,7 @@ def crop(x: Images, dx: int = 0) -> Images:
     """The central (H-16)×(W-16) window, moved `dx` pixels to the right (|dx| <= 8): a shift with no
     wrapped or padded border, which the position-aware classifier would spot by itself."""
     _, _, h, w = x.shape
-    return np.ascontiguousarray(x[:, :, 8:h - 8, 8 + dx:w - 8 + dx])
+    return np.ascontiguousarray(x[:, :, 8 : h - 8, 8 + dx : w - 8 + dx])
 
 
 def blur(x: Images, sigma: float = 0.5) -> Images:
@@ -80,8 +80,11 @@ def noise(x: Images, sigma: float = 3.0) -> Images:
 # Shifts compare central crops of both halves: the first half's at rest, the second's moved.
 SHIFTS = (0, 1, 4, 8)
 CHANGES: list[tuple[str, Callable[[Images], Images]]] = [
-    ("none (real vs real)", lambda x: x), ("blur sigma 0.5", blur),
-    ("smooth 2x down-up", smooth), ("re-JPEG q90", rejpeg), ("noise sigma 3", noise),
+    ("none (real vs real)", lambda x: x),
+    ("blur sigma 0.5", blur),
+    ("smooth 2x down-up", smooth),
+    ("re-JPEG q90", rejpeg),
+    ("noise sigma 3", noise),
 ]
 
 
@@ -90,8 +93,9 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="the training data (prepared folder, image folder or .zip)")
     ap.add_argument("--checkpoint", nargs="*", default=[], help="generators: .safetensors, .pt or run")
     ap.add_argument("--num", type=int, default=2000, help="real images per half (and generated per set)")
-    ap.add_argument("--size", type=int, default=64,
-                    help="image size without --checkpoint (with it, the generators' size)")
+    ap.add_argument(
+        "--size", type=int, default=64, help="image size without --checkpoint (with it, the generators' size)"
+    )
     args = ap.parse_args()
     if args.num < 4:
         ap.error(f"--num must be at least 4 (C2ST splits each set in two), got {args.num}")
@@ -104,15 +108,18 @@ def main() -> int:
     order = np.random.default_rng(0).permutation(ds.count)
     n = min(args.num, ds.count // 2)
     half_a = np.asarray(ds.images[np.sort(order[:n])])
-    half_b = np.asarray(ds.images[np.sort(order[n:2 * n])])
+    half_b = np.asarray(ds.images[np.sort(order[n : 2 * n])])
     print(f"# C2ST accuracy (0.5 = indistinguishable), {n} vs {n} images, classifier seed 0")
     for name, change in CHANGES:
         result = c2st(half_a, change(half_b), seed=0)
         print(f"{'real vs real, ' + name:<60} {result.accuracy:.3f} ± {result.stderr:.3f}", flush=True)
     for dx in SHIFTS:
         result = c2st(crop(half_a), crop(half_b, dx), seed=0)
-        print(f"{f'real vs real, central crops, second moved {dx} px':<60} {result.accuracy:.3f} ± "
-              f"{result.stderr:.3f}", flush=True)
+        print(
+            f"{f'real vs real, central crops, second moved {dx} px':<60} {result.accuracy:.3f} ± "
+            f"{result.stderr:.3f}",
+            flush=True,
+        )
     for path, g in gens:
         fake = torch.cat([to_uint8(b) for b in fake_batches(g, list(range(n)), 250)]).numpy()
         raw, both = c2st(half_a, fake, seed=0), c2st(smooth(half_a), smooth(fake), seed=0)

@@ -63,12 +63,15 @@ def verdicts(baseline: list[dict[str, float]], candidate: list[dict[str, float]]
     return out
 
 
-def table(names: Sequence[str], results: list[list[dict[str, float]]], draws: Sequence[int],
-          verdict: dict[str, str]) -> str:
+def table(
+    names: Sequence[str], results: list[list[dict[str, float]]], draws: Sequence[int], verdict: dict[str, str]
+) -> str:
     """Markdown: one row per generator and draw, then mean ± half the range, then the verdicts."""
     keys = [k for k in MEASURES if k in verdict]
-    lines = ["| generator | draw | " + " | ".join(MEASURES[k][0] for k in keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
+    lines = [
+        "| generator | draw | " + " | ".join(MEASURES[k][0] for k in keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
     for name, per_draw in zip(names, results, strict=True):
         for seed, r in zip(draws, per_draw, strict=True):
             lines.append(f"| {name} | {seed} | " + " | ".join(f"{r[k]:.4g}" for k in keys) + " |")
@@ -88,14 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="the data both were trained on (prepared, folder, .zip)")
     ap.add_argument("--baseline", required=True, help=source)
     ap.add_argument("--candidate", required=True, help=source)
-    ap.add_argument("--draws", type=int, nargs="+", default=[0, 10000, 20000],
-                    help="evaluate --seed values (default 0 10000 20000); 0 is the draw in-training "
-                         "evaluations use, so leave it out for a snapshot picked on it")
+    ap.add_argument(
+        "--draws",
+        type=int,
+        nargs="+",
+        default=[0, 10000, 20000],
+        help="evaluate --seed values (default 0 10000 20000); 0 is the draw in-training "
+        "evaluations use, so leave it out for a snapshot picked on it",
+    )
     ap.add_argument("--metrics", default="swd,c2st,prdc", help="evaluate's protocols (default swd,c2st,prdc)")
     ap.add_argument("--num-fake", type=int, help="generated images per measure (default: the protocol's)")
     ap.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
-    ap.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
-                    help="inference precision, as facegan evaluate (default auto)")
+    ap.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16"),
+        default="auto",
+        help="inference precision, as facegan evaluate (default auto)",
+    )
     ap.add_argument("--json", help="write every result and the verdicts here")
     args = ap.parse_args(argv)
     if len(set(args.draws)) != len(args.draws):
@@ -116,21 +128,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             g = load_generator(path, device, amp=args.amp)
             if dataset is None:
                 dataset = resolve_dataset(args.data, g.cfg.size, quiet=True)
-            results.append([evaluate(g, dataset, metrics, num_fake=args.num_fake, seed=s, device=device)
-                             for s in args.draws])
+            results.append(
+                [
+                    evaluate(g, dataset, metrics, num_fake=args.num_fake, seed=s, device=device)
+                    for s in args.draws
+                ]
+            )
     except FaceganError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     verdict = verdicts(*results)
-    print(f"# baseline:  {args.baseline}\n# candidate: {args.candidate}\n# data: {args.data}, "
-          f"draws (evaluate --seed): {' '.join(map(str, args.draws))}")
+    print(
+        f"# baseline:  {args.baseline}\n# candidate: {args.candidate}\n# data: {args.data}, "
+        f"draws (evaluate --seed): {' '.join(map(str, args.draws))}"
+    )
     print(table(names, results, args.draws, verdict))
     print(f"candidate beats baseline on every measure in every draw: {verdict['beats']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "baseline": args.baseline, "candidate": args.candidate, "data": args.data,
-            "draws": args.draws, "metrics": metrics,
-            "results": dict(zip(names, results, strict=True)), "verdict": verdict}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "baseline": args.baseline,
+                    "candidate": args.candidate,
+                    "data": args.data,
+                    "draws": args.draws,
+                    "metrics": metrics,
+                    "results": dict(zip(names, results, strict=True)),
+                    "verdict": verdict,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

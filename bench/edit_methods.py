@@ -33,8 +33,18 @@ from facegan.metrics.swd import swd
 
 # Conditioning on the attributes that say who a face is: an edit should not change them.
 IDENTITY = ["Male", "Young", "Eyeglasses"]
-EDITS = ["Smiling", "Male", "Young", "Blond_Hair", "Black_Hair", "Eyeglasses", "Bangs",
-         "Mouth_Slightly_Open", "Heavy_Makeup", "Pale_Skin"]
+EDITS = [
+    "Smiling",
+    "Male",
+    "Young",
+    "Blond_Hair",
+    "Black_Hair",
+    "Eyeglasses",
+    "Bangs",
+    "Mouth_Slightly_Open",
+    "Heavy_Makeup",
+    "Pale_Skin",
+]
 
 
 def _save(out: Path, name: str, data: Any) -> None:
@@ -47,8 +57,9 @@ def supervised(args: argparse.Namespace) -> None:
     g = load_generator(pretrained.path(args.pretrained), amp="off")
     other = "B" if args.find_half == "A" else "A"
     cache = Path(args.classifiers)
-    finder = classifier_for_half(args.data, args.attrs, args.find_half,
-                                 cache=cache / f"cls{args.find_half}.safetensors")
+    finder = classifier_for_half(
+        args.data, args.attrs, args.find_half, cache=cache / f"cls{args.find_half}.safetensors"
+    )
     if args.variants == "none":
         found: dict[str, tuple[Directions, float]] = {}
         return _measure(args, g, found, other, cache, out)
@@ -59,11 +70,15 @@ def supervised(args: argparse.Namespace) -> None:
         bounds = fit_boundaries(g, finder, args.samples)
         out.mkdir(parents=True, exist_ok=True)
         torch.save(bounds.__dict__, saved)
-    print(f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s",
-          flush=True)
+    print(
+        f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s", flush=True
+    )
     found = {}
-    variants = {"interfacegan": (False, None), "interfacegan-cond-identity": (True, IDENTITY),
-                "interfacegan-cond-all": (True, None)}
+    variants = {
+        "interfacegan": (False, None),
+        "interfacegan-cond-identity": (True, IDENTITY),
+        "interfacegan-cond-all": (True, None),
+    }
     for variant in args.variants.split(","):
         conditional, conditions = variants[variant]
         name = f"{variant}-find{args.find_half}"
@@ -77,8 +92,14 @@ def supervised(args: argparse.Namespace) -> None:
     _measure(args, g, found, other, cache, out)
 
 
-def _measure(args: argparse.Namespace, g: torch.nn.Module, found: dict[str, tuple[Directions, float]],
-             other: str, cache: Path, out: Path) -> None:
+def _measure(
+    args: argparse.Namespace,
+    g: torch.nn.Module,
+    found: dict[str, tuple[Directions, float]],
+    other: str,
+    cache: Path,
+    out: Path,
+) -> None:
     measure = cache / f"cls{other}.safetensors"
     while args.wait and not measure.is_file():  # another process may still be training it
         time.sleep(20)
@@ -90,6 +111,7 @@ def _measure(args: argparse.Namespace, g: torch.nn.Module, found: dict[str, tupl
     matrix = out / f"matrix-find{args.find_half}.json"
     rows: dict[str, Any] = json.loads(matrix.read_text()) if matrix.is_file() else {}
     for name, (dirs, built) in found.items():
+
         def render(s: list[int], e: dict[str, float], dirs: Directions = dirs) -> torch.Tensor:
             return edit_faces(g, dirs, s, e)
 
@@ -109,8 +131,10 @@ def _measure(args: argparse.Namespace, g: torch.nn.Module, found: dict[str, tupl
         _, f0 = measurer.predict(plain)
         _, f1 = measurer.predict(cg.render(seeds, {}))
         between = float((f0 - f0.roll(1, 0)).norm(dim=1).mean())
-        row = {**summary(res), "drift_from_celeba64_at_0":
-               round(float((f1 - f0).norm(dim=1).mean()) / between, 3)}
+        row = {
+            **summary(res),
+            "drift_from_celeba64_at_0": round(float((f1 - f0).norm(dim=1).mean()) / between, 3),
+        }
         # Its own files: the directions' matrix may be written by another process at the same time.
         _save(out, f"conditional-generator-measure{other}", {"summary": row, **res})
         (out / f"conditional-generator-measure{other}.md").write_text(markdown(res, "conditional generator"))
@@ -144,12 +168,15 @@ def unsupervised(args: argparse.Namespace) -> None:
         cos = torch.einsum("anp,bnp->abn", d, d).abs().mean(2)
         off = cos[~torch.eye(len(cos), dtype=torch.bool)]
         overlap = [abs(float(x)) for x in (vectors @ vectors.T)[~torch.eye(len(vectors), dtype=torch.bool)]]
-        rows[method] = {"build_seconds": round(built, 3), "mean_abs_change": round(float(np.mean(change)), 4),
-                        "change_per_direction": [round(c, 4) for c in change],
-                        "image_change_overlap": round(float(off.mean()), 3),
-                        "latent_overlap": round(float(np.mean(overlap)), 3),
-                        "swd_at_pm1": round(float(np.mean(quality)), 2),
-                        "swd_per_direction": [round(q, 2) for q in quality]}
+        rows[method] = {
+            "build_seconds": round(built, 3),
+            "mean_abs_change": round(float(np.mean(change)), 4),
+            "change_per_direction": [round(c, 4) for c in change],
+            "image_change_overlap": round(float(off.mean()), 3),
+            "latent_overlap": round(float(np.mean(overlap)), 3),
+            "swd_at_pm1": round(float(np.mean(quality)), 2),
+            "swd_per_direction": [round(q, 2) for q in quality],
+        }
         dirs.save(out / f"{args.pretrained}-{method}.edits.safetensors")
         print(method, rows[method], flush=True)
         _save(out, f"unsupervised-{args.pretrained}", rows)

@@ -120,16 +120,33 @@ def latest_run(outdir: Path) -> Path | None:
 # ----------------------------------------------------------------------------- (a) SIGKILL and resume
 
 
-def kill_resume(work: Path, kills: int = 20, seed: int = 0, steps: int = 100, ckpt_every: int = 10,
-                say: Any = print) -> dict[str, Any]:
+def kill_resume(
+    work: Path, kills: int = 20, seed: int = 0, steps: int = 100, ckpt_every: int = 10, say: Any = print
+) -> dict[str, Any]:
     """SIGKILL a tiny run at `kills` random moments, resume each, compare with an uninterrupted run."""
     data = work / "data"
     if not data.is_dir():
-        done = run(facegan("prepare", "synthetic", "--count", "256", "--size", "32", "--out", str(data),
-                           "--quiet"))
+        done = run(
+            facegan("prepare", "synthetic", "--count", "256", "--size", "32", "--out", str(data), "--quiet")
+        )
         assert done.returncode == 0, done.stderr
-    train = ["train", "--data", str(data), *TINY, "--steps", str(steps), "--ckpt-every", str(ckpt_every),
-             "--log-every", "5", "--sample-every", "100000", "--amp", "off", "--quiet"]
+    train = [
+        "train",
+        "--data",
+        str(data),
+        *TINY,
+        "--steps",
+        str(steps),
+        "--ckpt-every",
+        str(ckpt_every),
+        "--log-every",
+        "5",
+        "--sample-every",
+        "100000",
+        "--amp",
+        "off",
+        "--quiet",
+    ]
     t0 = time.monotonic()
     ref = run(facegan(*train, "--outdir", str(work / "ref")))
     assert ref.returncode == 0, ref.stderr
@@ -158,25 +175,41 @@ def kill_resume(work: Path, kills: int = 20, seed: int = 0, steps: int = 100, ck
         at = load_checkpoint(killed / "checkpoints" / "latest.pt")["step"] if killed else None
         bad = corrupt_files(killed) if killed else []
         # What a user does next: resume; a run killed before its first checkpoint is started again.
-        again = run(facegan("train", "--resume", "auto", "--outdir", str(out), "--quiet") if killed
-                    else facegan(*train, "--outdir", str(out)))
+        again = run(
+            facegan("train", "--resume", "auto", "--outdir", str(out), "--quiet")
+            if killed
+            else facegan(*train, "--outdir", str(out))
+        )
         final = latest_run(out)
-        ok = again.returncode == 0 and final is not None and \
-            same(training_state(final / "checkpoints" / "latest.pt"), reference)
+        ok = (
+            again.returncode == 0
+            and final is not None
+            and same(training_state(final / "checkpoints" / "latest.pt"), reference)
+        )
         bad += corrupt_files(final) if final else ["no checkpoint"]
         left = temp_files(final) if final else []
         identical += ok
         corrupt += len(bad)
         stale += len(left)
-        rows.append({"kill": i, "how": how, "checkpoint_step": at, "identical": ok, "corrupt": bad,
-                     "temp_left": left})
-        say(f"kill {i + 1:2d}/{kills}: {how:>13}, last checkpoint step {at}, resumed "
+        rows.append(
+            {"kill": i, "how": how, "checkpoint_step": at, "identical": ok, "corrupt": bad, "temp_left": left}
+        )
+        say(
+            f"kill {i + 1:2d}/{kills}: {how:>13}, last checkpoint step {at}, resumed "
             f"{'bit-identical' if ok else 'DIFFERENT'}, corrupt checkpoints {len(bad)}, temp files left "
-            f"{len(left)}")
+            f"{len(left)}"
+        )
         shutil.rmtree(out, ignore_errors=True)
-    return {"kills": kills, "identical": identical, "corrupt_files": corrupt, "temp_files_left": stale,
-            "steps": steps,
-            "ckpt_every": ckpt_every, "reference_seconds": round(span, 1), "runs": rows}
+    return {
+        "kills": kills,
+        "identical": identical,
+        "corrupt_files": corrupt,
+        "temp_files_left": stale,
+        "steps": steps,
+        "ckpt_every": ckpt_every,
+        "reference_seconds": round(span, 1),
+        "runs": rows,
+    }
 
 
 # ----------------------------------------------------------------------------- (b) disk full
@@ -213,8 +246,9 @@ def one_clear_line(done: subprocess.CompletedProcess[str]) -> bool:
 def disk_full(work: Path, say: Any = print) -> dict[str, Any]:
     mnt = work / "tmpfs"
     mnt.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         reason = (mounted.stderr.strip().splitlines() or ["mount failed"])[0]
         say(f"disk full: skipped — cannot mount a tmpfs here ({reason})")
@@ -223,15 +257,36 @@ def disk_full(work: Path, say: Any = print) -> dict[str, Any]:
     try:
         data = work / "data"
         runs = mnt / "runs"
-        first = run(facegan("train", "--data", str(data), *TINY, "--steps", "4", "--ckpt-every", "2",
-                            "--keep-ckpts", "1", "--sample-every", "100000", "--num-samples", "4",
-                            "--outdir", str(runs), "--quiet"))
+        first = run(
+            facegan(
+                "train",
+                "--data",
+                str(data),
+                *TINY,
+                "--steps",
+                "4",
+                "--ckpt-every",
+                "2",
+                "--keep-ckpts",
+                "1",
+                "--sample-every",
+                "100000",
+                "--num-samples",
+                "4",
+                "--outdir",
+                str(runs),
+                "--quiet",
+            )
+        )
         assert first.returncode == 0, first.stderr
         run_dir = next(runs.iterdir())
         latest, export = run_dir / "checkpoints" / "latest.pt", run_dir / "generator.safetensors"
         prepared = mnt / "prepared"
-        first_prep = run(facegan("prepare", "synthetic", "--count", "32", "--size", "32", "--out",
-                                 str(prepared), "--quiet"))
+        first_prep = run(
+            facegan(
+                "prepare", "synthetic", "--count", "32", "--size", "32", "--out", str(prepared), "--quiet"
+            )
+        )
         assert first_prep.returncode == 0, first_prep.stderr
         prep_files = sorted(p for p in prepared.iterdir() if p.is_file())
 
@@ -244,19 +299,43 @@ def disk_full(work: Path, say: Any = print) -> dict[str, Any]:
                 filler.unlink()
             intact = digest(*keep) == before
             clear = one_clear_line(done)
-            results[name] = {"clear": clear, "intact": intact, "rc": done.returncode,
-                             "stderr": done.stderr.strip()[-300:]}
-            say(f"disk full at {name}: exit {done.returncode}, "
+            results[name] = {
+                "clear": clear,
+                "intact": intact,
+                "rc": done.returncode,
+                "stderr": done.stderr.strip()[-300:],
+            }
+            say(
+                f"disk full at {name}: exit {done.returncode}, "
                 f"{'one clear line' if clear else 'NOT one clear line'}, old file "
-                f"{'intact' if intact else 'DAMAGED'}: {done.stderr.strip().splitlines()[-1:]}")
+                f"{'intact' if intact else 'DAMAGED'}: {done.stderr.strip().splitlines()[-1:]}"
+            )
 
         # Room for the run folder's small writes (config, stats, TensorBoard), not for a checkpoint.
-        attempt("checkpoint", facegan("train", "--resume", str(run_dir), "--steps", "6", "--quiet"), [latest],
-                leave=48 << 10)
+        attempt(
+            "checkpoint",
+            facegan("train", "--resume", str(run_dir), "--steps", "6", "--quiet"),
+            [latest],
+            leave=48 << 10,
+        )
         attempt("run folder", facegan("train", "--resume", str(run_dir), "--steps", "6", "--quiet"), [latest])
         attempt("export", facegan("export", "--checkpoint", str(run_dir), "--out", str(export)), [export])
-        attempt("prepare", facegan("prepare", "synthetic", "--count", "64", "--size", "32", "--out",
-                                   str(prepared), "--force", "--quiet"), prep_files)
+        attempt(
+            "prepare",
+            facegan(
+                "prepare",
+                "synthetic",
+                "--count",
+                "64",
+                "--size",
+                "32",
+                "--out",
+                str(prepared),
+                "--force",
+                "--quiet",
+            ),
+            prep_files,
+        )
         results["metric-cache"] = _metric_cache_full(mnt, data, say)
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
@@ -295,8 +374,10 @@ def _metric_cache_full(mnt: Path, data: Path, say: Any) -> dict[str, Any]:
         filler.unlink()
     intact = digest(*old) == before
     leftovers = [p.name for p in cache.rglob(".*.tmp-*")]  # facegan.files.atomic_write's temp files
-    say(f"disk full at metric cache: {'numbers returned with one warning' if ok else 'FAILED'}, old file "
-        f"{'intact' if intact else 'DAMAGED'}, partial files left {len(leftovers)}")
+    say(
+        f"disk full at metric cache: {'numbers returned with one warning' if ok else 'FAILED'}, old file "
+        f"{'intact' if intact else 'DAMAGED'}, partial files left {len(leftovers)}"
+    )
     return {"clear": bool(ok), "intact": intact, "partial_left": leftovers}
 
 
@@ -316,18 +397,35 @@ def crafted_files(bad: Path) -> dict[str, Path]:
 
     small = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, d = build_models(small)
-    state = {"format": FORMAT, "config": RunConfig(model=small).to_dict(), "step": 1, "G": g.state_dict(),
-             "D": d.state_dict()}
-    out = {name: bad / name for name in ("bomb.pt", "deep.safetensors", "alias.yaml", "deep.yaml",
-                                         "fifo.safetensors", "fifo.yaml")}
+    state = {
+        "format": FORMAT,
+        "config": RunConfig(model=small).to_dict(),
+        "step": 1,
+        "G": g.state_dict(),
+        "D": d.state_dict(),
+    }
+    out = {
+        name: bad / name
+        for name in (
+            "bomb.pt",
+            "deep.safetensors",
+            "alias.yaml",
+            "deep.yaml",
+            "fifo.safetensors",
+            "fifo.yaml",
+        )
+    }
     plain = bad / "plain.pt"
     torch.save({**state, "G": {"main.0.weight": torch.zeros(64 * 2**20)}}, plain)  # 256 MiB, deflated
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(out["bomb.pt"], "w") as zipped:
         for info in src.infolist():
             zipped.writestr(info.filename, src.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
     plain.unlink()
-    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(out["deep.safetensors"]),
-              metadata={CONFIG_KEY: "[" * 100_000 + "]" * 100_000, "format": "facegan-generator"})
+    save_file(
+        {k: v.contiguous() for k, v in g.state_dict().items()},
+        str(out["deep.safetensors"]),
+        metadata={CONFIG_KEY: "[" * 100_000 + "]" * 100_000, "format": "facegan-generator"},
+    )
     anchors = ['&a0 ["x","x","x","x","x","x","x","x","x"]']
     anchors += [f"&a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
     out["alias.yaml"].write_text("model:\n  ngf: [" + ", ".join(anchors) + "]\n")  # 9^9 strings, 400 B
@@ -383,26 +481,38 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
         ("train --resume missing", ["train", "--resume", str(bad / "missing.pt")]),
         ("train --resume random bytes", ["train", "--resume", str(bad / "random.pt")]),
         ("train --device cuda:7", ["train", "--device", "cuda:7", "--data", data, "--steps", "1"]),
-        ("train --eval-metrics bogus", ["train", "--eval-every", "1", "--eval-metrics", "bogus",
-                                        "--data", data, "--steps", "1"]),
+        (
+            "train --eval-metrics bogus",
+            ["train", "--eval-every", "1", "--eval-metrics", "bogus", "--data", data, "--steps", "1"],
+        ),
         ("generate --checkpoint random bytes", ["generate", "--checkpoint", str(bad / "random.pt")]),
-        ("generate --checkpoint random .safetensors", ["generate", "--checkpoint",
-                                                      str(bad / "random.safetensors")]),
+        (
+            "generate --checkpoint random .safetensors",
+            ["generate", "--checkpoint", str(bad / "random.safetensors")],
+        ),
         ("generate --seed x", ["generate", "--checkpoint", str(bad / "random.pt"), "--seed", "x"]),
         ("prepare missing.zip", ["prepare", str(bad / "missing.zip"), "--out", str(bad / "o1")]),
         ("prepare random .zip", ["prepare", str(bad / "random.zip"), "--out", str(bad / "o2")]),
         ("prepare empty folder", ["prepare", str(bad / "empty"), "--out", str(bad / "o3")]),
         ("prepare --size 31", ["prepare", "synthetic", "--size", "31", "--out", str(bad / "o4")]),
-        ("prepare --attributes missing", ["prepare", str(faces), "--attributes", str(bad / "missing.txt"),
-                                          "--out", str(bad / "o5")]),
-        ("prepare attribute header ≠ rows", ["prepare", str(faces), "--attributes", str(bad / "attrs.txt"),
-                                             "--out", str(bad / "o6")]),
-        ("train --data with an altered shape", ["train", "--data", str(altered), *TINY, "--steps", "1",
-                                                "--outdir", str(bad / "runs")]),
+        (
+            "prepare --attributes missing",
+            ["prepare", str(faces), "--attributes", str(bad / "missing.txt"), "--out", str(bad / "o5")],
+        ),
+        (
+            "prepare attribute header ≠ rows",
+            ["prepare", str(faces), "--attributes", str(bad / "attrs.txt"), "--out", str(bad / "o6")],
+        ),
+        (
+            "train --data with an altered shape",
+            ["train", "--data", str(altered), *TINY, "--steps", "1", "--outdir", str(bad / "runs")],
+        ),
         ("serve --checkpoint random bytes", ["serve", "--checkpoint", str(bad / "random.pt")]),
         ("plot not-a-run", ["plot", str(bad / "empty")]),
-        ("evaluate --metrics bogus", ["evaluate", "--checkpoint", str(bad / "random.pt"), "--data", data,
-                                      "--metrics", "bogus"]),
+        (
+            "evaluate --metrics bogus",
+            ["evaluate", "--checkpoint", str(bad / "random.pt"), "--data", data, "--metrics", "bogus"],
+        ),
         ("train --lr-g nan", ["train", "--lr-g", "nan"]),
         ("train --beta2 1.5", ["train", "--beta2", "1.5"]),
         ("train --ema-kimg inf", ["train", "--ema-kimg", "inf"]),
@@ -416,17 +526,25 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
     crafted = crafted_files(bad)
     out = str(bad / "x.png")
     cases += [
-        ("generate --checkpoint .pt zip bomb", ["generate", "--checkpoint", str(crafted["bomb.pt"]),
-                                                "--out", out]),
-        ("generate --checkpoint config 10^5 deep", ["generate", "--checkpoint",
-                                                    str(crafted["deep.safetensors"]), "--out", out]),
-        ("generate --checkpoint FIFO", ["generate", "--checkpoint", str(crafted["fifo.safetensors"]),
-                                        "--out", out]),
+        (
+            "generate --checkpoint .pt zip bomb",
+            ["generate", "--checkpoint", str(crafted["bomb.pt"]), "--out", out],
+        ),
+        (
+            "generate --checkpoint config 10^5 deep",
+            ["generate", "--checkpoint", str(crafted["deep.safetensors"]), "--out", out],
+        ),
+        (
+            "generate --checkpoint FIFO",
+            ["generate", "--checkpoint", str(crafted["fifo.safetensors"]), "--out", out],
+        ),
         ("train --config YAML alias bomb", ["train", "--config", str(crafted["alias.yaml"]), "--dry-run"]),
         ("train --config YAML 10^5 deep", ["train", "--config", str(crafted["deep.yaml"]), "--dry-run"]),
         ("train --config FIFO", ["train", "--config", str(crafted["fifo.yaml"]), "--dry-run"]),
-        ("train --resume step -5", ["train", "--resume", str(crafted["step.pt"]), "--outdir",
-                                    str(bad / "runs")]),
+        (
+            "train --resume step -5",
+            ["train", "--resume", str(crafted["step.pt"]), "--outdir", str(bad / "runs")],
+        ),
     ]
     if ref is not None:
         cases += [
@@ -435,10 +553,33 @@ def bad_inputs(work: Path) -> list[tuple[str, list[str]]]:
             ("generate --seed 0-10^12", ["generate", "--checkpoint", str(ref), "--seed", "0-1000000000000"]),
             ("generate --truncation -1", ["generate", "--checkpoint", str(ref), "--truncation", "-1"]),
             ("generate --truncation nan", ["generate", "--checkpoint", str(ref), "--truncation", "nan"]),
-            ("evaluate --batch-size 0", ["evaluate", "--checkpoint", str(ref), "--data", data, "--metrics",
-                                         "swd", "--batch-size", "0"]),
-            ("generate --interpolate one seed", ["generate", "--checkpoint", str(ref), "--interpolate",
-                                                 "--seed", "3", "--out", str(bad / "w.gif")]),
+            (
+                "evaluate --batch-size 0",
+                [
+                    "evaluate",
+                    "--checkpoint",
+                    str(ref),
+                    "--data",
+                    data,
+                    "--metrics",
+                    "swd",
+                    "--batch-size",
+                    "0",
+                ],
+            ),
+            (
+                "generate --interpolate one seed",
+                [
+                    "generate",
+                    "--checkpoint",
+                    str(ref),
+                    "--interpolate",
+                    "--seed",
+                    "3",
+                    "--out",
+                    str(bad / "w.gif"),
+                ],
+            ),
             ("generate --out in /proc", ["generate", "--checkpoint", str(ref), "--out", "/proc/x/y.png"]),
             ("export --out .txt", ["export", "--checkpoint", str(ref), "--out", str(bad / "g.txt")]),
             ("train --resume with changed --ngf", ["train", "--resume", str(ref), "--ngf", "16"]),
@@ -503,8 +644,11 @@ def main(argv: list[str] | None = None) -> int:
         summary["seconds"] = round(time.monotonic() - t0, 1)
     print()
     if k := summary.get("kill"):
-        print(f"kill: {k['identical']}/{k['kills']} bit-identical after resume, {k['corrupt_files']} corrupt "
-              f"checkpoint files", end="; ")
+        print(
+            f"kill: {k['identical']}/{k['kills']} bit-identical after resume, {k['corrupt_files']} corrupt "
+            f"checkpoint files",
+            end="; ",
+        )
     if "input" in summary:
         print(f"input: {summary['input']['clear']}/{summary['input']['inputs']} one clear line", end="; ")
     if h := summary.get("http"):

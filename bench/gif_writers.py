@@ -38,8 +38,9 @@ def _imageio_rows(size: str, duration: int) -> dict[str, Callable[[torch.Tensor]
     def frames(images: torch.Tensor) -> tuple[list[Image.Image], Image.Image]:
         native = [to_pil(img) for img in images]
         palette = shared_palette(native)
-        return [resize(im, size, "lanczos").quantize(palette=palette, dither=Image.Dither.NONE)
-                for im in native], palette
+        return [
+            resize(im, size, "lanczos").quantize(palette=palette, dither=Image.Dither.NONE) for im in native
+        ], palette
 
     def rgb(images: torch.Tensor) -> bytes:
         out, _ = frames(images)
@@ -49,8 +50,15 @@ def _imageio_rows(size: str, duration: int) -> dict[str, Callable[[torch.Tensor]
     def indexed(images: torch.Tensor) -> bytes:
         out, palette = frames(images)
         stack = np.stack([np.asarray(im) for im in out])
-        return iio.imwrite("<bytes>", stack, extension=".gif", mode="P", palette=palette.getpalette(),
-                           duration=duration, loop=0)
+        return iio.imwrite(
+            "<bytes>",
+            stack,
+            extension=".gif",
+            mode="P",
+            palette=palette.getpalette(),
+            duration=duration,
+            loop=0,
+        )
 
     return {"imageio v3, rgb frames": rgb, "imageio v3, indexed + palette": indexed}
 
@@ -62,8 +70,13 @@ def describe(data: bytes) -> tuple[dict[str, object], np.ndarray]:
         for frame in ImageSequence.Iterator(im):
             durations.add(frame.info.get("duration"))
             frames.append(np.asarray(frame.convert("RGB")))
-        info = {"frames": len(frames), "size": im.size, "duration_ms": sorted(durations),
-                "loop": im.info.get("loop"), "bytes": len(data)}
+        info = {
+            "frames": len(frames),
+            "size": im.size,
+            "duration_ms": sorted(durations),
+            "loop": im.info.get("loop"),
+            "bytes": len(data),
+        }
     return info, np.stack(frames)
 
 
@@ -78,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     g = load_generator(pretrained.path(args.model))
     images = interpolation(g, [3, 17], args.frames)
-    print(f"{args.frames}-frame walk of {args.model}, {args.size} px Lanczos, {args.duration} ms/frame; "
-          f"torch threads 1, Pillow {Image.__version__}")
+    print(
+        f"{args.frames}-frame walk of {args.model}, {args.size} px Lanczos, {args.duration} ms/frame; "
+        f"torch threads 1, Pillow {Image.__version__}"
+    )
     rows = {"facegan (Pillow, shared palette)": lambda x: walk_gif(x, args.size, "lanczos", args.duration)}
     rows.update(_imageio_rows(args.size, args.duration))
     ref_info = ref_frames = None
@@ -94,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             ref_info, ref_frames = info, frames
         same = frames.shape == ref_frames.shape and np.array_equal(frames, ref_frames)
         meta = all(info[k] == ref_info[k] for k in ("frames", "size", "duration_ms", "loop"))
-        print(f"{name:32s} best {min(times):6.3f} s  median {statistics.median(times):6.3f} s  "
-              f"{info['bytes'] / 1e6:5.2f} MB  pixels {'equal' if same else 'DIFFER'}  "
-              f"frames/size/duration/loop {'equal' if meta else 'DIFFER'}  {info}")
+        print(
+            f"{name:32s} best {min(times):6.3f} s  median {statistics.median(times):6.3f} s  "
+            f"{info['bytes'] / 1e6:5.2f} MB  pixels {'equal' if same else 'DIFFER'}  "
+            f"frames/size/duration/loop {'equal' if meta else 'DIFFER'}  {info}"
+        )
     return 0
 
 

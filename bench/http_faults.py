@@ -62,41 +62,91 @@ def cases() -> list[Case]:
     face = "/api/face.png?"
     params = {
         # seeds
-        "seed=-1": "seed=-1", "seed=2^63": f"seed={MAX_SEED + 1}", "seed=10^40": f"seed={10**40}",
-        "seed=abc": "seed=abc", "seed=1.5": "seed=1.5", "seed= (empty)": "seed=", "seed=0x10": "seed=0x10",
-        "seed=NaN": "seed=NaN", "seed=%00": "seed=%00", "seed=1 OR 1=1": "seed=1%20OR%201%3D1",
-        "seed=1e5": "seed=1e5", "seed=(10^5 digits)": "seed=" + "9" * 100_000,
+        "seed=-1": "seed=-1",
+        "seed=2^63": f"seed={MAX_SEED + 1}",
+        "seed=10^40": f"seed={10**40}",
+        "seed=abc": "seed=abc",
+        "seed=1.5": "seed=1.5",
+        "seed= (empty)": "seed=",
+        "seed=0x10": "seed=0x10",
+        "seed=NaN": "seed=NaN",
+        "seed=%00": "seed=%00",
+        "seed=1 OR 1=1": "seed=1%20OR%201%3D1",
+        "seed=1e5": "seed=1e5",
+        "seed=(10^5 digits)": "seed=" + "9" * 100_000,
         # size, resample, truncation, model
-        "size=1024": "size=1024", "size=-64": "size=-64", "size=abc": "size=abc", "size=64.0": "size=64.0",
-        "resample=bicubic": "resample=bicubic", "resample= (empty)": "resample=",
-        "truncation=-1": "truncation=-1", "truncation=nan": "truncation=nan",
+        "size=1024": "size=1024",
+        "size=-64": "size=-64",
+        "size=abc": "size=abc",
+        "size=64.0": "size=64.0",
+        "resample=bicubic": "resample=bicubic",
+        "resample= (empty)": "resample=",
+        "truncation=-1": "truncation=-1",
+        "truncation=nan": "truncation=nan",
         "truncation=inf": "truncation=inf",
-        "truncation=0.1": "truncation=0.1", "truncation=1e309": "truncation=1e309",
-        "truncation=abc": "truncation=abc", "truncation=5": "truncation=5",
-        "model=nope": "model=nope", "model=<script>": "model=%3Cscript%3Ealert(1)%3C/script%3E",
-        "model=(200 chars)": "model=" + "a" * 200, "model=../../etc/passwd": "model=..%2F..%2Fetc%2Fpasswd",
+        "truncation=0.1": "truncation=0.1",
+        "truncation=1e309": "truncation=1e309",
+        "truncation=abc": "truncation=abc",
+        "truncation=5": "truncation=5",
+        "model=nope": "model=nope",
+        "model=<script>": "model=%3Cscript%3Ealert(1)%3C/script%3E",
+        "model=(200 chars)": "model=" + "a" * 200,
+        "model=../../etc/passwd": "model=..%2F..%2Fetc%2Fpasswd",
     }
     out = [Case(f"face {k}", get(face + v)) for k, v in params.items()]
-    grid = {"n=0": "n=0", "n=65": "n=65", "n=-1": "n=-1", "n=abc": "n=abc", "n=10^12": f"n={10**12}",
-            "seed=2^63-1&n=2": f"seed={MAX_SEED}&n=2", "truncation=-2": "truncation=-2"}
+    grid = {
+        "n=0": "n=0",
+        "n=65": "n=65",
+        "n=-1": "n=-1",
+        "n=abc": "n=abc",
+        "n=10^12": f"n={10**12}",
+        "seed=2^63-1&n=2": f"seed={MAX_SEED}&n=2",
+        "truncation=-2": "truncation=-2",
+    }
     out += [Case(f"grid {k}", get("/api/grid.png?" + v)) for k, v in grid.items()]
     ok = "from=1&to=2&"
-    walk = {"no from/to": "", "no to": "from=1", "from=-1": "from=-1&to=2",
-            "to=2^63": f"from=1&to={MAX_SEED + 1}", "frames=1": ok + "frames=1",
-            "frames=61": ok + "frames=61",
-            "frames=10^9": ok + "frames=1000000000", "frames=-3": ok + "frames=-3",
-            "frames=abc": ok + "frames=abc", "duration=5": ok + "duration=5",
-            "duration=10^6": ok + "duration=1000000", "method=cubic": ok + "method=cubic",
-            "size=4096": ok + "size=4096", "resample=x": ok + "resample=x",
-            "truncation=9": ok + "truncation=9"}
+    walk = {
+        "no from/to": "",
+        "no to": "from=1",
+        "from=-1": "from=-1&to=2",
+        "to=2^63": f"from=1&to={MAX_SEED + 1}",
+        "frames=1": ok + "frames=1",
+        "frames=61": ok + "frames=61",
+        "frames=10^9": ok + "frames=1000000000",
+        "frames=-3": ok + "frames=-3",
+        "frames=abc": ok + "frames=abc",
+        "duration=5": ok + "duration=5",
+        "duration=10^6": ok + "duration=1000000",
+        "method=cubic": ok + "method=cubic",
+        "size=4096": ok + "size=4096",
+        "resample=x": ok + "resample=x",
+        "truncation=9": ok + "truncation=9",
+    }
     out += [Case(f"walk {k}", get("/api/interpolate.gif?" + v)) for k, v in walk.items()]
-    out += [Case(f"page {k}", get("/?" + v)) for k, v in
-            {"seed=-1": "seed=-1", "truncation=abc": "truncation=abc", "model=nope": "model=nope"}.items()]
+    out += [
+        Case(f"page {k}", get("/?" + v))
+        for k, v in {
+            "seed=-1": "seed=-1",
+            "truncation=abc": "truncation=abc",
+            "model=nope": "model=nope",
+        }.items()
+    ]
     # paths that are not the server's
-    for target in ("/../../etc/passwd", "/api/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
-                   "/api/face.png%00", "/%ff%fe", "//etc/passwd", "/api/face.png/..%2f..%2fpyproject.toml",
-                   "/static/../../pyproject.toml", "/api/face.png;.php", "/.env", "/.git/config",
-                   "/api/face.PNG", "/api/" + "a" * 4000):
+    for target in (
+        "/../../etc/passwd",
+        "/api/../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/api/face.png%00",
+        "/%ff%fe",
+        "//etc/passwd",
+        "/api/face.png/..%2f..%2fpyproject.toml",
+        "/static/../../pyproject.toml",
+        "/api/face.png;.php",
+        "/.env",
+        "/.git/config",
+        "/api/face.PNG",
+        "/api/" + "a" * 4000,
+    ):
         out.append(Case(f"path {target[:40]}", get(target)))
     # huge queries and headers
     out += [
@@ -105,13 +155,17 @@ def cases() -> list[Case]:
         Case("query of 20000 parameters", get(face + "&".join(f"p{i}=1" for i in range(20_000)))),
         Case("request line of 64 KB", get("/" + "a" * 65_536)),
         Case("header of 100 KB", get("/healthz", "X-Big: " + "a" * 100_000 + "\r\n")),
-        Case("500 headers of 200 bytes", get("/healthz", "".join(f"X-H{i}: {'b' * 200}\r\n"
-                                                                   for i in range(500)))),
+        Case(
+            "500 headers of 200 bytes",
+            get("/healthz", "".join(f"X-H{i}: {'b' * 200}\r\n" for i in range(500))),
+        ),
     ]
     # wrong methods
     out += [Case(f"method {v}", method(v)) for v in ("POST", "PUT", "DELETE", "PATCH", "TRACE", "FOO")]
-    out += [Case("method CONNECT", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"),
-            Case("method lowercase get", method("get", "/healthz"))]
+    out += [
+        Case("method CONNECT", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"),
+        Case("method lowercase get", method("get", "/healthz")),
+    ]
     # malformed request lines and headers
     out += [
         Case("garbage request line", b"GARBAGE\r\n\r\n"),
@@ -132,24 +186,30 @@ def cases() -> list[Case]:
     out += [
         Case("Content-Length: -1", method("POST", "/healthz", "Content-Length: -1\r\n")),
         Case("Content-Length: abc", method("POST", "/healthz", "Content-Length: abc\r\n")),
-        Case("two different Content-Lengths", method("POST", "/healthz",
-                                                     "Content-Length: 1\r\nContent-Length: 2\r\n") + b"ab"),
-        Case("Content-Length and chunked (smuggling)",
-             method("POST", "/healthz", "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n")
-             + b"0\r\n\r\n"),
-        Case("bad chunk size",
-             method("POST", "/healthz", "Transfer-Encoding: chunked\r\n") + b"zz\r\nab\r\n"),
+        Case(
+            "two different Content-Lengths",
+            method("POST", "/healthz", "Content-Length: 1\r\nContent-Length: 2\r\n") + b"ab",
+        ),
+        Case(
+            "Content-Length and chunked (smuggling)",
+            method("POST", "/healthz", "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+        ),
+        Case(
+            "bad chunk size", method("POST", "/healthz", "Transfer-Encoding: chunked\r\n") + b"zz\r\nab\r\n"
+        ),
         Case("Transfer-Encoding: gzip", method("POST", "/healthz", "Transfer-Encoding: gzip\r\n")),
         Case("POST claiming 1 PB", method("POST", "/api/face.png", "Content-Length: 10" + "0" * 15 + "\r\n")),
         Case("GET with a body", method("GET", "/api/face.png?seed=-5", "Content-Length: 5\r\n") + b"hello"),
-        Case("pipelined after a bad one", get(face + "seed=-1").replace(body.encode(), b"") +
-             get("/healthz")),
+        Case(
+            "pipelined after a bad one", get(face + "seed=-1").replace(body.encode(), b"") + get("/healthz")
+        ),
     ]
     # slow clients: the whole request must arrive within --header-timeout
     out += [
         Case("slow request line (1 byte / 0.5 s)", get("/healthz"), drip=0.5),
-        Case("slow headers, never finished", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a",
-             drip=0.4),
+        Case(
+            "slow headers, never finished", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a", drip=0.4
+        ),
         Case("slow body", method("POST", "/healthz", "Content-Length: 100\r\n") + b"x" * 20, drip=0.3),
     ]
     return out
@@ -191,7 +251,7 @@ def send(port: int, case: Case, timeout: float = 20) -> Reply:
         try:
             if case.drip:
                 for i in range(len(case.raw)):
-                    sock.sendall(case.raw[i:i + 1])
+                    sock.sendall(case.raw[i : i + 1])
                     time.sleep(case.drip)
             else:
                 sock.sendall(case.raw)
@@ -204,19 +264,26 @@ def send(port: int, case: Case, timeout: float = 20) -> Reply:
         except (OSError, http.client.HTTPException) as err:
             # The server closes a connection whose head is not in by --header-timeout, unanswered.
             closed = case.drip > 0 and isinstance(err, http.client.RemoteDisconnected)
-            return Reply(None, f"no HTTP answer ({type(err).__name__})", False, time.monotonic() - t0,
-                         refused=closed)
+            return Reply(
+                None, f"no HTTP answer ({type(err).__name__})", False, time.monotonic() - t0, refused=closed
+            )
     status, kind = resp.status, resp.getheader("content-type", "")
     reason = reason_of(kind, body)
     clear = 400 <= status < 500 and reason is not None
     if status < 400:
         reason = f"served: {kind or 'no content type'}, {len(body)} bytes"
-    return Reply(status, reason or f"no one-line reason: {body[:100]!r}", clear, time.monotonic() - t0,
-                 refused=400 <= status < 500)
+    return Reply(
+        status,
+        reason or f"no one-line reason: {body[:100]!r}",
+        clear,
+        time.monotonic() - t0,
+        refused=400 <= status < 500,
+    )
 
 
-def catalogue(port: int, selected: list[Case] | None = None, say: Any = print,
-              log: Path | None = None) -> dict[str, Any]:
+def catalogue(
+    port: int, selected: list[Case] | None = None, say: Any = print, log: Path | None = None
+) -> dict[str, Any]:
     """Send every case to the server on `port`; the tally and one row per case. With the server's
     `log`, a case during which the server logged a traceback is not clear, whatever the client got."""
     rows, clear, refused = [], 0, 0
@@ -235,14 +302,29 @@ def catalogue(port: int, selected: list[Case] | None = None, say: Any = print,
         ok = reply.clear and not traced
         clear += ok
         refused += reply.refused and not traced
-        rows.append({"request": case.name, "status": reply.status, "clear": ok,
-                     "refused": reply.refused and not traced, "server_traceback": traced,
-                     "reason": reply.reason[:160], "seconds": round(reply.seconds, 2)})
+        rows.append(
+            {
+                "request": case.name,
+                "status": reply.status,
+                "clear": ok,
+                "refused": reply.refused and not traced,
+                "server_traceback": traced,
+                "reason": reply.reason[:160],
+                "seconds": round(reply.seconds, 2),
+            }
+        )
         verdict = "clear" if ok else "refused, no reason" if reply.refused and not traced else "NOT REFUSED"
-        say(f"http {case.name[:44]:44} {reply.status} {verdict}: {reply.reason[:90]}"
-            + (" (traceback in the server log)" if traced else ""))
-    return {"requests": len(rows), "clear": clear, "refused": refused,
-            "server_errors_5xx": sum(1 for r in rows if (r["status"] or 0) >= 500), "rows": rows}
+        say(
+            f"http {case.name[:44]:44} {reply.status} {verdict}: {reply.reason[:90]}"
+            + (" (traceback in the server log)" if traced else "")
+        )
+    return {
+        "requests": len(rows),
+        "clear": clear,
+        "refused": refused,
+        "server_errors_5xx": sum(1 for r in rows if (r["status"] or 0) >= 500),
+        "rows": rows,
+    }
 
 
 def hostile_http(selected: list[Case] | None = None, say: Any = print) -> dict[str, Any]:
@@ -258,10 +340,12 @@ def hostile_http(selected: list[Case] | None = None, say: Any = print) -> dict[s
     result["healthy_after"] = healthy
     result["log_tracebacks"] = text.count("Traceback")
     result["log_5xx"] = len(re.findall(r'HTTP/1\.[01]" 5\d\d\b', text))  # access-log lines
-    say(f"http: {result['refused']}/{result['requests']} refused, {result['clear']} of them with a 4xx and "
+    say(
+        f"http: {result['refused']}/{result['requests']} refused, {result['clear']} of them with a 4xx and "
         f"a one-line reason; "
         f"{result['server_errors_5xx']} answered 5xx; server healthy afterwards: {healthy}; tracebacks in "
-        f"its log: {result['log_tracebacks']}")
+        f"its log: {result['log_tracebacks']}"
+    )
     return result
 
 

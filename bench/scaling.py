@@ -65,8 +65,15 @@ def worker(args: argparse.Namespace) -> None:
     (rank 0) write {img_per_s, step_s, allreduce_s} per window to `--out`."""
     torch.set_num_threads(args.threads)
     with session() as dist:
-        flags = {"data": args.data, "size": args.size, "ngf": args.ngf, "ndf": args.ngf,
-                 "batch_size": args.batch_size, "device": args.device, "seed": 0}
+        flags = {
+            "data": args.data,
+            "size": args.size,
+            "ngf": args.ngf,
+            "ndf": args.ngf,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "seed": 0,
+        }
         cfg = resolve_config(args.preset, {}, flags)
         device = dist.place(pick_device(cfg.train.device))
         training = adapt(build_training(cfg, device, PackedDataset(args.data)), dist, False)
@@ -84,19 +91,57 @@ def worker(args: argparse.Namespace) -> None:
                 step += 1
             _sync(device)
             seconds = time.perf_counter() - t0
-            windows.append({"img_per_s": args.steps * args.batch_size / seconds,
-                            "step_s": seconds / args.steps, "allreduce_s": dist.comm_seconds / args.steps})
+            windows.append(
+                {
+                    "img_per_s": args.steps * args.batch_size / seconds,
+                    "step_s": seconds / args.steps,
+                    "allreduce_s": dist.comm_seconds / args.steps,
+                }
+            )
         if dist.is_main:
             Path(args.out).write_text(json.dumps(windows))
 
 
 def _row(label: str, ranks: int, threads: int, args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
-    common = [str(Path(__file__).resolve()), "--worker", "--data", str(data), "--out", str(out),
-              "--threads", str(threads), "--preset", args.preset, "--size", str(args.size), "--ngf",
-              str(args.ngf), "--batch-size", str(args.batch_size), "--device", args.device, "--steps",
-              str(args.steps), "--windows", str(args.windows), "--warmup", str(args.warmup)]
-    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-            *common] if ranks > 1 else [sys.executable, *common])
+    common = [
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--threads",
+        str(threads),
+        "--preset",
+        args.preset,
+        "--size",
+        str(args.size),
+        "--ngf",
+        str(args.ngf),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--windows",
+        str(args.windows),
+        "--warmup",
+        str(args.warmup),
+    ]
+    cmd = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(ranks),
+            *common,
+        ]
+        if ranks > 1
+        else [sys.executable, *common]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
@@ -107,10 +152,17 @@ def _row(label: str, ranks: int, threads: int, args: argparse.Namespace, data: P
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
-    p.add_argument("--ranks", default=None, help="comma list of rank counts (default: 2 on CPU; 1,2,...,all "
-                   "GPUs on CUDA)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per rank (default: the cores divided by the most ranks, at least 1)")
+    p.add_argument(
+        "--ranks",
+        default=None,
+        help="comma list of rank counts (default: 2 on CPU; 1,2,...,all GPUs on CUDA)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per rank (default: the cores divided by the most ranks, at least 1)",
+    )
     p.add_argument("--preset", default="dcgan")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--ngf", type=int, default=32, help="ngf = ndf (default 32: the shipped models' width)")
@@ -123,12 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results here")
     paper = p.add_argument_group("--paper: the projection's assumptions")
     paper.add_argument("--paper", action="store_true", help="print the on-paper projection and exit")
-    paper.add_argument("--achieved-tflops", type=float, default=150.0,
-                       help="achieved bf16 TFLOP/s per GPU on these convnets (default 150: ~15%% of an H100 "
-                            "SXM's 989 dense)")
-    paper.add_argument("--launch-ms", type=float, default=1.0,
-                       help="fixed per-step time per GPU that does not shrink with the batch (kernel "
-                            "launches of an eager step, ~200 x 5 us; default 1.0)")
+    paper.add_argument(
+        "--achieved-tflops",
+        type=float,
+        default=150.0,
+        help="achieved bf16 TFLOP/s per GPU on these convnets (default 150: ~15%% of an H100 "
+        "SXM's 989 dense)",
+    )
+    paper.add_argument(
+        "--launch-ms",
+        type=float,
+        default=1.0,
+        help="fixed per-step time per GPU that does not shrink with the batch (kernel "
+        "launches of an eager step, ~200 x 5 us; default 1.0)",
+    )
     paper.add_argument("--nvlink-gbs", type=float, default=450.0, help="per GPU, per direction (H100 SXM)")
     paper.add_argument("--ib-gbs", type=float, default=50.0, help="per GPU (one NDR 400 Gb/s NIC per GPU)")
     paper.add_argument("--nvlink-us", type=float, default=10.0, help="latency per ring hop, NVLink")
@@ -159,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(dict.fromkeys(rows))
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        data = prepare("synthetic", Path(tmp) / "faces", size=args.size, synthetic_count=args.images,
-                       quiet=True).out
+        data = prepare(
+            "synthetic", Path(tmp) / "faces", size=args.size, synthetic_count=args.images, quiet=True
+        ).out
         results: dict[tuple[str, int, int], list[dict]] = {row: [] for row in rows}
         for _ in range(args.rounds):
             for row in rows:
@@ -179,20 +240,32 @@ def projection(args: argparse.Namespace) -> str:
     from facegan.config import ModelConfig, preset_config, with_overrides
     from facegan.models import build_models
 
-    fabrics = [("8 GPUs, NVLink", 8, args.nvlink_gbs * 1e9, args.nvlink_us * 1e-6),
-               ("4x8 GPUs, InfiniBand", 32, args.ib_gbs * 1e9, args.ib_us * 1e-6)]
+    fabrics = [
+        ("8 GPUs, NVLink", 8, args.nvlink_gbs * 1e9, args.nvlink_us * 1e-6),
+        ("4x8 GPUs, InfiniBand", 32, args.ib_gbs * 1e9, args.ib_us * 1e-6),
+    ]
     batches = (128, 1024, 4096)
-    lines = [f"# seed DCGAN (ngf = ndf = 64), fp32 gradients; {args.achieved_tflops:g} TFLOP/s achieved per "
-             f"GPU, {args.launch_ms:g} ms launch floor per step; NVLink {args.nvlink_gbs:g} GB/s + "
-             f"{args.nvlink_us:g} us/hop, InfiniBand {args.ib_gbs:g} GB/s + {args.ib_us:g} us/hop",
-             "| size | params G + D | gradient MB/step | GFLOP/img (step) | all-reduce ms/step, 8 NVLink | "
-             "4x8 IB | efficiency 8 GPUs, B = " + " / ".join(map(str, batches)) + " | 4x8 GPUs, B = "
-             + " / ".join(map(str, batches)) + " |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# seed DCGAN (ngf = ndf = 64), fp32 gradients; {args.achieved_tflops:g} TFLOP/s achieved per "
+        f"GPU, {args.launch_ms:g} ms launch floor per step; NVLink {args.nvlink_gbs:g} GB/s + "
+        f"{args.nvlink_us:g} us/hop, InfiniBand {args.ib_gbs:g} GB/s + {args.ib_us:g} us/hop",
+        "| size | params G + D | gradient MB/step | GFLOP/img (step) | all-reduce ms/step, 8 NVLink | "
+        "4x8 IB | efficiency 8 GPUs, B = "
+        + " / ".join(map(str, batches))
+        + " | 4x8 GPUs, B = "
+        + " / ".join(map(str, batches))
+        + " |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for size in (64, 128, 256):
         g, d = build_models(ModelConfig(size=size, ngf=64, ndf=64))
         counts = [sum(p.numel() for p in net.parameters()) for net in (d, g)]
-        flops = step_flops(with_overrides(preset_config("dcgan"), {"size": size, "ngf": 64, "ndf": 64}),
-                           batch=2)[0] * 1e9
+        flops = (
+            step_flops(with_overrides(preset_config("dcgan"), {"size": size, "ngf": 64, "ndf": 64}), batch=2)[
+                0
+            ]
+            * 1e9
+        )
 
         def comm(n: int, bw: float, alpha: float, counts: list[int] = counts) -> float:
             return sum(2 * (n - 1) * alpha + 2 * (n - 1) / n * 4 * c / bw for c in counts)
@@ -200,26 +273,34 @@ def projection(args: argparse.Namespace) -> str:
         def step(batch: float, flops: float = flops) -> float:
             return flops * batch / (args.achieved_tflops * 1e12) + args.launch_ms / 1000
 
-        effs = [" / ".join(f"{step(b) / (n * (step(b / n) + comm(n, bw, a))):.2f}" for b in batches)
-                for _, n, bw, a in fabrics]
-        lines.append(f"| {size} | {counts[1] / 1e6:.2f} M + {counts[0] / 1e6:.2f} M | "
-                     f"{4 * sum(counts) / 1e6:.1f} | {flops / 1e9:.2f} | "
-                     f"{1000 * comm(8, *fabrics[0][2:]):.2f} | {1000 * comm(32, *fabrics[1][2:]):.2f} | "
-                     f"{effs[0]} | {effs[1]} |")
+        effs = [
+            " / ".join(f"{step(b) / (n * (step(b / n) + comm(n, bw, a))):.2f}" for b in batches)
+            for _, n, bw, a in fabrics
+        ]
+        lines.append(
+            f"| {size} | {counts[1] / 1e6:.2f} M + {counts[0] / 1e6:.2f} M | "
+            f"{4 * sum(counts) / 1e6:.1f} | {flops / 1e9:.2f} | "
+            f"{1000 * comm(8, *fabrics[0][2:]):.2f} | {1000 * comm(32, *fabrics[1][2:]):.2f} | "
+            f"{effs[0]} | {effs[1]} |"
+        )
     return "\n".join(lines)
 
 
-def _report(rows: list[tuple[str, int, int]], results: dict, args: argparse.Namespace,
-            load: tuple[float, float]) -> dict[str, Any]:
+def _report(
+    rows: list[tuple[str, int, int]], results: dict, args: argparse.Namespace, load: tuple[float, float]
+) -> dict[str, Any]:
     med = {row: {k: statistics.median(w[k] for w in results[row]) for k in results[row][0]} for row in rows}
     one_rank = next((r for r in rows if r[1] == 1 and r[2] == min(x[2] for x in rows)), None)
-    lines = [f"# bench/scaling.py — {dt.date.today()} — {platform.node()}, {args.device}, "
-             f"torch {torch.__version__}, {os.cpu_count()} cores",
-             f"# {args.preset} {args.size}px ngf=ndf={args.ngf}, global batch {args.batch_size}, "
-             f"{args.rounds} rounds x {args.windows} windows x {args.steps} steps (median); "
-             f"1-min load average {load[0]:.1f} before, {load[1]:.1f} after",
-             "| processes | threads each | img/s (range) | step ms | all-reduce ms/step (share) | "
-             "eff. vs N x 1 rank | eff. vs 1 process, same cores |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# bench/scaling.py — {dt.date.today()} — {platform.node()}, {args.device}, "
+        f"torch {torch.__version__}, {os.cpu_count()} cores",
+        f"# {args.preset} {args.size}px ngf=ndf={args.ngf}, global batch {args.batch_size}, "
+        f"{args.rounds} rounds x {args.windows} windows x {args.steps} steps (median); "
+        f"1-min load average {load[0]:.1f} before, {load[1]:.1f} after",
+        "| processes | threads each | img/s (range) | step ms | all-reduce ms/step (share) | "
+        "eff. vs N x 1 rank | eff. vs 1 process, same cores |",
+        "|---|---|---|---|---|---|---|",
+    ]
     out_rows = []
     for row in rows:
         label, n, threads = row
@@ -229,11 +310,21 @@ def _report(rows: list[tuple[str, int, int]], results: dict, args: argparse.Name
         same = next((r for r in rows if r[1] == 1 and r[2] == n * threads), None) if n > 1 else None
         vs_same = m["img_per_s"] / med[same]["img_per_s"] if same else None
         comm = f"{1000 * m['allreduce_s']:.1f} ({m['allreduce_s'] / m['step_s']:.0%})" if n > 1 else "—"
-        lines.append(f"| {label} | {threads} | {m['img_per_s']:.1f} ({min(ips):.1f}-{max(ips):.1f}) | "
-                     f"{1000 * m['step_s']:.0f} | {comm} | {f'{classic:.2f}' if classic else '—'} | "
-                     f"{f'{vs_same:.2f}' if vs_same else '—'} |")
-        out_rows.append({"processes": n, "threads": threads, **m, "img_per_s_range": [min(ips), max(ips)],
-                         "efficiency_vs_n_x_1": classic, "efficiency_vs_1_process_same_cores": vs_same})
+        lines.append(
+            f"| {label} | {threads} | {m['img_per_s']:.1f} ({min(ips):.1f}-{max(ips):.1f}) | "
+            f"{1000 * m['step_s']:.0f} | {comm} | {f'{classic:.2f}' if classic else '—'} | "
+            f"{f'{vs_same:.2f}' if vs_same else '—'} |"
+        )
+        out_rows.append(
+            {
+                "processes": n,
+                "threads": threads,
+                **m,
+                "img_per_s_range": [min(ips), max(ips)],
+                "efficiency_vs_n_x_1": classic,
+                "efficiency_vs_1_process_same_cores": vs_same,
+            }
+        )
     return {"text": "\n".join(lines), "rows": out_rows}
 
 

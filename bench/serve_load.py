@@ -47,8 +47,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request(port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None,
-            timeout: float = 30) -> tuple[int, float, dict[str, str], bytes]:
+def request(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[int, float, dict[str, str], bytes]:
     """One request on a fresh connection: (status, seconds, headers, body)."""
     t0 = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -67,19 +68,39 @@ def get(port: int, path: str) -> tuple[int, float]:
 
 
 @contextlib.contextmanager
-def serving(model: str = "celeba64", workers: int = 1, extra: tuple[str, ...] = (),
-            log: Path | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def serving(
+    model: str = "celeba64", workers: int = 1, extra: tuple[str, ...] = (), log: Path | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """The real `facegan serve` on a free loopback port, up (answering /healthz) within 60 s; stopped
     (SIGTERM, then SIGKILL after 30 s) on exit. Its output (log and access log) goes to `log`, else
     nowhere."""
     port = free_port()
-    cmd = [sys.executable, "-m", "facegan", "serve", "--pretrained", model, "--port", str(port),
-           "--device", "cpu", "--workers", str(workers), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "facegan",
+        "serve",
+        "--pretrained",
+        model,
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--workers",
+        str(workers),
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with contextlib.ExitStack() as stack:
         err = stack.enter_context(open(log, "wb")) if log else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"},
-                                stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -119,9 +140,16 @@ def measure(workers: int, requests: int, clients: int, model: str, query: str) -
         wall = time.perf_counter() - t0
     statuses = [s for s, _ in results]
     lat = sorted(t * 1000 for _, t in results)
-    return {"workers": workers, "ok": statuses.count(200), "requests": requests, "wall_s": round(wall, 2),
-            "req_per_s": round(requests / wall, 1), "p50_ms": round(statistics.median(lat), 1),
-            "p95_ms": round(pct(lat, 0.95), 1), "p99_ms": round(pct(lat, 0.99), 1)}
+    return {
+        "workers": workers,
+        "ok": statuses.count(200),
+        "requests": requests,
+        "wall_s": round(wall, 2),
+        "req_per_s": round(requests / wall, 1),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p95_ms": round(pct(lat, 0.95), 1),
+        "p99_ms": round(pct(lat, 0.99), 1),
+    }
 
 
 # ----------------------------------------------------------------------------- soak
@@ -177,8 +205,15 @@ MIX = [
 ]
 
 
-def soak(seconds: float, clients: int, workers: int, model: str, seed: int = 0, warmup: int = 20,
-         say: Callable[[str], None] = print) -> dict[str, Any]:
+def soak(
+    seconds: float,
+    clients: int,
+    workers: int,
+    model: str,
+    seed: int = 0,
+    warmup: int = 20,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Mixed closed-loop traffic for `seconds`; latency, errors and the server tree's memory."""
     weights = [w for w, _, _ in MIX]
     lock = threading.Lock()
@@ -214,8 +249,12 @@ def soak(seconds: float, clients: int, workers: int, model: str, seed: int = 0, 
                 except OSError as err:  # a refused/reset/timed-out connection is an error too
                     status, secs, hdrs = -1, 0.0, {}
                     what = f"{what}: {type(err).__name__}"
-                if "seed={s}" in path and status == 200 and path.startswith("/api/face.png") \
-                        and "etag" in {h.lower() for h in hdrs}:
+                if (
+                    "seed={s}" in path
+                    and status == 200
+                    and path.startswith("/api/face.png")
+                    and "etag" in {h.lower() for h in hdrs}
+                ):
                     with lock:
                         if len(known) < 5000:
                             known[s] = next(v for h, v in hdrs.items() if h.lower() == "etag")
@@ -241,10 +280,16 @@ def soak(seconds: float, clients: int, workers: int, model: str, seed: int = 0, 
         rows = [d for d in done if m * 60 <= d[0] < (m + 1) * 60]
         lat = sorted(d[1] * 1000 for d in rows if d[2] > 0)
         rss = [r for t, r in samples if m * 60 <= t < (m + 1) * 60]
-        minutes.append({"minute": m + 1, "requests": len(rows),
-                        "unexpected": sum(not expected(s, w) for _, _, s, w in rows),
-                        "p50_ms": round(pct(lat, 0.5), 1), "p99_ms": round(pct(lat, 0.99), 1),
-                        "peak_rss_mb": round(max(rss, default=0) / 2**20, 1)})
+        minutes.append(
+            {
+                "minute": m + 1,
+                "requests": len(rows),
+                "unexpected": sum(not expected(s, w) for _, _, s, w in rows),
+                "p50_ms": round(pct(lat, 0.5), 1),
+                "p99_ms": round(pct(lat, 0.99), 1),
+                "peak_rss_mb": round(max(rss, default=0) / 2**20, 1),
+            }
+        )
         say(json.dumps(minutes[-1]))
     lat = sorted(d[1] * 1000 for d in done if d[2] > 0)  # answered requests only
     by_status: dict[str, int] = {}
@@ -252,18 +297,28 @@ def soak(seconds: float, clients: int, workers: int, model: str, seed: int = 0, 
         by_status[str(s)] = by_status.get(str(s), 0) + 1
     unexpected = [(s, w) for _, _, s, w in done if not expected(s, w)]
     summary = {
-        "seconds": seconds, "clients": clients, "workers": workers, "model": model,
-        "requests": len(done), "req_per_s": round(len(done) / seconds, 1), "by_status": by_status,
-        "unexpected": len(unexpected), "unexpected_examples": sorted(set(map(str, unexpected)))[:5],
+        "seconds": seconds,
+        "clients": clients,
+        "workers": workers,
+        "model": model,
+        "requests": len(done),
+        "req_per_s": round(len(done) / seconds, 1),
+        "by_status": by_status,
+        "unexpected": len(unexpected),
+        "unexpected_examples": sorted(set(map(str, unexpected)))[:5],
         "server_errors_5xx": sum(1 for _, _, s, _ in done if s >= 500),
-        "p50_ms": round(pct(lat, 0.5), 1), "p95_ms": round(pct(lat, 0.95), 1),
-        "p99_ms": round(pct(lat, 0.99), 1), "max_ms": round(lat[-1], 1) if lat else None,
+        "p50_ms": round(pct(lat, 0.5), 1),
+        "p95_ms": round(pct(lat, 0.95), 1),
+        "p99_ms": round(pct(lat, 0.99), 1),
+        "max_ms": round(lat[-1], 1) if lat else None,
         "rss_before_mb": round(before / 2**20, 1),
         "rss_peak_first_minute_mb": minutes[0]["peak_rss_mb"] if minutes else None,
         "rss_peak_last_minute_mb": minutes[-1]["peak_rss_mb"] if minutes else None,
         "rss_peak_mb": round(max((r for _, r in samples), default=0) / 2**20, 1),
-        "rss_after_mb": round(after / 2**20, 1), "hwm_sum_mb": round(hwm / 2**20, 1),
-        "server_alive_at_end": alive, "minutes": minutes,
+        "rss_after_mb": round(after / 2**20, 1),
+        "hwm_sum_mb": round(hwm / 2**20, 1),
+        "server_alive_at_end": alive,
+        "minutes": minutes,
     }
     say(json.dumps(summary))
     return summary
@@ -276,8 +331,13 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--model", default="celeba64", help="a shipped generator")
     ap.add_argument("--query", default="", help="extra query parameters, e.g. size=512&resample=lanczos")
-    ap.add_argument("--soak", type=float, metavar="S", help="soak for S seconds instead (one server, the "
-                    "first --workers value; mixed traffic; memory of the server tree sampled each second)")
+    ap.add_argument(
+        "--soak",
+        type=float,
+        metavar="S",
+        help="soak for S seconds instead (one server, the "
+        "first --workers value; mixed traffic; memory of the server tree sampled each second)",
+    )
     ap.add_argument("--json", help="--soak: also write the summary (and per-minute rows) here")
     args = ap.parse_args()
     if args.soak:

@@ -34,18 +34,69 @@ def commands(server: str, port: int, timeout: float) -> list[str]:
     """The command starting `server` with the options that bear on slow clients."""
     py, app = sys.executable, "facegan.serve.run:worker_app"
     if server == "uvicorn":  # no option bounds the time to send a head; limit_concurrency counts connections
-        return [py, "-m", "uvicorn", app, "--factory", "--port", str(port), "--limit-concurrency", "256",
-                "--timeout-keep-alive", str(int(timeout)), "--log-level", "warning"]
+        return [
+            py,
+            "-m",
+            "uvicorn",
+            app,
+            "--factory",
+            "--port",
+            str(port),
+            "--limit-concurrency",
+            "256",
+            "--timeout-keep-alive",
+            str(int(timeout)),
+            "--log-level",
+            "warning",
+        ]
     if server == "hypercorn":  # keep-alive: a connection's idle time, from connecting until a whole head
-        return [py, "-m", "hypercorn", f"{app}()", "--bind", f"127.0.0.1:{port}", "--keep-alive",
-                str(int(timeout)), "--read-timeout", str(int(timeout)), "--log-level", "warning"]
+        return [
+            py,
+            "-m",
+            "hypercorn",
+            f"{app}()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--keep-alive",
+            str(int(timeout)),
+            "--read-timeout",
+            str(int(timeout)),
+            "--log-level",
+            "warning",
+        ]
     if server == "granian":  # backpressure counts requests in flight; a header read timeout
-        return [py, "-m", "granian", "--interface", "asgi", "--factory", app, "--port", str(port),
-                "--backpressure", "256", "--http1-header-read-timeout", str(int(timeout * 1000)),
-                "--log-level", "warning"]
+        return [
+            py,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            app,
+            "--port",
+            str(port),
+            "--backpressure",
+            "256",
+            "--http1-header-read-timeout",
+            str(int(timeout * 1000)),
+            "--log-level",
+            "warning",
+        ]
     if server == "facegan":
-        return [py, "-m", "facegan", "serve", "--pretrained", "celeba64", "--device", "cpu",
-                "--port", str(port), "--header-timeout", str(timeout)]
+        return [
+            py,
+            "-m",
+            "facegan",
+            "serve",
+            "--pretrained",
+            "celeba64",
+            "--device",
+            "cpu",
+            "--port",
+            str(port),
+            "--header-timeout",
+            str(timeout),
+        ]
     raise SystemExit(f"unknown server {server!r}")
 
 
@@ -90,12 +141,21 @@ def closed_by_server(sock: socket.socket) -> bool:
 
 def measure(server: str, conns: int, addresses: int, timeout: float) -> dict[str, Any]:
     port = free_port()
-    spec = {"sources": {"celeba64": str(REPO / "facegan/pretrained_models/celeba64.safetensors")},
-            "device": "cpu", "amp": "off", "workers": 1,
-            "limits": {"forwarded_allow_ips": []}}
+    spec = {
+        "sources": {"celeba64": str(REPO / "facegan/pretrained_models/celeba64.safetensors")},
+        "device": "cpu",
+        "amp": "off",
+        "workers": 1,
+        "limits": {"forwarded_allow_ips": []},
+    }
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACEGAN_SERVE_WORKER": json.dumps(spec)}
-    proc = subprocess.Popen(commands(server, port, timeout), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        commands(server, port, timeout),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stalled: list[socket.socket] = []
     try:
         deadline = time.monotonic() + 60
@@ -120,10 +180,17 @@ def measure(server: str, conns: int, addresses: int, timeout: float) -> dict[str
         time.sleep(max(0.0, timeout + 2 - served_s))
         closed = sum(closed_by_server(s) for s in stalled)
         after = healthz(port, "127.0.0.20")
-        return {"server": server, "real_200": statuses.count(200), "statuses": sorted(set(statuses)),
-                "all_answered_s": round(served_s, 2), "stalled_closed": closed, "stalled": conns,
-                "healthz_after": after, "rss_before_mb": round(rss0, 1),
-                "rss_attack_mb": round(rss_attack, 1)}
+        return {
+            "server": server,
+            "real_200": statuses.count(200),
+            "statuses": sorted(set(statuses)),
+            "all_answered_s": round(served_s, 2),
+            "stalled_closed": closed,
+            "stalled": conns,
+            "healthz_after": after,
+            "rss_before_mb": round(rss0, 1),
+            "rss_attack_mb": round(rss_attack, 1),
+        }
     finally:
         for sock in stalled:
             sock.close()

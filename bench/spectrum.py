@@ -51,8 +51,10 @@ def main() -> None:
     bands = [(lo, lo + size // 8) for lo in range(0, int(radius.max()) + 1, size // 8)]
     masks = [(radius >= lo) & (radius < hi) for lo, hi in bands]
     print(f"# fake/real mean amplitude, {n} images each; 1.0 = the real images' amplitude")
-    print(f"{'generator':<60} {'(h,h)':>7} {'(q,q)':>7} {'(h,0)':>7} {'(0,h)':>7}  by radius "
-          + " ".join(f"{lo}-{hi}" for lo, hi in bands))
+    print(
+        f"{'generator':<60} {'(h,h)':>7} {'(q,q)':>7} {'(h,0)':>7} {'(0,h)':>7}  by radius "
+        + " ".join(f"{lo}-{hi}" for lo, hi in bands)
+    )
     for path, g in gens:
         z = latents(list(range(n)), g.cfg.latent_dim)
         with torch.no_grad():

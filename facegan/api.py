@@ -79,9 +79,16 @@ class Generator(nn.Module):
             z = z[:, :, None, None]
         return self.model(z)
 
-    def generate(self, seeds: int | Iterable[int] | None = None, *, n: int | None = None,
-                 truncation: float | None = None, output: Output = "pil", batch_size: int = 256,
-                 edit: dict[str, float] | None = None) -> list[Image.Image] | torch.Tensor | Image.Image:
+    def generate(
+        self,
+        seeds: int | Iterable[int] | None = None,
+        *,
+        n: int | None = None,
+        truncation: float | None = None,
+        output: Output = "pil",
+        batch_size: int = 256,
+        edit: dict[str, float] | None = None,
+    ) -> list[Image.Image] | torch.Tensor | Image.Image:
         """Faces for `seeds`: a list of seeds, or a first seed with `n` (faces seed..seed+n-1; seeds 0..n-1
         when only `n` is given). `truncation` t redraws latent components beyond ±t (fewer broken faces,
         less variety; None = the full distribution, as `facegan generate`; the web page uses 1.5).
@@ -96,14 +103,26 @@ class Generator(nn.Module):
         if edit:
             from facegan.edits.render import edit_faces
 
-            images = edit_faces(self.model, getattr(self.model, "edits", None), picked, _edit_dict(edit),
-                                truncation, batch_size)
+            images = edit_faces(
+                self.model,
+                getattr(self.model, "edits", None),
+                picked,
+                _edit_dict(edit),
+                truncation,
+                batch_size,
+            )
         else:
             images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
         return _as(images, output)
 
-    def interpolate(self, seeds: Iterable[int], frames: int = 24, *, truncation: float | None = None,
-                    output: Output = "pil") -> list[Image.Image] | torch.Tensor | Image.Image:
+    def interpolate(
+        self,
+        seeds: Iterable[int],
+        frames: int = 24,
+        *,
+        truncation: float | None = None,
+        output: Output = "pil",
+    ) -> list[Image.Image] | torch.Tensor | Image.Image:
         """A latent walk (slerp) through `seeds` in order, `frames` per leg; the first and last frames
         are the seeds' own faces. Save one as a GIF with PIL:
         `walk[0].save("walk.gif", save_all=True, append_images=walk[1:], duration=40, loop=0)`."""
@@ -115,29 +134,44 @@ class Generator(nn.Module):
         card describes what it was loaded from (a shipped model's own card, or the training run)."""
         return export(self.model, out, format, source=self.source)
 
-    def save_pretrained(self, folder: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None
-                        ) -> Path:
+    def save_pretrained(
+        self, folder: str | Path, *, push_to_hub: bool = False, repo_id: str | None = None
+    ) -> Path:
         """The Hub layout (config.json, model.safetensors, README.md) in `folder`; with `push_to_hub`,
         also uploaded to `repo_id` (needs `facegan[hub]` and `huggingface-cli login`)."""
         hub = _hub()
         card, samples = hub.card_for(self.source, self.model)
-        return hub.save_pretrained(self.model, folder, card, samples, repo_id=repo_id,
-                                   push_to_hub=push_to_hub)
+        return hub.save_pretrained(
+            self.model, folder, card, samples, repo_id=repo_id, push_to_hub=push_to_hub
+        )
 
     @classmethod
-    def from_pretrained(cls, repo_or_folder: str | Path, *, device: str = "cpu",
-                        amp: str = INFERENCE_AMP_DEFAULT,
-                        revision: str | None = None, token: str | bool | None = None,
-                        local_files_only: bool = False) -> Generator:
+    def from_pretrained(
+        cls,
+        repo_or_folder: str | Path,
+        *,
+        device: str = "cpu",
+        amp: str = INFERENCE_AMP_DEFAULT,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+    ) -> Generator:
         """Load a Hub repo ("hf:owner/name", downloaded into the Hub cache) or a local Hub-layout folder
         through huggingface_hub (needs `facegan[hub]`). A bare "owner/name" is a local path only."""
-        model = _hub().from_pretrained(repo_or_folder, device=device, amp=amp, revision=revision, token=token,
-                                       local_files_only=local_files_only)
+        model = _hub().from_pretrained(
+            repo_or_folder,
+            device=device,
+            amp=amp,
+            revision=revision,
+            token=token,
+            local_files_only=local_files_only,
+        )
         return cls(model, str(repo_or_folder))
 
 
-def load(source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DEFAULT,
-         revision: str | None = None) -> Generator:
+def load(
+    source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DEFAULT, revision: str | None = None
+) -> Generator:
     """A ready generator from a shipped name ("celeba64", "anime64"), a checkpoint (.pt), a run folder,
     an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo named explicitly as
     "hf:owner/name".
@@ -150,8 +184,10 @@ def load(source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DE
 
     text = str(source)
     if not text.strip():  # Path("") is the current folder, which would report a missing latest.pt
-        raise FaceganError("no generator given: name a shipped one (celeba64, anime64), a file, a run "
-                           "folder or a Hub repo as hf:owner/name")
+        raise FaceganError(
+            "no generator given: name a shipped one (celeba64, anime64), a file, a run "
+            "folder or a Hub repo as hf:owner/name"
+        )
     if is_hub_id(text):
         return Generator.from_pretrained(text, device=device, amp=amp, revision=revision)
     if text in pretrained.available():
@@ -169,7 +205,7 @@ def is_hub_id(text: str) -> bool:
     """Whether `text` names a Hub repo explicitly ("hf:..."); a malformed id is one line."""
     if not text.startswith(HUB_PREFIX):
         return False
-    repo = text[len(HUB_PREFIX):]
+    repo = text[len(HUB_PREFIX) :]
     if not _REPO_ID.fullmatch(repo) or ".." in repo:
         raise FaceganError(f"{text!r} is not a Hub repo id; write hf:owner/name")
     return True
@@ -179,14 +215,27 @@ def not_found(text: str) -> str:
     """The one line for a source that is neither a shipped name, a Hub id nor an existing path."""
     from facegan import pretrained
 
-    hint = f"; for the Hugging Face Hub write hf:{text}" if _REPO_ID.fullmatch(text) else \
-        "; a Hugging Face Hub repo is written hf:owner/name"
-    return (f"{text!r} is not a file or folder here, nor a shipped generator "
-            f"({', '.join(pretrained.available())}){hint}")
+    hint = (
+        f"; for the Hugging Face Hub write hf:{text}"
+        if _REPO_ID.fullmatch(text)
+        else "; a Hugging Face Hub repo is written hf:owner/name"
+    )
+    return (
+        f"{text!r} is not a file or folder here, nor a shipped generator "
+        f"({', '.join(pretrained.available())}){hint}"
+    )
 
 
-def export(model: nn.Module, out: str | Path, format: str | None = None, *, source: str | None = None,
-           license: str | None = None, datasets: list[str] | None = None, half: bool = False) -> Path:
+def export(
+    model: nn.Module,
+    out: str | Path,
+    format: str | None = None,
+    *,
+    source: str | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    half: bool = False,
+) -> Path:
     """Export `model` to `out` as `format` (safetensors | hub | onnx); without a format, .onnx means
     onnx and anything else safetensors. For the Hub layout, `source` (a shipped name, or the run
     folder / checkpoint / file it came from) fills the model card; `license` (a Hub licence id) and
@@ -214,9 +263,15 @@ def export(model: nn.Module, out: str | Path, format: str | None = None, *, sour
     raise FaceganError(f"unknown export format {format!r}; use safetensors, hub or onnx")
 
 
-def train(config: RunConfig | str | Path | None = None, *, preset: str | None = None,
-          outdir: str | Path = "runs", resume: str | Path | None = None, quiet: bool = False,
-          **settings: Any) -> Any:
+def train(
+    config: RunConfig | str | Path | None = None,
+    *,
+    preset: str | None = None,
+    outdir: str | Path = "runs",
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    **settings: Any,
+) -> Any:
     """Train as `facegan train` does; returns the result (`.run_dir`, `.step`, `.interrupted`).
 
     `config`: a RunConfig, or a YAML config file (the layout `facegan train --print-config` prints).
@@ -228,8 +283,14 @@ def train(config: RunConfig | str | Path | None = None, *, preset: str | None = 
     from facegan.loop import train as run
 
     if resume is not None:
-        return run(None, Path(outdir), resume=str(resume), overrides_on_resume=settings,  # type: ignore[arg-type]
-                   quiet=quiet, resumable=resumable_fields())
+        return run(
+            None,
+            Path(outdir),
+            resume=str(resume),
+            overrides_on_resume=settings,  # type: ignore[arg-type]
+            quiet=quiet,
+            resumable=resumable_fields(),
+        )
     if isinstance(config, RunConfig):
         if preset is not None:
             raise FaceganError("pass either a RunConfig or a preset, not both")
@@ -256,8 +317,9 @@ def _hub() -> Any:
     try:
         from facegan import hub
     except ImportError as err:
-        raise FaceganError(f"the Hugging Face Hub layout needs {err.name or 'huggingface_hub'}: "
-                           f"pip install 'facegan[hub]'") from None
+        raise FaceganError(
+            f"the Hugging Face Hub layout needs {err.name or 'huggingface_hub'}: pip install 'facegan[hub]'"
+        ) from None
     return hub
 
 
@@ -299,8 +361,16 @@ def _as(images: torch.Tensor, output: str) -> list[Image.Image] | torch.Tensor |
     if output == "tensor":
         return images
     if output == "grid":
-        return Image.fromarray(grid(images, nrow=max(1, round(len(images) ** 0.5))).mul(255).add(0.5)
-                               .clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy(), "RGB")
+        return Image.fromarray(
+            grid(images, nrow=max(1, round(len(images) ** 0.5)))
+            .mul(255)
+            .add(0.5)
+            .clamp(0, 255)
+            .to(torch.uint8)
+            .permute(1, 2, 0)
+            .numpy(),
+            "RGB",
+        )
     if output == "pil":
         return [to_pil(img) for img in images]
     raise FaceganError(f"output must be 'pil', 'tensor' or 'grid', got {output!r}")

@@ -69,19 +69,24 @@ def read_attributes(path: Path) -> AttributeTable:
         if not stat.S_ISREG(st.st_mode):
             raise FaceganError(f"attribute file {where!r} is not a regular file")
         if st.st_size > MAX_BYTES:
-            raise FaceganError(f"attribute file {where!r} is {st.st_size} bytes, over the "
-                               f"{MAX_BYTES >> 20} MB any CelebA attribute file needs")
+            raise FaceganError(
+                f"attribute file {where!r} is {st.st_size} bytes, over the "
+                f"{MAX_BYTES >> 20} MB any CelebA attribute file needs"
+            )
         text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
     except FileNotFoundError:
-        raise FaceganError(f"attribute file {where!r} does not exist; pass the path of "
-                           f"{DEFAULT_NAME}, or --no-attributes") from None
+        raise FaceganError(
+            f"attribute file {where!r} does not exist; pass the path of {DEFAULT_NAME}, or --no-attributes"
+        ) from None
     except OSError as err:
         raise FaceganError(f"cannot read attribute file {where!r}: {err.strerror}") from None
     lines = text.splitlines()
     first = lines[0].strip() if lines else ""
     if not first.isdigit():
-        raise FaceganError(f"attribute file {where!r}: line 1 should be the number of rows, found "
-                           f"{printable(first[:40])!r}; is it in the {DEFAULT_NAME} format?")
+        raise FaceganError(
+            f"attribute file {where!r}: line 1 should be the number of rows, found "
+            f"{printable(first[:40])!r}; is it in the {DEFAULT_NAME} format?"
+        )
     names = lines[1].split() if len(lines) > 1 else []
     if not names:
         raise FaceganError(f"attribute file {where!r}: line 2 should name the attributes, found nothing")
@@ -100,8 +105,10 @@ def read_attributes(path: Path) -> AttributeTable:
             table.rows[fields[0]].append((number, np.array([int(v) for v in fields[1:]], np.int8)))
     common = counts.most_common(1)
     if common and common[0][0] != len(names) and common[0][1] > len(body) // 2:
-        raise FaceganError(f"attribute file {where!r}: the header names {len(names)} attributes but the rows "
-                           f"hold {common[0][0]} values; the labels would not line up with their names")
+        raise FaceganError(
+            f"attribute file {where!r}: the header names {len(names)} attributes but the rows "
+            f"hold {common[0][0]} values; the labels would not line up with their names"
+        )
     if int(first) != len(body):
         table.notes.append(f"attributes: line 1 says {int(first)} rows but {len(body)} follow")
     return table
@@ -118,8 +125,9 @@ def _row_problem(fields: list[str], want: int) -> str | None:
     return None if bad is None else f"value {printable(bad[:20])!r} is not 1 or -1"
 
 
-def align(table: AttributeTable, kept: list[str], listed: list[str]) -> tuple[np.ndarray, dict[str, Any],
-                                                                               list[str]]:
+def align(
+    table: AttributeTable, kept: list[str], listed: list[str]
+) -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """Labels for the packed images `kept` (in order): the (N, A) int8 array, the manifest's
     "attributes" entry and the lines to print. `listed` (every image found) tells which file names
     are shared by images in different folders, so cannot be matched by name alone."""
@@ -151,38 +159,62 @@ def align(table: AttributeTable, kept: list[str], listed: list[str]) -> tuple[np
     problems = [
         *table.problems,
         *({"file": printable(n), "reason": "no row for this image"} for n in no_row),
-        *({"file": printable(n), "reason": "file name shared by images in other folders and no row names "
-                                           "its path"} for n in ambiguous),
+        *(
+            {
+                "file": printable(n),
+                "reason": "file name shared by images in other folders and no row names its path",
+            }
+            for n in ambiguous
+        ),
         *({"file": f, "reason": f"duplicated ({how})"} for f, how in dupes),
     ]
-    lines = [f"attributes: labels for {len(kept) - unlabelled} of {len(kept)} images ({len(table.names)} "
-             f"attributes from {printable(str(table.path))})"]
+    lines = [
+        f"attributes: labels for {len(kept) - unlabelled} of {len(kept)} images ({len(table.names)} "
+        f"attributes from {printable(str(table.path))})"
+    ]
     lines += table.notes
     if table.problems:
         shown = "; ".join(f"line {p['line']}, {p['file']}: {p['reason']}" for p in table.problems[:SHOWN])
-        lines.append(f"attributes: {_count(len(table.problems), 'malformed row')} ({shown}"
-                     f"{_more(table.problems)}); their images have no labels (0)")
+        lines.append(
+            f"attributes: {_count(len(table.problems), 'malformed row')} ({shown}"
+            f"{_more(table.problems)}); their images have no labels (0)"
+        )
     if dupes:
         shown = "; ".join(f"{f} ({how})" for f, how in dupes[:SHOWN])
-        lines.append(f"attributes: {_count(len(dupes), 'file')} {_has(dupes)} duplicated rows: {shown}"
-                     f"{_more(dupes)}")
+        lines.append(
+            f"attributes: {_count(len(dupes), 'file')} {_has(dupes)} duplicated rows: {shown}{_more(dupes)}"
+        )
     if no_row:
-        lines.append(f"attributes: {_count(len(no_row), 'image')} {_has(no_row)} no "
-                     f"row ({', '.join(map(printable, no_row[:SHOWN]))}{_more(no_row)}); their labels are 0")
+        lines.append(
+            f"attributes: {_count(len(no_row), 'image')} {_has(no_row)} no "
+            f"row ({', '.join(map(printable, no_row[:SHOWN]))}{_more(no_row)}); their labels are 0"
+        )
     if ambiguous:
-        lines.append(f"attributes: {_count(len(ambiguous), 'image')} share a file name with images in other "
-                     f"folders and no row names the path ({', '.join(map(printable, ambiguous[:SHOWN]))}"
-                     f"{_more(ambiguous)}); their labels are 0")
+        lines.append(
+            f"attributes: {_count(len(ambiguous), 'image')} share a file name with images in other "
+            f"folders and no row names the path ({', '.join(map(printable, ambiguous[:SHOWN]))}"
+            f"{_more(ambiguous)}); their labels are 0"
+        )
     if unused:
-        lines.append(f"attributes: {_count(len(unused), 'row')} name no prepared image "
-                     f"({', '.join(map(printable, unused[:SHOWN]))}{_more(unused)})")
+        lines.append(
+            f"attributes: {_count(len(unused), 'row')} name no prepared image "
+            f"({', '.join(map(printable, unused[:SHOWN]))}{_more(unused)})"
+        )
     if problems:
-        lines.append("attributes: every bad row and unlabelled image is listed in the manifest's "
-                     "\"attributes\" entry")
-    entry = {"file": ATTRIBUTES, "source": str(table.path.resolve()), "names": table.names,
-             "shape": [len(kept), len(table.names)], "dtype": "int8",
-             "values": "1 yes, -1 no, 0 no label (the image had no usable row)",
-             "unlabelled": unlabelled, "unused_rows": len(unused), "problems": problems}
+        lines.append(
+            'attributes: every bad row and unlabelled image is listed in the manifest\'s "attributes" entry'
+        )
+    entry = {
+        "file": ATTRIBUTES,
+        "source": str(table.path.resolve()),
+        "names": table.names,
+        "shape": [len(kept), len(table.names)],
+        "dtype": "int8",
+        "values": "1 yes, -1 no, 0 no label (the image had no usable row)",
+        "unlabelled": unlabelled,
+        "unused_rows": len(unused),
+        "problems": problems,
+    }
     return labels, entry, lines
 
 

@@ -54,8 +54,9 @@ def color(x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None) -> 
     return (x - mean) * (_uniform(x, rng, shard) + 0.5) + mean
 
 
-def translation(x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None,
-                ratio: float = TRANSLATION_RATIO) -> torch.Tensor:
+def translation(
+    x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None, ratio: float = TRANSLATION_RATIO
+) -> torch.Tensor:
     """Shift each image by a random whole number of pixels; what moves in is 0."""
     b, _, h, w = x.shape
     n = _rows(x, shard)
@@ -71,8 +72,9 @@ def translation(x: torch.Tensor, rng: torch.Generator, shard: Shard | None = Non
     return padded[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
-def cutout(x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None,
-           ratio: float = CUTOUT_RATIO) -> torch.Tensor:
+def cutout(
+    x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None, ratio: float = CUTOUT_RATIO
+) -> torch.Tensor:
     """Zero a random (h·ratio × w·ratio) rectangle per image (clipped at the image edges)."""
     _, _, h, w = x.shape
     n = _rows(x, shard)
@@ -89,12 +91,15 @@ def cutout(x: torch.Tensor, rng: torch.Generator, shard: Shard | None = None,
 
 
 OPS: dict[str, Callable[[torch.Tensor, torch.Generator, Shard | None], torch.Tensor]] = {
-    "color": color, "translation": translation, "cutout": cutout,
+    "color": color,
+    "translation": translation,
+    "cutout": cutout,
 }
 
 
-def diff_augment(x: torch.Tensor, ops: Sequence[str], rng: torch.Generator,
-                 shard: Shard | None = None, p: float = 1.0) -> torch.Tensor:
+def diff_augment(
+    x: torch.Tensor, ops: Sequence[str], rng: torch.Generator, shard: Shard | None = None, p: float = 1.0
+) -> torch.Tensor:
     """Apply the named ops in order (GANConfig.diffaug_ops), drawing all randomness from `rng`
     (for the whole global batch when `x` is one rank's `shard` of it).
 

@@ -41,8 +41,13 @@ class Training:
     step_rng: torch.Generator  # the step's noise; checkpoints carry its state
     batches: BatchSource | None  # None when built without a dataset (the caller supplies batches)
 
-    def step(self, step: int, real: torch.Tensor | None = None, shard: Shard | None = None,
-             sync: Callable[[torch.optim.Optimizer], None] | None = None) -> StepStats:
+    def step(
+        self,
+        step: int,
+        real: torch.Tensor | None = None,
+        shard: Shard | None = None,
+        sync: Callable[[torch.optim.Optimizer], None] | None = None,
+    ) -> StepStats:
         """One training step at global `step`, exactly as `facegan train` runs it: `train_step` on the
         step's batch (or `real`), then the EMA update. Returns the stats on the device (no sync).
 
@@ -54,9 +59,20 @@ class Training:
         if uses_cuda_graphs(self.perf, self.device):
             # A new step: the graphs' outputs of the previous step may now be overwritten.
             torch.compiler.cudagraph_mark_step_begin()
-        stats = train_step(self.g_step, self.d_step, self.opt_g, self.opt_d, real, self.step_rng,
-                           gan=self.cfg.gan, step=step, amp_dtype=self.perf.amp_dtype, scaler=self.scaler,
-                           shard=shard, sync=sync)
+        stats = train_step(
+            self.g_step,
+            self.d_step,
+            self.opt_g,
+            self.opt_d,
+            real,
+            self.step_rng,
+            gan=self.cfg.gan,
+            step=step,
+            amp_dtype=self.perf.amp_dtype,
+            scaler=self.scaler,
+            shard=shard,
+            sync=sync,
+        )
         if self.ema is not None:
             self.ema.update(self.g)
         return stats
@@ -66,8 +82,16 @@ def batch_source(cfg: RunConfig, ds: PackedDataset, device: torch.device) -> Bat
     """The run's batches of `ds`: its seed's order, its flips, its speed paths' layout and residency."""
     perf = resolve_perf(cfg.perf, device)
     tc = cfg.train
-    return BatchSource(ds, tc.batch_size, tc.seed, device, hflip=tc.hflip, resident=perf.resident,
-                       channels_last=perf.channels_last, include_heldout=tc.train_on_heldout)
+    return BatchSource(
+        ds,
+        tc.batch_size,
+        tc.seed,
+        device,
+        hflip=tc.hflip,
+        resident=perf.resident,
+        channels_last=perf.channels_last,
+        include_heldout=tc.train_on_heldout,
+    )
 
 
 def build_training(cfg: RunConfig, device: torch.device, ds: PackedDataset | None = None) -> Training:
@@ -85,5 +109,18 @@ def build_training(cfg: RunConfig, device: torch.device, ds: PackedDataset | Non
     g_step, d_step = prepare_models(g, d, perf)
     ema = EMA(g, cfg.gan.ema_kimg, tc.batch_size) if cfg.gan.ema_kimg > 0 else None
     opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
-    return Training(cfg, device, perf, g, d, g_step, d_step, ema, opt_g, opt_d, make_scaler(perf, device),
-                    torch.Generator(device).manual_seed(tc.seed), batches)
+    return Training(
+        cfg,
+        device,
+        perf,
+        g,
+        d,
+        g_step,
+        d_step,
+        ema,
+        opt_g,
+        opt_d,
+        make_scaler(perf, device),
+        torch.Generator(device).manual_seed(tc.seed),
+        batches,
+    )

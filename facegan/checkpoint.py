@@ -64,7 +64,7 @@ def restore_rng(state: dict[str, Any], step_rng: torch.Generator) -> bool:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        for index, gpu_state in enumerate(state["cuda"][:torch.cuda.device_count()]):  # fewer GPUs now: skip
+        for index, gpu_state in enumerate(state["cuda"][: torch.cuda.device_count()]):  # fewer GPUs now: skip
             torch.cuda.set_rng_state(gpu_state, index)
     try:
         step_rng.set_state(state["step"])
@@ -223,8 +223,10 @@ def check_state(expected: nn.Module, state: Any, what: str, source: str | Path) 
     memory is allocated for the model it claims to be; the error names the first offending key."""
     where = f"{what} weights in {str(source)!r}"
     if not isinstance(state, dict):
-        raise FaceganError(f"{where} are not a mapping of tensors (got {type(state).__name__}); "
-                           f"the file is damaged or not a facegan file")
+        raise FaceganError(
+            f"{where} are not a mapping of tensors (got {type(state).__name__}); "
+            f"the file is damaged or not a facegan file"
+        )
     want = expected.state_dict()
     problem = None
     for key, ref in want.items():
@@ -241,8 +243,10 @@ def check_state(expected: nn.Module, state: Any, what: str, source: str | Path) 
     if problem is None and extra:
         problem = f"unexpected key {str(extra[0])!r}"
     if problem is not None:
-        raise FaceganError(f"{where} do not fit this architecture: {problem}; the file was made for a "
-                           f"different model config or is damaged")
+        raise FaceganError(
+            f"{where} do not fit this architecture: {problem}; the file was made for a "
+            f"different model config or is damaged"
+        )
 
 
 def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
@@ -263,8 +267,9 @@ CONFIG_KEY = "facegan_model_config"
 MAX_HEADER = 2**20  # a generator's safetensors header (tensor names, shapes, config) is a few KB
 
 
-def export_generator(g: nn.Module, cfg: ModelConfig, path: str | Path,
-                     extra: dict[str, str] | None = None, half: bool = False) -> Path:
+def export_generator(
+    g: nn.Module, cfg: ModelConfig, path: str | Path, extra: dict[str, str] | None = None, half: bool = False
+) -> Path:
     """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file.
 
     `half` stores the floating-point tensors as float16 (half the file; loading copies them back into
@@ -295,13 +300,16 @@ def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
         head = fh.read(8)
         length = int.from_bytes(head, "little") if len(head) == 8 else -1
         if not 2 <= length <= MAX_HEADER or length > size - 8:
-            raise FaceganError(f"{where} is not a readable safetensors file (a header of {length:,} bytes "
-                               f"in a file of {size:,})")
+            raise FaceganError(
+                f"{where} is not a readable safetensors file (a header of {length:,} bytes "
+                f"in a file of {size:,})"
+            )
         try:
             header = parse_json(fh.read(length).decode("utf-8"), f"{where}'s header", MAX_HEADER)
         except UnicodeDecodeError:
-            raise FaceganError(f"{where} is not a readable safetensors file (its header is not text)"
-                               ) from None
+            raise FaceganError(
+                f"{where} is not a readable safetensors file (its header is not text)"
+            ) from None
         meta = header.get("__metadata__") if isinstance(header, dict) else None
         if not isinstance(meta, dict) or not isinstance(meta.get(CONFIG_KEY), str):
             raise FaceganError(f"{where} has no facegan generator config in its metadata")
@@ -313,8 +321,10 @@ def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
             raise FaceganError(f"{where} has an invalid generator config ({err})") from None
         n_g, _ = estimate_params(cfg.size, cfg.latent_dim, cfg.ngf, cfg.ndf, cfg.channels)
         if size > 8 + length + 4 * n_g + 2**20:  # float32 weights at most, plus a little alignment
-            raise FaceganError(f"{where} is {size:,} bytes, more than its config's generator needs; it "
-                               f"carries data facegan never writes")
+            raise FaceganError(
+                f"{where} is {size:,} bytes, more than its config's generator needs; it "
+                f"carries data facegan never writes"
+            )
         fh.seek(0)
         data = fh.read()
     try:

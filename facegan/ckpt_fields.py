@@ -25,8 +25,26 @@ RANK_SLACK = 64 * 2**10  # one rank's RNG states (torch's and numpy's are 5 KB e
 MAX_CHECKPOINT_BYTES = 4 * 4 * MAX_PARAMS + RECORD_SLACK  # the largest model facegan builds
 
 COUNTERS = ("step", "epoch", "epoch_position", "images_seen")
-KNOWN = {"format", "version", "facegan_version", "config_schema", "config", *COUNTERS, "dataset_hash",
-         "G", "D", "G_ema", "opt_g", "opt_d", "rng", "rng_ranks", "world_size", "scaler", "best", "guard"}
+KNOWN = {
+    "format",
+    "version",
+    "facegan_version",
+    "config_schema",
+    "config",
+    *COUNTERS,
+    "dataset_hash",
+    "G",
+    "D",
+    "G_ema",
+    "opt_g",
+    "opt_d",
+    "rng",
+    "rng_ranks",
+    "world_size",
+    "scaler",
+    "best",
+    "guard",
+}
 
 
 def implied_bytes(cfg: Any, ranks: int = 1) -> int:
@@ -77,14 +95,18 @@ def check_records(total: int, cfg: Any, ckpt: dict[str, Any], where: str) -> Non
     ranks = len(ckpt["rng_ranks"]) if isinstance(ckpt.get("rng_ranks"), list) else 1
     limit = implied_bytes(cfg, ranks)
     if total > limit:
-        raise FaceganError(f"{where} holds {total:,} bytes, more than its config implies (at most "
-                           f"{limit:,} for a {cfg.size} px model with ngf {cfg.ngf}, ndf {cfg.ndf}); it "
-                           f"carries data facegan never writes")
+        raise FaceganError(
+            f"{where} holds {total:,} bytes, more than its config implies (at most "
+            f"{limit:,} for a {cfg.size} px model with ngf {cfg.ngf}, ndf {cfg.ndf}); it "
+            f"carries data facegan never writes"
+        )
 
 
 def _bad(where: str, name: str, problem: str) -> NoReturn:
-    raise FaceganError(f"{where} has an invalid {name!r}: it {problem}; the checkpoint is damaged or "
-                       f"crafted — use another file from the run's checkpoints/ folder")
+    raise FaceganError(
+        f"{where} has an invalid {name!r}: it {problem}; the checkpoint is damaged or "
+        f"crafted — use another file from the run's checkpoints/ folder"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -101,13 +123,17 @@ def _count(value: Any, where: str, name: str, low: int = 0) -> None:
 
 
 def _optimizer(state: Any, where: str, name: str) -> None:
-    if not (isinstance(state, dict) and isinstance(state.get("state"), dict)
-            and isinstance(state.get("param_groups"), list)
-            and all(isinstance(g, dict) for g in state["param_groups"])):
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("state"), dict)
+        and isinstance(state.get("param_groups"), list)
+        and all(isinstance(g, dict) for g in state["param_groups"])
+    ):
         _bad(where, name, "must be an optimizer state (state and param_groups)")
     for entry in state["state"].values():
-        if not isinstance(entry, dict) or not all(isinstance(v, (torch.Tensor, int, float))
-                                                  for v in entry.values()):
+        if not isinstance(entry, dict) or not all(
+            isinstance(v, (torch.Tensor, int, float)) for v in entry.values()
+        ):
             _bad(where, name, "must hold tensors or numbers per parameter")
 
 
@@ -116,11 +142,17 @@ def _rng(state: Any, where: str, name: str) -> None:
     ok = isinstance(state, dict) and {"python", "numpy", "torch", "step"} <= state.keys()
     if ok:
         py, np_state = state["python"], state["numpy"]
-        ok = (isinstance(py, (tuple, list)) and len(py) == 3
-              and isinstance(np_state, (tuple, list)) and len(np_state) == 5
-              and isinstance(np_state[1], torch.Tensor) and np_state[1].numel() == 624
-              and isinstance(state["torch"], torch.Tensor) and isinstance(state["step"], torch.Tensor)
-              and all(isinstance(t, torch.Tensor) for t in state.get("cuda", [])))
+        ok = (
+            isinstance(py, (tuple, list))
+            and len(py) == 3
+            and isinstance(np_state, (tuple, list))
+            and len(np_state) == 5
+            and isinstance(np_state[1], torch.Tensor)
+            and np_state[1].numel() == 624
+            and isinstance(state["torch"], torch.Tensor)
+            and isinstance(state["step"], torch.Tensor)
+            and all(isinstance(t, torch.Tensor) for t in state.get("cuda", []))
+        )
     if not ok:
         _bad(where, name, "must be the RNG states facegan records (python, numpy, torch, cuda, step)")
 
@@ -128,8 +160,13 @@ def _rng(state: Any, where: str, name: str) -> None:
 def _best(best: Any, where: str) -> None:
     if not isinstance(best, dict):
         _bad(where, "best", f"must be a mapping, got {type(best).__name__}")
-    if best and not (_is_int(best.get("step")) and best["step"] >= 0 and isinstance(best.get("metric"), str)
-                     and _is_number(best.get("value")) and _is_number(best.get("score"))):
+    if best and not (
+        _is_int(best.get("step"))
+        and best["step"] >= 0
+        and isinstance(best.get("metric"), str)
+        and _is_number(best.get("value"))
+        and _is_number(best.get("score"))
+    ):
         _bad(where, "best", "must name a step, a metric and finite value and score")
 
 
@@ -142,6 +179,10 @@ def _guard(guard: Any, where: str) -> None:
     if not (_is_int(rollbacks) and rollbacks >= 0):
         _bad(where, "guard", f"rollbacks must be an integer >= 0, got {rollbacks!r}")
     if not isinstance(skip, list) or not all(
-            isinstance(r, (list, tuple)) and len(r) == 2 and all(_is_int(x) and x >= 0 for x in r)
-            and r[0] <= r[1] for r in skip):
+        isinstance(r, (list, tuple))
+        and len(r) == 2
+        and all(_is_int(x) and x >= 0 for x in r)
+        and r[0] <= r[1]
+        for r in skip
+    ):
         _bad(where, "guard", "skip must be a list of [first, last] step ranges")

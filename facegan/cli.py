@@ -29,8 +29,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_prepare(sub: Any) -> None:
-    p = sub.add_parser("prepare", help="pack images into a training-ready dataset",
-                       description="Resize+center-crop images into a packed uint8 array + manifest.")
+    p = sub.add_parser(
+        "prepare",
+        help="pack images into a training-ready dataset",
+        description="Resize+center-crop images into a packed uint8 array + manifest.",
+    )
     p.add_argument("source", help="image folder (recursive), .zip archive, or 'synthetic'")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--size", type=int, default=64, help="32, 64 (default), 128 or 256")
@@ -38,15 +41,22 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--count", type=int, default=8192, help="images to draw for 'synthetic'")
     p.add_argument("--seed", type=int, default=0, help="seed for 'synthetic'")
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
-    p.add_argument("--holdout", type=float, default=0.1,
-                   help="fraction held out from training for metrics (default 0.1, at most 10,000 images; "
-                        "none below 100 images)")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.1,
+        help="fraction held out from training for metrics (default 0.1, at most 10,000 images; "
+        "none below 100 images)",
+    )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing prepared dataset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--attributes", metavar="PATH",
-                   help="CelebA-format attribute file whose labels are kept with the images (default: a "
-                        "list_attr_celeba.txt in or beside the source, if there is one)")
+    p.add_argument(
+        "--attributes",
+        metavar="PATH",
+        help="CelebA-format attribute file whose labels are kept with the images (default: a "
+        "list_attr_celeba.txt in or beside the source, if there is one)",
+    )
     p.add_argument("--no-attributes", action="store_true", help="do not look for an attribute file")
     p.set_defaults(func=_cmd_prepare)
 
@@ -56,16 +66,30 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.attributes is not None and args.no_attributes:
         raise FaceganError("--attributes and --no-attributes contradict each other; pass one")
-    res = prepare(args.source, args.out, args.size, min_side=args.min_side, synthetic_count=args.count,
-                  seed=args.seed, workers=args.workers, force=args.force, quiet=args.quiet,
-                  attributes=args.attributes, find_attrs=not args.no_attributes,
-                  holdout=args.holdout, split_seed=args.split_seed)
+    res = prepare(
+        args.source,
+        args.out,
+        args.size,
+        min_side=args.min_side,
+        synthetic_count=args.count,
+        seed=args.seed,
+        workers=args.workers,
+        force=args.force,
+        quiet=args.quiet,
+        attributes=args.attributes,
+        find_attrs=not args.no_attributes,
+        holdout=args.holdout,
+        split_seed=args.split_seed,
+    )
     print(f"prepared {res.count} images of {args.size}x{args.size} into {res.out}")
     for line in res.notes:
         print(line)
     held = res.heldout_count
-    print(f"held out {held} of them for metrics (seed {args.split_seed}; training leaves them out)" if held
-          else "held out none (under 100 images, or --holdout 0): metrics will compare with training images")
+    print(
+        f"held out {held} of them for metrics (seed {args.split_seed}; training leaves them out)"
+        if held
+        else "held out none (under 100 images, or --holdout 0): metrics will compare with training images"
+    )
     if res.skipped:
         shown = "; ".join(f"{s['file']} ({s['reason']})" for s in res.skipped[:5])
         more = f" and {len(res.skipped) - 5} more" if len(res.skipped) > 5 else ""
@@ -76,11 +100,15 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _add_model_source(p: argparse.ArgumentParser, fakes: bool = False) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     if fakes:
-        src.add_argument("--fakes", help="a folder or .zip of images to measure instead of a generator "
-                                         "(any generator's output, or a perturbed real set)")
-    src.add_argument("--checkpoint",
-                     help="training checkpoint (.pt), run folder, exported generator (.safetensors) or "
-                          "Hub-layout folder")
+        src.add_argument(
+            "--fakes",
+            help="a folder or .zip of images to measure instead of a generator "
+            "(any generator's output, or a perturbed real set)",
+        )
+    src.add_argument(
+        "--checkpoint",
+        help="training checkpoint (.pt), run folder, exported generator (.safetensors) or Hub-layout folder",
+    )
     src.add_argument("--pretrained", help="a generator shipped with facegan: celeba64, anime64")
 
 
@@ -93,25 +121,38 @@ def _model_path(args: argparse.Namespace) -> str:
 
 
 def _add_inference_amp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--amp", choices=INFERENCE_AMP, default=INFERENCE_AMP_DEFAULT,
-                   help="inference precision: off (default: exact fp32, the same pixels as the Python API, "
-                        "torch.hub and the page), auto (bf16 + channels_last on CUDA and on CPUs with native "
-                        "bf16, fp32 elsewhere), bf16")
+    p.add_argument(
+        "--amp",
+        choices=INFERENCE_AMP,
+        default=INFERENCE_AMP_DEFAULT,
+        help="inference precision: off (default: exact fp32, the same pixels as the Python API, "
+        "torch.hub and the page), auto (bf16 + channels_last on CUDA and on CPUs with native "
+        "bf16, fp32 elsewhere), bf16",
+    )
 
 
 def _add_generate(sub: Any) -> None:
     p = sub.add_parser("generate", help="generate faces from a checkpoint or exported generator")
     _add_model_source(p)
     p.add_argument("--n", type=int, default=64, help="number of faces (default 64)")
-    p.add_argument("--seed", default="0",
-                   help="first seed (faces use seed..seed+n-1), or exact seeds: 7 | 0-63 | 1,5,9-12")
+    p.add_argument(
+        "--seed",
+        default="0",
+        help="first seed (faces use seed..seed+n-1), or exact seeds: 7 | 0-63 | 1,5,9-12",
+    )
     p.add_argument("--out", default="grid.png", help="a .png for one grid, or a folder for one PNG per face")
     p.add_argument("--nrow", type=int, help="faces per grid row")
-    p.add_argument("--truncation", type=float,
-                   help="redraw latent components beyond this magnitude (>= 0.2, e.g. 1.0): less variety, "
-                        "fewer broken faces")
-    p.add_argument("--interpolate", action="store_true",
-                   help="write a latent walk through the --seed list as a .gif/.mp4 instead of stills")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        help="redraw latent components beyond this magnitude (>= 0.2, e.g. 1.0): less variety, "
+        "fewer broken faces",
+    )
+    p.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="write a latent walk through the --seed list as a .gif/.mp4 instead of stills",
+    )
     p.add_argument("--frames", type=int, default=24, help="frames per leg of an --interpolate walk")
     p.add_argument("--display-size", type=int, help="upscale walk frames to this many pixels")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
@@ -131,11 +172,14 @@ def _check_generate_args(args: argparse.Namespace, seeds: list[int]) -> list[int
     if args.nrow is not None and args.nrow < 1:
         raise FaceganError(f"--nrow must be >= 1, got {args.nrow}")
     if args.display_size is not None and not 1 <= args.display_size <= MAX_DISPLAY_SIZE:
-        raise FaceganError(f"--display-size must be between 1 and {MAX_DISPLAY_SIZE} pixels, "
-                           f"got {args.display_size}")
+        raise FaceganError(
+            f"--display-size must be between 1 and {MAX_DISPLAY_SIZE} pixels, got {args.display_size}"
+        )
     if not args.interpolate and Path(args.out).suffix.lower() in ANIMATION_SUFFIXES:
-        raise FaceganError(f"--out {args.out!r} is an animation; add --interpolate (and --seed A,B,...) "
-                           f"for a latent walk, or give a .png for a grid or a folder for one PNG per face")
+        raise FaceganError(
+            f"--out {args.out!r} is an animation; add --interpolate (and --seed A,B,...) "
+            f"for a latent walk, or give a .png for a grid or a folder for one PNG per face"
+        )
     return seeds
 
 
@@ -163,24 +207,41 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="export the generator alone: .safetensors, a Hugging Face Hub folder, "
-                                      "or ONNX",
-                       description="Export the generator (the EMA one when the run has it) for sharing.")
+    p = sub.add_parser(
+        "export",
+        help="export the generator alone: .safetensors, a Hugging Face Hub folder, or ONNX",
+        description="Export the generator (the EMA one when the run has it) for sharing.",
+    )
     _add_model_source(p)
-    p.add_argument("--out", required=True,
-                   help="a .safetensors file, a folder for --format hub, or a .onnx file")
-    p.add_argument("--format", choices=("safetensors", "hub", "onnx"),
-                   help="safetensors (weights + config in one file), hub (config.json, model.safetensors and "
-                        "a README.md model card: the Hugging Face Hub layout; needs facegan[hub]) or onnx "
-                        "(dynamic batch; needs facegan[onnx]); default: onnx for a .onnx --out, else "
-                        "safetensors")
-    p.add_argument("--half", action="store_true",
-                   help="store the weights as float16 (half the file, e.g. under a size limit; loads back to "
-                        "float32, faces equal to within float16 rounding); safetensors and hub only")
-    p.add_argument("--license", help="Hub licence id for the model card (e.g. mit, cc-by-nc-4.0, other); "
-                                     "the weights carry the training data's licence")
-    p.add_argument("--dataset", action="append", default=[], metavar="ID",
-                   help="Hub dataset id the model was trained on, for the model card; repeat for several")
+    p.add_argument(
+        "--out", required=True, help="a .safetensors file, a folder for --format hub, or a .onnx file"
+    )
+    p.add_argument(
+        "--format",
+        choices=("safetensors", "hub", "onnx"),
+        help="safetensors (weights + config in one file), hub (config.json, model.safetensors and "
+        "a README.md model card: the Hugging Face Hub layout; needs facegan[hub]) or onnx "
+        "(dynamic batch; needs facegan[onnx]); default: onnx for a .onnx --out, else "
+        "safetensors",
+    )
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="store the weights as float16 (half the file, e.g. under a size limit; loads back to "
+        "float32, faces equal to within float16 rounding); safetensors and hub only",
+    )
+    p.add_argument(
+        "--license",
+        help="Hub licence id for the model card (e.g. mit, cc-by-nc-4.0, other); "
+        "the weights carry the training data's licence",
+    )
+    p.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="Hub dataset id the model was trained on, for the model card; repeat for several",
+    )
     p.set_defaults(func=_cmd_export)
 
 
@@ -192,8 +253,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if fmt != "hub" and (args.license or args.dataset):
         raise FaceganError("--license and --dataset describe a Hub model card; use them with --format hub")
     g = load_generator(_model_path(args))
-    path = export(g, args.out, fmt, source=args.pretrained or args.checkpoint, license=args.license,
-                  datasets=args.dataset, half=args.half)
+    path = export(
+        g,
+        args.out,
+        fmt,
+        source=args.pretrained or args.checkpoint,
+        license=args.license,
+        datasets=args.dataset,
+        half=args.half,
+    )
     print(f"exported generator ({g.cfg.size}px, latent {g.cfg.latent_dim}) as {fmt} to {path}")
     return 0
 
@@ -216,31 +284,51 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="measure a generator: FID/KID (Inception) or C2ST (no download)",
-                       description="Compare generated faces with a dataset's held-out real images under "
-                                   "named protocols.")
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a generator: FID/KID (Inception) or C2ST (no download)",
+        description="Compare generated faces with a dataset's held-out real images under named protocols.",
+    )
     _add_model_source(p, fakes=True)
     p.add_argument("--data", required=True, help="prepared dataset folder, image folder, .zip or 'synthetic'")
-    p.add_argument("--metrics", help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st, swd, prdc "
-                                     "(default: fid10k when the Inception weights are found, else c2st)")
-    p.add_argument("--truncation", type=float,
-                   help="measure truncated sampling (as generate --truncation); default: full distribution")
+    p.add_argument(
+        "--metrics",
+        help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st, swd, prdc "
+        "(default: fid10k when the Inception weights are found, else c2st)",
+    )
+    p.add_argument(
+        "--truncation",
+        type=float,
+        help="measure truncated sampling (as generate --truncation); default: full distribution",
+    )
     p.add_argument("--num-fake", type=int, help="override the protocols' generated count (quick checks)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the generated faces (default 0)")
-    p.add_argument("--inception-weights", help="path to pt_inception-2015-12-05-6726825d.pth "
-                                                "(or set FACEGAN_INCEPTION_WEIGHTS)")
+    p.add_argument(
+        "--inception-weights",
+        help="path to pt_inception-2015-12-05-6726825d.pth (or set FACEGAN_INCEPTION_WEIGHTS)",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--run-dir", help="append the results to this run's metrics.jsonl")
-    p.add_argument("--real-split", default="auto", choices=("auto", "heldout", "train", "all"),
-                   help="real images to compare with: auto (default: the held-out split, or all images for "
-                        "data prepared without one), heldout, train, all (the usual published-FID protocol)")
-    p.add_argument("--embedding",
-                   help="face embedding (.safetensors) for prdc and --nearest (default: the one shipped or "
-                        "cached for this data, else trained now on its training split)")
-    p.add_argument("--nearest", type=int, metavar="N",
-                   help="also write N fakes beside their nearest training and held-out faces (memorisation "
-                        "check) into --nearest-out")
+    p.add_argument(
+        "--real-split",
+        default="auto",
+        choices=("auto", "heldout", "train", "all"),
+        help="real images to compare with: auto (default: the held-out split, or all images for "
+        "data prepared without one), heldout, train, all (the usual published-FID protocol)",
+    )
+    p.add_argument(
+        "--embedding",
+        help="face embedding (.safetensors) for prdc and --nearest (default: the one shipped or "
+        "cached for this data, else trained now on its training split)",
+    )
+    p.add_argument(
+        "--nearest",
+        type=int,
+        metavar="N",
+        help="also write N fakes beside their nearest training and held-out faces (memorisation "
+        "check) into --nearest-out",
+    )
     p.add_argument("--nearest-out", default="nearest", help="folder for --nearest (default ./nearest)")
     _add_inference_amp(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -278,11 +366,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         source = load_generator(_model_path(args), device, amp=args.amp)
         ds = resolve_dataset(args.data, source.cfg.size)
     ref = reference(ds, args.real_split)  # bad split: one line, before any work
-    emb = embedding_for(ds, args.embedding, progress=True) if (
-        args.nearest or any(m.lower() == "prdc" for m in metrics)) else None
-    results = evaluate(source, ds, metrics, num_fake=args.num_fake, seed=args.seed, device=device,
-                       inception_weights=args.inception_weights, batch_size=args.batch_size, progress=True,
-                       truncation=args.truncation, real_split=args.real_split, embedding=emb)
+    emb = (
+        embedding_for(ds, args.embedding, progress=True)
+        if (args.nearest or any(m.lower() == "prdc" for m in metrics))
+        else None
+    )
+    results = evaluate(
+        source,
+        ds,
+        metrics,
+        num_fake=args.num_fake,
+        seed=args.seed,
+        device=device,
+        inception_weights=args.inception_weights,
+        batch_size=args.batch_size,
+        progress=True,
+        truncation=args.truncation,
+        real_split=args.real_split,
+        embedding=emb,
+    )
     if args.nearest:
         from facegan.metrics.evaluate import fake_batches
         from facegan.metrics.nearest import nearest_check
@@ -290,13 +392,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         assert emb is not None
         n = min(args.nearest, len(source)) if args.fakes else args.nearest
         first = 0 if args.fakes else args.seed
-        fakes = torch_cat_numpy(fake_batches(source, list(range(first, first + n)), args.batch_size,
-                                             args.truncation))
+        fakes = torch_cat_numpy(
+            fake_batches(source, list(range(first, first + n)), args.batch_size, args.truncation)
+        )
         results.update(nearest_check(fakes, ds, emb, args.nearest_out))
     named = str(args.pretrained or args.checkpoint)
     what = {"fakes": str(args.fakes)} if args.fakes else {"generator": named}
-    print(json.dumps({**what, "data": str(args.data), "real_split": ref.split, "real_images": ref.note,
-                      **results, **not_computed, "readings": readings(results)}))
+    print(
+        json.dumps(
+            {
+                **what,
+                "data": str(args.data),
+                "real_split": ref.split,
+                "real_images": ref.note,
+                **results,
+                **not_computed,
+                "readings": readings(results),
+            }
+        )
+    )
     if args.nearest:
         print(f"wrote {args.nearest_out}/nearest.png and nearest.json")
     if args.run_dir:
@@ -330,9 +444,12 @@ def _add_serve(sub: Any) -> None:
     from facegan.serve.config import ServeConfig
     from facegan.serve.limits import ServeLimits
 
-    p = sub.add_parser("serve", help="serve a 'this face does not exist' page and PNG/GIF API",
-                       description="Serve a 'this face does not exist' page and PNG/GIF API. The flags are "
-                                   "the fields of facegan.serve.ServeConfig and ServeLimits.")
+    p = sub.add_parser(
+        "serve",
+        help="serve a 'this face does not exist' page and PNG/GIF API",
+        description="Serve a 'this face does not exist' page and PNG/GIF API. The flags are "
+        "the fields of facegan.serve.ServeConfig and ServeLimits.",
+    )
     add_dataclass_flags(p, ServeConfig)
     add_dataclass_flags(p.add_argument_group("limits (each holds per --workers process)"), ServeLimits)
     p.set_defaults(func=_cmd_serve)
@@ -348,8 +465,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from facegan.serve import serve
     except ImportError as err:
-        raise FaceganError(f"facegan serve needs its extras ({err.name} is missing): "
-                           f"pip install 'facegan[serve]'") from None
+        raise FaceganError(
+            f"facegan serve needs its extras ({err.name} is missing): pip install 'facegan[serve]'"
+        ) from None
     serve(cfg)
     return 0
 
@@ -360,8 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_prepare, add_train, _add_generate, _add_export, _add_evaluate, _add_plot,
-                _add_serve):
+    for add in (_add_prepare, add_train, _add_generate, _add_export, _add_evaluate, _add_plot, _add_serve):
         add(sub)
     add_directions(sub, _add_model_source)
     add_evaluate_edits(sub, _add_model_source)

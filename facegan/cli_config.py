@@ -43,8 +43,12 @@ LR_HELP = "learning rate of both G and D (sets --lr-g and --lr-d)"
 
 def config_fields() -> list[tuple[str, dataclasses.Field[Any]]]:
     """(section, field) of every setting that has a flag, in section and field order."""
-    return [(sec, f) for sec, kind in section_types().items() for f in dataclasses.fields(kind)
-            if f.metadata.get("flag", True)]
+    return [
+        (sec, f)
+        for sec, kind in section_types().items()
+        for f in dataclasses.fields(kind)
+        if f.metadata.get("flag", True)
+    ]
 
 
 def option(name: str) -> str:
@@ -117,8 +121,11 @@ def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 def given_fields(args: argparse.Namespace, kind: type) -> dict[str, Any]:
     """`{field: value}` of the flags of `kind` actually given, ready for `kind(**...)` (a repeated
     flag's list becomes a tuple, as the field is typed)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind)
-             if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None}
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(kind)
+        if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None
+    }
     return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 

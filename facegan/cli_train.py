@@ -19,29 +19,51 @@ def add_train(sub: Any) -> None:
     from facegan.cli_config import add_config_flags
     from facegan.config import DEFAULT_PRESET, preset_names
 
-    p = sub.add_parser("train", help="train a GAN",
-                       description="Train a GAN. Settings resolve as defaults < --preset < --config file < "
-                                   "flags; defaults are the seeds' DCGAN.")
-    p.add_argument("--preset", default=None,
-                   help=f"a named starting config: {', '.join(preset_names())} (default {DEFAULT_PRESET}); "
-                        f"see facegan/presets/*.yaml")
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="a YAML config file (the layout --print-config prints; partial files are fine): "
-                        "overrides the preset, flags override it")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config as YAML (ready for --config) and exit without training")
-    p.add_argument("--dry-run", action="store_true",
-                   help="resolve everything, build the models, run one step on a random batch of 2, print "
-                        "the plan and exit; writes nothing")
+    p = sub.add_parser(
+        "train",
+        help="train a GAN",
+        description="Train a GAN. Settings resolve as defaults < --preset < --config file < "
+        "flags; defaults are the seeds' DCGAN.",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"a named starting config: {', '.join(preset_names())} (default {DEFAULT_PRESET}); "
+        f"see facegan/presets/*.yaml",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="a YAML config file (the layout --print-config prints; partial files are fine): "
+        "overrides the preset, flags override it",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as YAML (ready for --config) and exit without training",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve everything, build the models, run one step on a random batch of 2, print "
+        "the plan and exit; writes nothing",
+    )
     add_config_flags(p)
     p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
-    p.add_argument("--resume", help="'auto' (the latest run under --outdir; a new run if there is none yet) "
-                                    "or a checkpoint / run folder")
+    p.add_argument(
+        "--resume",
+        help="'auto' (the latest run under --outdir; a new run if there is none yet) "
+        "or a checkpoint / run folder",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--nproc-per-node", type=int, metavar="N",
-                   help="train on N processes of this machine (N GPUs, or N CPU processes) through "
-                        "torchrun's launcher, torch.distributed.run --standalone; --batch-size stays the "
-                        "global batch")
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train on N processes of this machine (N GPUs, or N CPU processes) through "
+        "torchrun's launcher, torch.distributed.run --standalone; --batch-size stays the "
+        "global batch",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -79,8 +101,9 @@ def _launch_local(args: argparse.Namespace) -> int:
         file = load_config_file(args.config) if args.config else {}
         check_batch(resolve_config(args.preset, file, given_settings(args)).train.batch_size, n)
     try:
-        torchrun.run(torchrun.parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "facegan",
-                                          *args.argv]))
+        torchrun.run(
+            torchrun.parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "facegan", *args.argv])
+        )
     except ChildFailedError as err:
         code = err.get_first_failure()[1].exitcode
         return 128 - code if code < 0 else code  # a rank killed by signal N: 128 + N, as a shell says
@@ -92,11 +115,14 @@ def _launch_local(args: argparse.Namespace) -> int:
 def _check_launch(args: argparse.Namespace, world: int) -> None:
     local = os.environ.get("LOCAL_WORLD_SIZE")
     if args.nproc_per_node is not None and local is not None and local != str(args.nproc_per_node):
-        raise FaceganError(f"--nproc-per-node {args.nproc_per_node}, but torchrun started {local} processes "
-                           f"on this machine; drop --nproc-per-node when launching with torchrun")
+        raise FaceganError(
+            f"--nproc-per-node {args.nproc_per_node}, but torchrun started {local} processes "
+            f"on this machine; drop --nproc-per-node when launching with torchrun"
+        )
     if world > 1 and (args.print_config or args.dry_run):
-        raise FaceganError("--print-config and --dry-run describe a run from one process; run them without "
-                           "torchrun")
+        raise FaceganError(
+            "--print-config and --dry-run describe a run from one process; run them without torchrun"
+        )
 
 
 def _train(args: argparse.Namespace, dist: Any) -> int:
@@ -112,8 +138,9 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
     given = given_settings(args)
     file = load_config_file(args.config) if args.config else {}
     if args.resume and (args.print_config or args.dry_run):
-        raise FaceganError("--print-config and --dry-run describe a new run; they do not combine with "
-                           "--resume")
+        raise FaceganError(
+            "--print-config and --dry-run describe a new run; they do not combine with --resume"
+        )
     if args.resume == "auto":
         from facegan.tracking import latest_run_with_checkpoint
 
@@ -121,8 +148,10 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
             # Nothing to continue yet: one command line then serves the first start and every restart
             # (as litgpt's --resume auto does), e.g. under torchrun --max-restarts or a cluster requeue.
             if not args.quiet and dist.is_main:
-                print(f"--resume auto: no run with a checkpoint under {args.outdir!r} yet; starting a new "
-                      f"one", file=sys.stderr)
+                print(
+                    f"--resume auto: no run with a checkpoint under {args.outdir!r} yet; starting a new one",
+                    file=sys.stderr,
+                )
             args.resume = None
     if args.resume:
         # The file's settings and the flags may repeat the checkpoint's values (the original command +
@@ -130,8 +159,15 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
         given = {**flat_fields(file), **given}
         if args.preset or file.get("preset"):
             given["preset"] = args.preset or file["preset"]
-        result = train(None, Path(args.outdir), resume=args.resume, overrides_on_resume=given,  # type: ignore[arg-type]
-                       quiet=args.quiet, resumable=resumable_fields(), dist=dist)
+        result = train(
+            None,
+            Path(args.outdir),
+            resume=args.resume,
+            overrides_on_resume=given,  # type: ignore[arg-type]
+            quiet=args.quiet,
+            resumable=resumable_fields(),
+            dist=dist,
+        )
     else:
         cfg = dist.share(lambda: resolve_config(args.preset, file, given))  # a mistake is one line
         if args.print_config:

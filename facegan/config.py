@@ -48,9 +48,18 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 CONFIG_SCHEMA = 2
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, resumable: bool = False,
-            parse: Callable[[str], Any] | None = None, group: str | None = None, flag: bool = True,
-            max: float | None = None, metavar: str | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    resumable: bool = False,
+    parse: Callable[[str], Any] | None = None,
+    group: str | None = None,
+    flag: bool = True,
+    max: float | None = None,
+    metavar: str | None = None,
+) -> Any:
     """A config field plus what its command-line flag needs (facegan/cli_config.py reads it).
 
     help: the flag's help, without the default (that is appended from `default`). choices: the allowed
@@ -60,8 +69,16 @@ def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None, 
     largest value allowed, checked by the dataclass before anything is built from it. metavar: the
     flag's placeholder in --help (default: the flag's name in capitals).
     """
-    meta = {"help": help, "choices": choices, "resumable": resumable, "parse": parse, "group": group,
-            "flag": flag, "max": max, "metavar": metavar}
+    meta = {
+        "help": help,
+        "choices": choices,
+        "resumable": resumable,
+        "parse": parse,
+        "group": group,
+        "flag": flag,
+        "max": max,
+        "metavar": metavar,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -134,12 +151,17 @@ class ModelConfig:
     ndf: int = setting(64, "discriminator width", max=MAX_WIDTH)
     # Not a flag: every dataset facegan prepares is RGB.
     channels: int = setting(3, "image channels", flag=False, max=4)
-    arch: str = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)",
-                        choices=ARCHS)
+    arch: str = setting(
+        "dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)", choices=ARCHS
+    )
     # No schema bump: a file written before it has the seeds' transposed convs, which the default keeps.
-    g_upsample: str = setting("convt", "how the dcgan G doubles its resolution: convt (the seeds' 4×4 "
-                              "stride-2 transposed conv) or resize (nearest ×2, then a 3×3 conv: no "
-                              "checkerboard artifacts, Odena et al. 2016)", choices=G_UPSAMPLES)
+    g_upsample: str = setting(
+        "convt",
+        "how the dcgan G doubles its resolution: convt (the seeds' 4×4 "
+        "stride-2 transposed conv) or resize (nearest ×2, then a 3×3 conv: no "
+        "checkerboard artifacts, Odena et al. 2016)",
+        choices=G_UPSAMPLES,
+    )
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -166,9 +188,12 @@ class OptimConfig:
     # No schema bump: a run written before it had constant learning rates, which the default keeps.
     # Resumable like --steps, which it follows: both shape the steps still to come, never those done, so
     # a finished run can be extended with a ramp-down (the LR is a function of the step: resume is exact).
-    lr_rampdown: int = setting(0, "steps at the end of the run over which both learning rates fall "
-                               "linearly toward 0, as SNGAN trains (Miyato et al. 2018); 0 = constant",
-                               resumable=True)
+    lr_rampdown: int = setting(
+        0,
+        "steps at the end of the run over which both learning rates fall "
+        "linearly toward 0, as SNGAN trains (Miyato et al. 2018); 0 = constant",
+        resumable=True,
+    )
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -195,45 +220,75 @@ class TrainConfig:
     # The seeds do not flip; a common, label-free augmentation for faces.
     hflip: bool = setting(False, "random horizontal flips")
     # No schema bump: data prepared before held-out splits has none, so old runs train on the same images.
-    train_on_heldout: bool = setting(False, "also train on the dataset's held-out split (metrics then "
-                                     "measure against images the generator has seen)")
+    train_on_heldout: bool = setting(
+        False,
+        "also train on the dataset's held-out split (metrics then "
+        "measure against images the generator has seen)",
+    )
     log_every: int = setting(10, "steps between stats records", resumable=True)
     sample_every: int = setting(200, "steps between sample grids", resumable=True)
     ckpt_every: int = setting(500, "steps between checkpoints", resumable=True)
     keep_ckpts: int = setting(3, "numbered checkpoints to keep", resumable=True)
     num_samples: int = setting(64, "images in the fixed-noise grid")
     synthetic_count: int = setting(8192, "images in the synthetic set (--data synthetic)")
-    eval_every: int = setting(0, "steps between quality measurements; 0 = never", resumable=True,
-                              group="eval")
-    eval_metrics: str = setting("c2st", "comma list of metric protocols; the first picks best.pt, "
-                                "e.g. fid10k", resumable=True, group="eval")
-    eval_num_fake: int = setting(0, "generated images per evaluation; 0 = the protocol's own count",
-                                 resumable=True, group="eval")
-    inception_weights: str | None = setting(None, "local pt_inception-2015-12-05-6726825d.pth for fid/kid",
-                                            resumable=True, group="eval")
+    eval_every: int = setting(
+        0, "steps between quality measurements; 0 = never", resumable=True, group="eval"
+    )
+    eval_metrics: str = setting(
+        "c2st",
+        "comma list of metric protocols; the first picks best.pt, e.g. fid10k",
+        resumable=True,
+        group="eval",
+    )
+    eval_num_fake: int = setting(
+        0, "generated images per evaluation; 0 = the protocol's own count", resumable=True, group="eval"
+    )
+    inception_weights: str | None = setting(
+        None, "local pt_inception-2015-12-05-6726825d.pth for fid/kid", resumable=True, group="eval"
+    )
     # No schema bump for these two: they only act once a run diverges, and a run written before they
     # existed gets the guard's defaults, which change nothing about a healthy run.
-    on_nan: str = setting("rollback-skip", "when a loss or weight turns NaN/inf: roll back to the last good "
-                          "checkpoint and skip the batches since the last finite check (rollback-skip), "
-                          "or halve both learning rates (rollback-lower-lr), or stop (stop)",
-                          choices=NAN_POLICIES, resumable=True)
-    nan_retries: int = setting(3, "rollbacks a diverging run may make before it gives up", resumable=True,
-                               max=1000)
+    on_nan: str = setting(
+        "rollback-skip",
+        "when a loss or weight turns NaN/inf: roll back to the last good "
+        "checkpoint and skip the batches since the last finite check (rollback-skip), "
+        "or halve both learning rates (rollback-lower-lr), or stop (stop)",
+        choices=NAN_POLICIES,
+        resumable=True,
+    )
+    nan_retries: int = setting(
+        3, "rollbacks a diverging run may make before it gives up", resumable=True, max=1000
+    )
     # No schema bump: runs written before it trained in one process, where the default (per-rank
     # statistics) is the same thing. Resumable like the number of ranks, which it only qualifies: both
     # change how BatchNorm groups a step's images into statistics, never which images or noise are used.
-    sync_bn: bool = setting(False, "torchrun: BatchNorm statistics over the whole global batch "
-                            "(torch.nn.SyncBatchNorm, CUDA only) instead of each rank's B/N images",
-                            resumable=True)
+    sync_bn: bool = setting(
+        False,
+        "torchrun: BatchNorm statistics over the whole global batch "
+        "(torch.nn.SyncBatchNorm, CUDA only) instead of each rank's B/N images",
+        resumable=True,
+    )
     # No schema bump: a run written before trackers existed logged to TensorBoard, which the default keeps.
-    tracker: str = setting("tensorboard", "experiment trackers, a comma list of tensorboard, mlflow, "
-                           "wandb, or none (stats.jsonl is always written)", resumable=True,
-                           parse=_none_is_empty)
+    tracker: str = setting(
+        "tensorboard",
+        "experiment trackers, a comma list of tensorboard, mlflow, "
+        "wandb, or none (stats.jsonl is always written)",
+        resumable=True,
+        parse=_none_is_empty,
+    )
 
     def __post_init__(self) -> None:
         _check_choices(self)
-        for name in ("batch_size", "epochs", "log_every", "sample_every", "ckpt_every", "keep_ckpts",
-                     "num_samples", "synthetic_count"):
+        for name in (
+            "batch_size",
+            "epochs",
+            "log_every",
+            "sample_every",
+            "ckpt_every",
+            "keep_ckpts",
+            "num_samples",
+            "synthetic_count",
+        ):
             if getattr(self, name) < 1:
                 raise FaceganError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.nan_retries < 0:
@@ -244,8 +299,10 @@ class TrainConfig:
             raise FaceganError(f"--steps must be >= 1, got {self.steps}")
         names = self.trackers
         if any(n not in TRACKERS for n in names) or len(set(names)) != len(names):
-            raise FaceganError(f"--tracker must be a comma list of distinct {', '.join(TRACKERS)} (or none), "
-                               f"got {self.tracker!r}")
+            raise FaceganError(
+                f"--tracker must be a comma list of distinct {', '.join(TRACKERS)} (or none), "
+                f"got {self.tracker!r}"
+            )
 
     @property
     def trackers(self) -> tuple[str, ...]:
@@ -263,16 +320,29 @@ class PerfConfig:
     path. A run's config.json records the resolved values, never "auto".
     """
 
-    amp: str = setting("auto", "autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
-                       "AVX512-BF16 or AMX; fp32 elsewhere); off = exact fp32; fp16 uses a GradScaler",
-                       choices=AMP_MODES, resumable=True)
+    amp: str = setting(
+        "auto",
+        "autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
+        "AVX512-BF16 or AMX; fp32 elsewhere); off = exact fp32; fp16 uses a GradScaler",
+        choices=AMP_MODES,
+        resumable=True,
+    )
     channels_last: str = setting("auto", "NHWC memory format", choices=AUTO_ON_OFF, resumable=True)
-    compile: str = setting("off", "torch.compile G and D (reduce-overhead adds CUDA graphs)",
-                           choices=COMPILE_MODES, resumable=True)
-    fused_adam: str = setting("auto", "fused Adam kernel (off = foreach)", choices=AUTO_ON_OFF,
-                              resumable=True)
-    resident: str = setting("auto", "copy the uint8 dataset to the device once (auto: on for GPUs)",
-                            choices=AUTO_ON_OFF, resumable=True)
+    compile: str = setting(
+        "off",
+        "torch.compile G and D (reduce-overhead adds CUDA graphs)",
+        choices=COMPILE_MODES,
+        resumable=True,
+    )
+    fused_adam: str = setting(
+        "auto", "fused Adam kernel (off = foreach)", choices=AUTO_ON_OFF, resumable=True
+    )
+    resident: str = setting(
+        "auto",
+        "copy the uint8 dataset to the device once (auto: on for GPUs)",
+        choices=AUTO_ON_OFF,
+        resumable=True,
+    )
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -299,25 +369,40 @@ class GANConfig:
     diffaug_p: the probability each DiffAugment op reaches each image (ADA's per-image p, fixed).
     """
 
-    loss: str = setting("bce", "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
-                        "rpgan (relativistic pairing)", choices=GAN_LOSSES)
+    loss: str = setting(
+        "bce",
+        "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
+        "rpgan (relativistic pairing)",
+        choices=GAN_LOSSES,
+    )
     gp_weight: float = setting(10.0, "gradient-penalty weight of wgan-gp")
     ema_kimg: float = setting(0.0, "EMA of G's weights, half-life in thousands of images (0 = off)")
     spectral_norm: bool = setting(False, "spectral norm on D's convs")
-    d_norm: str = setting("auto", "D's hidden-layer norm; auto: none with spectral norm, else layer with "
-                          "wgan-gp or R1, else batch", choices=D_NORMS)
-    diffaug: str = setting("", "DiffAugment ops, a comma list of color,translation,cutout, or none",
-                           parse=_none_is_empty)
+    d_norm: str = setting(
+        "auto",
+        "D's hidden-layer norm; auto: none with spectral norm, else layer with wgan-gp or R1, else batch",
+        choices=D_NORMS,
+    )
+    diffaug: str = setting(
+        "", "DiffAugment ops, a comma list of color,translation,cutout, or none", parse=_none_is_empty
+    )
     r1_gamma: float = setting(0.0, "R1 penalty gamma on real images (0 = off)")
     r1_every: int = setting(16, "apply R1 and R2 every N steps, scaled by N")
     label_smoothing: float = setting(0.0, "one-sided: D's real target is 1 - s (bce only)")
     r2_gamma: float = setting(0.0, "R2 penalty gamma on generated images (0 = off)")
     # No schema bump: a run written before it had no such layer, which the default (0) keeps.
-    mbstd_group: int = setting(0, "minibatch standard deviation layer before D's last conv, over groups "
-                               "of N images (ProGAN); shows D a batch's lack of variety (0 = off)", max=256)
+    mbstd_group: int = setting(
+        0,
+        "minibatch standard deviation layer before D's last conv, over groups "
+        "of N images (ProGAN); shows D a batch's lack of variety (0 = off)",
+        max=256,
+    )
     # No schema bump either: 1.0 (every op on every image) is what runs before it did.
-    diffaug_p: float = setting(1.0, "probability that each DiffAugment op reaches each image (ADA's p); "
-                               "below 1 D also sees un-augmented images, e.g. exact face positions")
+    diffaug_p: float = setting(
+        1.0,
+        "probability that each DiffAugment op reaches each image (ADA's p); "
+        "below 1 D also sees un-augmented images, e.g. exact face positions",
+    )
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -333,13 +418,17 @@ class GANConfig:
         if self.label_smoothing and self.loss != "bce":
             raise FaceganError(f"--label-smoothing applies to the bce loss only, not --loss {self.loss}")
         if self.loss == "wgan-gp" and self.d_norm == "batch":
-            raise FaceganError("--loss wgan-gp needs a per-sample D: use --d-norm layer, none or auto, "
-                               "not batch (BatchNorm couples the samples the gradient penalty is taken on)")
+            raise FaceganError(
+                "--loss wgan-gp needs a per-sample D: use --d-norm layer, none or auto, "
+                "not batch (BatchNorm couples the samples the gradient penalty is taken on)"
+            )
         ops = self.diffaug_ops
         bad = [op for op in ops if op not in DIFFAUG_OPS]
         if bad or len(set(ops)) != len(ops):
-            raise FaceganError(f"--diffaug must be a comma list of distinct {', '.join(DIFFAUG_OPS)} "
-                               f"(or empty for none), got {self.diffaug!r}")
+            raise FaceganError(
+                f"--diffaug must be a comma list of distinct {', '.join(DIFFAUG_OPS)} "
+                f"(or empty for none), got {self.diffaug!r}"
+            )
 
     @property
     def diffaug_ops(self) -> tuple[str, ...]:
@@ -396,8 +485,11 @@ class RunConfig:
 
 def section_types() -> dict[str, type]:
     """The dataclass sections of RunConfig by name (model, optim, train, ...)."""
-    return {f.name: f.default_factory for f in fields(RunConfig)  # type: ignore[misc]
-            if f.name != "preset"}
+    return {
+        f.name: f.default_factory
+        for f in fields(RunConfig)  # type: ignore[misc]
+        if f.name != "preset"
+    }
 
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:
@@ -477,12 +569,14 @@ def _coerce(kind: type, name: str, value: Any, where: str, section: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif (base is int and isinstance(value, int) and not isinstance(value, bool)) \
-            or (base in (str, bool) and isinstance(value, base)):
+    elif (base is int and isinstance(value, int) and not isinstance(value, bool)) or (
+        base in (str, bool) and isinstance(value, base)
+    ):
         return value
     want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
-    raise FaceganError(f"{where}: {section}.{name} must be {want}{' or null' if optional else ''}, "
-                       f"got {_shown(value)}")
+    raise FaceganError(
+        f"{where}: {section}.{name} must be {want}{' or null' if optional else ''}, got {_shown(value)}"
+    )
 
 
 def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
@@ -500,8 +594,10 @@ def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
     for key, value in raw.items():
         if key == "schema":
             if value != CONFIG_SCHEMA:
-                raise FaceganError(f"{where}: schema {value!r} is not this facegan's config schema "
-                                   f"({CONFIG_SCHEMA}); re-create the file with --print-config")
+                raise FaceganError(
+                    f"{where}: schema {value!r} is not this facegan's config schema "
+                    f"({CONFIG_SCHEMA}); re-create the file with --print-config"
+                )
             out[key] = value
         elif key == "preset":
             if not isinstance(value, str):
@@ -517,8 +613,9 @@ def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
                     raise FaceganError(f"{where}: unknown key '{key}.{name}' ({key} has: {', '.join(known)})")
             out[key] = {name: _coerce(kinds[key], name, v, where, key) for name, v in value.items()}
         else:
-            raise FaceganError(f"{where}: unknown key {key!r} (a config file has: schema, preset, "
-                               f"{', '.join(kinds)})")
+            raise FaceganError(
+                f"{where}: unknown key {key!r} (a config file has: schema, preset, {', '.join(kinds)})"
+            )
     return out
 
 
@@ -542,8 +639,11 @@ def to_yaml(cfg: RunConfig) -> str:
 
 def apply_sections(base: RunConfig, sections: dict[str, Any]) -> RunConfig:
     """`base` with the fields of partial `{section: {field: value}}` replaced (keys already checked)."""
-    changes = {sec: dataclasses.replace(getattr(base, sec), **vals)
-               for sec, vals in sections.items() if sec in section_types() and vals}
+    changes = {
+        sec: dataclasses.replace(getattr(base, sec), **vals)
+        for sec, vals in sections.items()
+        if sec in section_types() and vals
+    }
     return base.replace(**changes)
 
 
@@ -563,8 +663,9 @@ def flat_fields(sections: dict[str, Any]) -> dict[str, Any]:
 
 def resumable_fields() -> frozenset[str]:
     """Fields a resumed run may change (its length, where it runs, how often it reports)."""
-    return frozenset(f.name for kind in section_types().values() for f in fields(kind)
-                     if f.metadata.get("resumable"))
+    return frozenset(
+        f.name for kind in section_types().values() for f in fields(kind) if f.metadata.get("resumable")
+    )
 
 
 # ----------------------------------------------------------------------------- checkpoint migrations
@@ -578,8 +679,10 @@ def migrate_config(raw: dict[str, Any], schema: int) -> dict[str, Any]:
     if not isinstance(schema, int) or schema < 1:
         raise FaceganError(f"invalid config schema {schema!r} in this checkpoint")
     if schema > CONFIG_SCHEMA:
-        raise FaceganError(f"this checkpoint was written by a newer facegan (config schema {schema}; this "
-                           f"one reads up to {CONFIG_SCHEMA}); upgrade facegan to use it")
+        raise FaceganError(
+            f"this checkpoint was written by a newer facegan (config schema {schema}; this "
+            f"one reads up to {CONFIG_SCHEMA}); upgrade facegan to use it"
+        )
     out = copy.deepcopy(raw)
     for step in range(schema, CONFIG_SCHEMA):
         out = _MIGRATIONS[step](out)
@@ -594,8 +697,13 @@ def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
         "gan": {"r2_gamma": 0.0},  # no R2 penalty existed
     }
     if "perf" not in raw:  # written before the speed settings: the plain fp32 path
-        pinned["perf"] = {"amp": "off", "channels_last": "off", "compile": "off", "fused_adam": "off",
-                          "resident": "off"}
+        pinned["perf"] = {
+            "amp": "off",
+            "channels_last": "off",
+            "compile": "off",
+            "fused_adam": "off",
+            "resident": "off",
+        }
     out = {"preset": raw.get("preset", DEFAULT_PRESET)}
     for sec, kind in section_types().items():
         given = raw.get(sec, {})
@@ -615,6 +723,6 @@ def with_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         if key not in owners:
             raise FaceganError(f"unknown config field {key!r}")
         sections[owners[key]][key] = value
-    return base.replace(**{
-        sec: dataclasses.replace(getattr(base, sec), **vals) for sec, vals in sections.items() if vals
-    })
+    return base.replace(
+        **{sec: dataclasses.replace(getattr(base, sec), **vals) for sec, vals in sections.items() if vals}
+    )

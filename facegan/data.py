@@ -54,12 +54,17 @@ class PackedDataset:
             return np.zeros(0, dtype=np.int64)
         try:
             rows = np.asarray(split["heldout"], dtype=np.int64)
-            if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= self.count)) or \
-                    np.unique(rows).size != rows.size:
+            if (
+                rows.ndim != 1
+                or (rows.size and (rows.min() < 0 or rows.max() >= self.count))
+                or np.unique(rows).size != rows.size
+            ):
                 raise ValueError("rows out of range or repeated")
         except (KeyError, TypeError, ValueError) as err:
-            raise FaceganError(f"{str(self.root)!r} has a malformed held-out split ({err}); re-create it "
-                               f"with `facegan prepare --force`") from None
+            raise FaceganError(
+                f"{str(self.root)!r} has a malformed held-out split ({err}); re-create it "
+                f"with `facegan prepare --force`"
+            ) from None
         return np.sort(rows)
 
     @property
@@ -96,8 +101,11 @@ def _checked_shape(man: Any) -> tuple[int, int, int, int]:
     if not isinstance(man, dict):
         raise ValueError("its manifest is not a JSON object")
     shape = man["shape"]
-    if not (isinstance(shape, list) and len(shape) == 4
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 4
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
         raise ValueError(f"its shape {shape!r} is not 4 positive integers")
     n, channels, height, width = shape
     if man.get("dtype", "uint8") != "uint8" or man.get("layout", "NCHW") != "NCHW":
@@ -107,11 +115,14 @@ def _checked_shape(man: Any) -> tuple[int, int, int, int]:
     if height != width:
         raise ValueError(f"its shape {shape} is not of square images")
     if n != man["count"] or ("files" in man and len(man["files"]) != n):
-        raise ValueError(f"its shape {shape} does not match the manifest's count {man['count']!r} "
-                         f"({len(man.get('files', []))} files listed)")
+        raise ValueError(
+            f"its shape {shape} does not match the manifest's count {man['count']!r} "
+            f"({len(man.get('files', []))} files listed)"
+        )
     if height != man["size"] or height not in SIZES:
-        raise ValueError(f"its shape {shape} does not match the manifest's size {man['size']!r} (one of "
-                         f"{SIZES})")
+        raise ValueError(
+            f"its shape {shape} does not match the manifest's size {man['size']!r} (one of {SIZES})"
+        )
     return n, channels, height, width
 
 
@@ -129,16 +140,22 @@ def _read_attributes(root: Path, entry: Any, count: int) -> tuple[list[str], np.
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise ValueError("its attribute names are not a list of strings")
     if entry["shape"] != [count, len(names)]:
-        raise ValueError(f"its attribute shape {entry['shape']!r} does not fit {count} images and "
-                         f"{len(names)} names")
+        raise ValueError(
+            f"its attribute shape {entry['shape']!r} does not fit {count} images and {len(names)} names"
+        )
     _check_bytes(root / ATTRIBUTES, count * len(names), f"{count} images × {len(names)} attributes")
     labels = np.fromfile(root / ATTRIBUTES, dtype=np.int8).reshape(count, len(names))
     return names, labels
 
 
 def resolve_dataset(
-    data: str, size: int, *, synthetic_count: int = 8192, seed: int = 0,
-    cache_dir: Path | None = None, quiet: bool = False,
+    data: str,
+    size: int,
+    *,
+    synthetic_count: int = 8192,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    quiet: bool = False,
 ) -> PackedDataset:
     """Open `data` as a PackedDataset, preparing folders, zips and "synthetic" into a cache once."""
     if data != SYNTHETIC and is_prepared(data):
@@ -149,8 +166,11 @@ def resolve_dataset(
                 f"pass --size {ds.size} or prepare the data again with --size {size}"
             )
         return ds
-    return PackedDataset(prepare_cached(data, size, synthetic_count=synthetic_count, seed=seed,
-                                        cache_dir=cache_dir, quiet=quiet))
+    return PackedDataset(
+        prepare_cached(
+            data, size, synthetic_count=synthetic_count, seed=seed, cache_dir=cache_dir, quiet=quiet
+        )
+    )
 
 
 class BatchSource:
@@ -168,9 +188,17 @@ class BatchSource:
     position from (seed, epoch), so which images a step trains on never depends on the number of ranks.
     """
 
-    def __init__(self, ds: PackedDataset, batch_size: int, seed: int, device: torch.device,
-                 hflip: bool = False, resident: bool = False, channels_last: bool = False,
-                 include_heldout: bool = False) -> None:
+    def __init__(
+        self,
+        ds: PackedDataset,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        hflip: bool = False,
+        resident: bool = False,
+        channels_last: bool = False,
+        include_heldout: bool = False,
+    ) -> None:
         # The held-out split is for measuring; training sees it only when asked (`include_heldout`).
         self.rows_used = np.arange(len(ds)) if include_heldout else ds.train_rows
         n = len(self.rows_used)
@@ -234,8 +262,8 @@ def _to_device(images: np.ndarray, device: torch.device, chunk: int = 4096) -> t
     """Copy a memory-mapped uint8 array to `device` in chunks, so host RAM never holds a second copy."""
     out = torch.empty(images.shape, dtype=torch.uint8, device=device)
     for start in range(0, len(images), chunk):
-        part = torch.from_numpy(np.array(images[start:start + chunk]))  # one bounded chunk in RAM
-        out[start:start + chunk].copy_(part)
+        part = torch.from_numpy(np.array(images[start : start + chunk]))  # one bounded chunk in RAM
+        out[start : start + chunk].copy_(part)
     return out
 
 

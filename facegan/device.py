@@ -27,8 +27,9 @@ def pick_device(name: str | torch.device, kinds: tuple[str, ...] = ALL_KINDS) ->
     if dev.type == "cuda" and not _available("cuda"):
         raise FaceganError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise FaceganError(f"--device {name} was asked for but this machine has only "
-                           f"{torch.cuda.device_count()} CUDA GPU(s)")
+        raise FaceganError(
+            f"--device {name} was asked for but this machine has only {torch.cuda.device_count()} CUDA GPU(s)"
+        )
     if dev.type == "mps" and not _available("mps"):
         raise FaceganError(f"--device {name} was asked for but MPS is not available; use --device cpu")
     return dev

@@ -58,7 +58,7 @@ class Shard(NamedTuple):
 
     def take(self, drawn: torch.Tensor) -> torch.Tensor:
         """This rank's rows of a tensor drawn for the whole global batch (dimension 0)."""
-        return drawn[self.start:self.start + self.size]
+        return drawn[self.start : self.start + self.size]
 
 
 class RelayedError(FaceganError):
@@ -92,15 +92,21 @@ class Dist:
         if self.world == 1 or device.type == "cpu":
             return device
         if device.type != "cuda":
-            raise FaceganError(f"distributed training runs on CUDA (NCCL) or CPU (gloo), not --device "
-                               f"{device}; pass --device cuda or --device cpu")
+            raise FaceganError(
+                f"distributed training runs on CUDA (NCCL) or CPU (gloo), not --device "
+                f"{device}; pass --device cuda or --device cpu"
+            )
         if device.index not in (None, self.local_rank):
-            raise FaceganError(f"--device {device} names one GPU, but under torchrun each rank uses "
-                               f"cuda:LOCAL_RANK; pass --device cuda (or auto)")
+            raise FaceganError(
+                f"--device {device} names one GPU, but under torchrun each rank uses "
+                f"cuda:LOCAL_RANK; pass --device cuda (or auto)"
+            )
         if self.local_rank >= torch.cuda.device_count():
-            raise FaceganError(f"rank {self.rank} is local rank {self.local_rank} on its machine, which has "
-                               f"only {torch.cuda.device_count()} CUDA GPU(s); start at most that many "
-                               f"processes per machine (--nproc-per-node)")
+            raise FaceganError(
+                f"rank {self.rank} is local rank {self.local_rank} on its machine, which has "
+                f"only {torch.cuda.device_count()} CUDA GPU(s); start at most that many "
+                f"processes per machine (--nproc-per-node)"
+            )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
 
@@ -149,8 +155,14 @@ class Dist:
                 payload = [("ok", fn())]
             except Exception as err:  # relayed, then re-raised below
                 error = err
-                payload = [("error", str(err) if isinstance(err, FaceganError) else
-                            f"rank 0 failed: {type(err).__name__}: {err}")]
+                payload = [
+                    (
+                        "error",
+                        str(err)
+                        if isinstance(err, FaceganError)
+                        else f"rank 0 failed: {type(err).__name__}: {err}",
+                    )
+                ]
         tdist.broadcast_object_list(payload, src=0, group=self.control)
         if error is not None:
             raise error
@@ -175,9 +187,11 @@ def check_batch(batch_size: int, world: int) -> None:
     """One line when the global batch cannot be split evenly over the ranks."""
     if batch_size % world:
         lower = batch_size // world * world
-        raise FaceganError(f"--batch-size {batch_size} is the global batch and must split evenly over the "
-                           f"{world} ranks; use --batch-size {lower or world} or {lower + world}, or "
-                           f"another number of processes")
+        raise FaceganError(
+            f"--batch-size {batch_size} is the global batch and must split evenly over the "
+            f"{world} ranks; use --batch-size {lower or world} or {lower + world}, or "
+            f"another number of processes"
+        )
 
 
 def launched_by_torchrun() -> bool:
@@ -190,19 +204,24 @@ def _env_rank() -> tuple[int, int, int]:
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if not env.get(k)]
     if missing:
         given = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in env]
-        raise FaceganError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
-                           f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: this is one "
-                           f"rank of a distributed run without its rendezvous; start it with torchrun "
-                           f"({LAUNCH}) or unset {', '.join(given)} to train in one process")
+        raise FaceganError(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: this is one "
+            f"rank of a distributed run without its rendezvous; start it with torchrun "
+            f"({LAUNCH}) or unset {', '.join(given)} to train in one process"
+        )
     try:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
         local = int(env.get("LOCAL_RANK", rank))
     except ValueError:
-        raise FaceganError(f"RANK={env['RANK']!r}, WORLD_SIZE={env['WORLD_SIZE']!r}: not integers; start "
-                           f"facegan with torchrun ({LAUNCH})") from None
+        raise FaceganError(
+            f"RANK={env['RANK']!r}, WORLD_SIZE={env['WORLD_SIZE']!r}: not integers; start "
+            f"facegan with torchrun ({LAUNCH})"
+        ) from None
     if not 0 <= rank < world:
-        raise FaceganError(f"RANK {rank} is outside WORLD_SIZE {world}; start facegan with torchrun "
-                           f"({LAUNCH})")
+        raise FaceganError(
+            f"RANK {rank} is outside WORLD_SIZE {world}; start facegan with torchrun ({LAUNCH})"
+        )
     return rank, world, local
 
 
@@ -219,8 +238,13 @@ def _attempt_store(world: int) -> tdist.Store | None:
     env = os.environ
     if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or env.get("GROUP_WORLD_SIZE", "1") != "1":
         return None
-    store = tdist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=False,
-                           timeout=datetime.timedelta(minutes=5))
+    store = tdist.TCPStore(
+        env["MASTER_ADDR"],
+        int(env["MASTER_PORT"]),
+        world,
+        is_master=False,
+        timeout=datetime.timedelta(minutes=5),
+    )
     return tdist.PrefixStore(f"/worker/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
@@ -240,9 +264,11 @@ def session() -> Iterator[Dist]:
         control = tdist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
     except (RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FaceganError(f"rank {rank} could not join the run at {os.environ['MASTER_ADDR']}:"
-                           f"{os.environ['MASTER_PORT']} ({first[:200]}); check that every rank was started "
-                           f"with the same torchrun rendezvous") from None
+        raise FaceganError(
+            f"rank {rank} could not join the run at {os.environ['MASTER_ADDR']}:"
+            f"{os.environ['MASTER_PORT']} ({first[:200]}); check that every rank was started "
+            f"with the same torchrun rendezvous"
+        ) from None
     try:
         yield Dist(rank, world, local, control)
     finally:
@@ -279,8 +305,10 @@ def check_run(batch_size: int, sync_bn: bool, world: int, device: torch.device) 
 
 def check_sync_bn(device: torch.device) -> None:
     if device.type != "cuda":
-        raise FaceganError("--sync-bn needs CUDA GPUs: torch.nn.SyncBatchNorm only runs on GPU tensors; on "
-                           "CPU each rank keeps BatchNorm statistics of its own B/N images (drop --sync-bn)")
+        raise FaceganError(
+            "--sync-bn needs CUDA GPUs: torch.nn.SyncBatchNorm only runs on GPU tensors; on "
+            "CPU each rank keeps BatchNorm statistics of its own B/N images (drop --sync-bn)"
+        )
 
 
 def train_step(training: Training, dist: Dist, step: int) -> StepStats:
@@ -314,8 +342,9 @@ class StopVote:
                 self.agreed = int(self._buf.item())
         if self.agreed is None:
             self._buf = torch.tensor([local or 0], dtype=torch.int64)
-            self._work = tdist.all_reduce(self._buf, op=tdist.ReduceOp.MAX, group=self.dist.control,
-                                          async_op=True)
+            self._work = tdist.all_reduce(
+                self._buf, op=tdist.ReduceOp.MAX, group=self.dist.control, async_op=True
+            )
         return self.agreed
 
     def close(self) -> None:

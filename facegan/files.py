@@ -37,8 +37,9 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any],
-                 then: str = "any previous file there is intact — {hint}") -> None:
+def atomic_write(
+    path: Path, write: Callable[[Path], Any], then: str = "any previous file there is intact — {hint}"
+) -> None:
     """Let `write(tmp)` fill a temp file beside `path`, then fsync, give it the umask's permissions and
     rename it over `path`. Any failure removes the temp file, leaves `path` as it was and raises one
     FaceganError line: "could not write PATH: reason; " + `then` (with {hint} filled in)."""
@@ -79,14 +80,17 @@ class SideWrites:
                 self.failed.add(kind)
                 reason = write_reason(err) if isinstance(err, OSError) else str(err).split(";")[0]
                 with contextlib.suppress(OSError):  # the terminal may be gone too
-                    print(f"\nwarning: could not write the {kind} ({reason}); training goes on and its "
-                          f"checkpoints are unaffected (further {kind} failures are not reported)",
-                          file=sys.stderr)
+                    print(
+                        f"\nwarning: could not write the {kind} ({reason}); training goes on and its "
+                        f"checkpoints are unaffected (further {kind} failures are not reported)",
+                        file=sys.stderr,
+                    )
             return None
 
 
-def write_error(path: Path, err: BaseException,
-                then: str = "any previous file there is intact — {hint}") -> FaceganError:
+def write_error(
+    path: Path, err: BaseException, then: str = "any previous file there is intact — {hint}"
+) -> FaceganError:
     """One line for a failed write of `path`: what went wrong, and `then` with a {hint} of what to do."""
     return FaceganError(f"could not write {path}: {write_reason(err)}; {then.format(hint=write_hint(err))}")
 

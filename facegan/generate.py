@@ -54,8 +54,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
         cfg = checkpoint_config(ckpt, path).model
         key = "G_ema" if "G_ema" in ckpt else "G"
         if key not in ckpt:
-            raise FaceganError(f"{str(path)!r} holds no generator weights (no 'G' entry); the checkpoint "
-                               f"is incomplete")
+            raise FaceganError(
+                f"{str(path)!r} holds no generator weights (no 'G' entry); the checkpoint is incomplete"
+            )
         state = ckpt[key]
     # Shapes are compared on the meta device first: a file whose config and weights disagree (or that
     # claims a huge model) is refused before the full-size generator is allocated.
@@ -82,8 +83,10 @@ def check_truncation(truncation: float | None) -> None:
     """FaceganError unless `truncation` is None (off) or a finite number >= MIN_TRUNCATION (NaN would
     otherwise compare false everywhere and silently mean "off")."""
     if truncation is not None and not (math.isfinite(truncation) and truncation >= MIN_TRUNCATION):
-        raise FaceganError(f"--truncation must be a number >= {MIN_TRUNCATION} (or left out for the full "
-                           f"distribution), got {truncation}")
+        raise FaceganError(
+            f"--truncation must be a number >= {MIN_TRUNCATION} (or left out for the full "
+            f"distribution), got {truncation}"
+        )
 
 
 def latents(seeds: list[int], latent_dim: int, truncation: float | None = None) -> torch.Tensor:
@@ -130,14 +133,16 @@ def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor
     return torch.cat([forward_fixed(g, chunk) for chunk in z.split(batch_size)])
 
 
-def faces(g: Generator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
-          ) -> torch.Tensor:
+def faces(
+    g: Generator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
+) -> torch.Tensor:
     """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
     return decode(g, latents(seeds, g.cfg.latent_dim, truncation), batch_size)
 
 
-def interpolation(g: Generator, seeds: list[int], frames: int, truncation: float | None = None
-                  ) -> torch.Tensor:
+def interpolation(
+    g: Generator, seeds: list[int], frames: int, truncation: float | None = None
+) -> torch.Tensor:
     """A latent walk through `seeds` in order (slerp), `frames` images per leg, as one tensor."""
     if len(seeds) < 2:
         raise FaceganError("--interpolate needs at least two seeds, e.g. --seed 3,17,42")
@@ -145,11 +150,15 @@ def interpolation(g: Generator, seeds: list[int], frames: int, truncation: float
         raise FaceganError(f"--frames must be between 2 and 600, got {frames}")
     total = (len(seeds) - 1) * (frames - 1) + 1
     if total > MAX_FACES:
-        raise FaceganError(f"a walk through {len(seeds)} seeds at --frames {frames} has {total:,} frames; "
-                           f"at most {MAX_FACES:,} (use fewer seeds or frames)")
+        raise FaceganError(
+            f"a walk through {len(seeds)} seeds at --frames {frames} has {total:,} frames; "
+            f"at most {MAX_FACES:,} (use fewer seeds or frames)"
+        )
     z = latents(seeds, g.cfg.latent_dim, truncation)
-    legs = [walk_latents(z[i], z[i + 1], frames, "slerp")[: -1 if i < len(z) - 2 else None]
-            for i in range(len(z) - 1)]
+    legs = [
+        walk_latents(z[i], z[i + 1], frames, "slerp")[: -1 if i < len(z) - 2 else None]
+        for i in range(len(z) - 1)
+    ]
     return decode(g, torch.cat(legs))
 
 
@@ -206,8 +215,10 @@ def parse_seeds(spec: str, limit: int = MAX_FACES) -> list[int]:
     # Counted before the list is built: a range like 0-999999999 would exhaust memory first.
     count = sum(len(r) for r in ranges)
     if count > limit:
-        raise FaceganError(f"--seed {spec!r} names {count:,} faces; at most {limit:,} per command "
-                           f"(split the range over several commands)")
+        raise FaceganError(
+            f"--seed {spec!r} names {count:,} faces; at most {limit:,} per command "
+            f"(split the range over several commands)"
+        )
     return [s for r in ranges for s in r]
 
 
@@ -218,8 +229,10 @@ def write_faces(
     out = Path(out)
     norm = dict(normalize=True, value_range=(-1.0, 1.0))
     if out.suffix.lower() in ANIMATION_SUFFIXES:
-        raise FaceganError(f"--out {str(out)!r} is an animation; add --interpolate for a latent walk, or "
-                           f"give a .png for a grid or a folder for one PNG per face")
+        raise FaceganError(
+            f"--out {str(out)!r} is an animation; add --interpolate for a latent walk, or "
+            f"give a .png for a grid or a folder for one PNG per face"
+        )
     if nrow is not None and nrow < 1:
         raise FaceganError(f"--nrow must be >= 1, got {nrow}")
     if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
@@ -246,8 +259,9 @@ def writing(out: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        raise FaceganError(f"could not write {str(out)!r}: {err.strerror or err}; choose a writable --out"
-                           ) from None
+        raise FaceganError(
+            f"could not write {str(out)!r}: {err.strerror or err}; choose a writable --out"
+        ) from None
 
 
 def grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
@@ -310,6 +324,5 @@ def walk_gif(images: torch.Tensor, size: str, resample: str, duration: int) -> b
     # One palette for the whole walk (a palette per frame makes colours flicker), built from the
     # native frames, which hold every colour a NEAREST upscale can show.
     palette = shared_palette(native)
-    out = [resize(im, size, resample).quantize(palette=palette, dither=Image.Dither.NONE)
-           for im in native]
+    out = [resize(im, size, resample).quantize(palette=palette, dither=Image.Dither.NONE) for im in native]
     return gif_bytes(out, duration)

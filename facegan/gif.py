@@ -23,8 +23,9 @@ def gif_bytes(frames: Sequence[Image.Image], duration_ms: int) -> bytes:
     Frames in mode "P" keep their own palette; RGB frames get an adaptive one each. Pillow merges
     consecutive identical frames, so a walk from a seed to itself is a one-frame GIF."""
     buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=list(frames[1:]), duration=duration_ms,
-                   loop=0)
+    frames[0].save(
+        buf, format="GIF", save_all=True, append_images=list(frames[1:]), duration=duration_ms, loop=0
+    )
     return buf.getvalue()
 
 

@@ -41,8 +41,11 @@ class GuardState:
     def from_state(cls, raw: Any) -> GuardState:
         if not isinstance(raw, dict):  # a checkpoint written before the guard existed
             return cls()
-        return cls(float(raw.get("lr_scale", 1.0)), int(raw.get("rollbacks", 0)),
-                   [(int(a), int(b)) for a, b in raw.get("skip", [])])
+        return cls(
+            float(raw.get("lr_scale", 1.0)),
+            int(raw.get("rollbacks", 0)),
+            [(int(a), int(b)) for a, b in raw.get("skip", [])],
+        )
 
     def state(self) -> dict[str, Any]:
         return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "skip": [list(r) for r in self.skip]}

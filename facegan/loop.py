@@ -81,9 +81,15 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = None,
-          overrides_on_resume: dict[str, Any] | None = None, quiet: bool = False,
-          resumable: Collection[str] | None = None, dist: Dist = SINGLE) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    runs_root: Path = Path("runs"),
+    resume: str | None = None,
+    overrides_on_resume: dict[str, Any] | None = None,
+    quiet: bool = False,
+    resumable: Collection[str] | None = None,
+    dist: Dist = SINGLE,
+) -> TrainResult:
     """Train a GAN as `cfg` says (or continue the checkpointed run `resume`); returns where it went.
 
     With `resumable`, `overrides_on_resume` go through `check_resume_overrides`; without, all apply.
@@ -94,15 +100,22 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
     ckpt_path = Path()
     if resume:
         # Rank 0 reads the checkpoint (other machines need not see the run folder); all get the result.
-        cfg, ckpt, ckpt_path = dist.share(lambda: open_resume(resume, runs_root, overrides_on_resume,
-                                                               resumable))
+        cfg, ckpt, ckpt_path = dist.share(
+            lambda: open_resume(resume, runs_root, overrides_on_resume, resumable)
+        )
     if dist.world > 1:  # checked once, on rank 0, so a mistake is one line
-        dist.share(lambda: check_run(cfg.train.batch_size, cfg.train.sync_bn, dist.world,
-                                     pick_device(cfg.train.device)))
+        dist.share(
+            lambda: check_run(
+                cfg.train.batch_size, cfg.train.sync_bn, dist.world, pick_device(cfg.train.device)
+            )
+        )
         if ckpt is not None and dist.is_main and ckpt.get("world_size", 1) != dist.world:
             per = cfg.train.batch_size // dist.world
-            print(f"resuming a run saved by {ckpt.get('world_size', 1)} process(es) on {dist.world}: the "
-                  f"same batches and noise, BatchNorm statistics now per {per} images", file=sys.stderr)
+            print(
+                f"resuming a run saved by {ckpt.get('world_size', 1)} process(es) on {dist.world}: the "
+                f"same batches and noise, BatchNorm statistics now per {per} images",
+                file=sys.stderr,
+            )
     device = dist.place(pick_device(cfg.train.device))
     tc = cfg.train
 
@@ -111,12 +124,14 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         if tc.eval_every:
             check_eval_setup(tc.eval_metrics, tc.inception_weights)
         if dist.world > 1:  # rank 0 prepares the data once and says what is wrong with it, once
-            resolve_dataset(tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed,
-                            quiet=quiet)
+            resolve_dataset(
+                tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed, quiet=quiet
+            )
 
     dist.share(check_setup)
-    ds = resolve_dataset(tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed,
-                         quiet=quiet)
+    ds = resolve_dataset(
+        tc.data, cfg.model.size, synthetic_count=tc.synthetic_count, seed=tc.seed, quiet=quiet
+    )
     if ckpt is not None and ckpt.get("dataset_hash") not in (None, ds.content_hash):
         raise FaceganError(
             f"the dataset {tc.data!r} differs from the one this checkpoint was trained on "
@@ -137,14 +152,26 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         print(f"device {device}: {perf.describe()}", file=sys.stderr)
 
     # Fixed noise for the sample grids, the same for every run with this seed (the seeds' fixed_noise).
-    fixed_z = sample_latent(tc.num_samples, cfg.model.latent_dim,
-                            torch.Generator().manual_seed(tc.seed + 1)).to(device)
+    fixed_z = sample_latent(
+        tc.num_samples, cfg.model.latent_dim, torch.Generator().manual_seed(tc.seed + 1)
+    ).to(device)
 
     step = 0
     best: dict[str, Any] | None = None
     if ckpt is not None:
-        step = load_training_state(ckpt, str(ckpt_path), cfg, g, d, ema, training.opt_g, training.opt_d,
-                                    training.scaler, training.step_rng, dist)
+        step = load_training_state(
+            ckpt,
+            str(ckpt_path),
+            cfg,
+            g,
+            d,
+            ema,
+            training.opt_g,
+            training.opt_d,
+            training.scaler,
+            training.step_rng,
+            dist,
+        )
         best = ckpt.get("best") or None
         if not quiet:
             print(f"resuming {ckpt_path} from step {step} (of {total_steps})", file=sys.stderr)
@@ -160,8 +187,11 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
         return run_dir
 
     run_dir = dist.share(open_run_dir)
-    logger = RunLogger(run_dir, resume_step=step if ckpt is not None else None, cfg=cfg, quiet=quiet) \
-        if dist.is_main else None
+    logger = (
+        RunLogger(run_dir, resume_step=step if ckpt is not None else None, cfg=cfg, quiet=quiet)
+        if dist.is_main
+        else None
+    )
     state = _LoopState(cfg, run_dir, training, fixed_z, ds, logger, best, dist)
     if ckpt is not None:  # the rollback target until this run writes a checkpoint of its own
         state.last_good = ckpt_path
@@ -170,8 +200,10 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
     with _StopFlag() as stop:
         try:
             if step >= total_steps and not quiet:
-                print(f"{run_dir}: already at step {step} of {total_steps}; refreshing its figures and "
-                      f"export only (pass a larger --steps or --epochs to train on)")
+                print(
+                    f"{run_dir}: already at step {step} of {total_steps}; refreshing its figures and "
+                    f"export only (pass a larger --steps or --epochs to train on)"
+                )
             step = state.run(step, total_steps, stop, quiet)
             # End-of-run artifacts also after Ctrl-C/SIGTERM: the checkpoint is already safe, and the
             # figures and export then show exactly what it holds.
@@ -187,13 +219,17 @@ def train(cfg: RunConfig, runs_root: Path = Path("runs"), resume: str | None = N
             # After SIGHUP the terminal may be gone (EIO); the checkpoint is safe, so never fail here.
             with contextlib.suppress(OSError):
                 if dist.is_main:
-                    print(f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
-                          f"continue with: facegan train --resume {run_dir}", file=sys.stderr)
+                    print(
+                        f"\n{name}: stopped at step {step}; checkpoint saved in {run_dir / 'checkpoints'}; "
+                        f"continue with: facegan train --resume {run_dir}",
+                        file=sys.stderr,
+                    )
     return TrainResult(run_dir, step, interrupted, signum)
 
 
-def _write_run_files(run_dir: Path, cfg: RunConfig, ds: PackedDataset, g: torch.nn.Module,
-                     d: torch.nn.Module) -> None:
+def _write_run_files(
+    run_dir: Path, cfg: RunConfig, ds: PackedDataset, g: torch.nn.Module, d: torch.nn.Module
+) -> None:
     import json
 
     (run_dir / "dataset_manifest.json").write_text(json.dumps(ds.manifest, indent=1))
@@ -207,9 +243,17 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, ds: PackedDataset, g: torch.
 class _LoopState:
     """Bundles what the loop touches, so `run` reads as the orchestration it is."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, training: Training, fixed_z: torch.Tensor,
-                 ds: PackedDataset, logger: RunLogger | None, best: dict[str, Any] | None = None,
-                 dist: Dist = SINGLE) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        training: Training,
+        fixed_z: torch.Tensor,
+        ds: PackedDataset,
+        logger: RunLogger | None,
+        best: dict[str, Any] | None = None,
+        dist: Dist = SINGLE,
+    ) -> None:
         assert training.batches is not None
         self.cfg, self.run_dir, self.training = cfg, run_dir, training
         self.g, self.d, self.opt_g, self.opt_d = training.g, training.d, training.opt_g, training.opt_d
@@ -238,8 +282,15 @@ class _LoopState:
         ramp = self.cfg.optim.lr_rampdown
         sums: torch.Tensor | None = None
         window_steps, window_t0 = 0, time.perf_counter()
-        bar = tqdm(total=total, initial=step, unit="step", disable=quiet, file=sys.stderr,
-                   dynamic_ncols=True, desc=f"train {self.perf.precision}")
+        bar = tqdm(
+            total=total,
+            initial=step,
+            unit="step",
+            disable=quiet,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc=f"train {self.perf.precision}",
+        )
         self.g.train()
         self.d.train()
         self.checked, self.stop = step, stop
@@ -276,15 +327,23 @@ class _LoopState:
             if log_due and sums is not None:
                 now = time.perf_counter()
                 means = (self.dist.mean(sums) / window_steps).tolist()  # every rank's images
-                record = {"step": step, "epoch": (step - 1) // spe, "kimg": step * tc.batch_size / 1000,
-                          **dict(zip(StepStats._fields, means)),
-                          "img_per_s": window_steps * tc.batch_size / max(now - window_t0, 1e-9),
-                          "time": time.time()}
+                record = {
+                    "step": step,
+                    "epoch": (step - 1) // spe,
+                    "kimg": step * tc.batch_size / 1000,
+                    **dict(zip(StepStats._fields, means)),
+                    "img_per_s": window_steps * tc.batch_size / max(now - window_t0, 1e-9),
+                    "time": time.time(),
+                }
                 if self.logger is not None:
                     self.logger.log(record)
-                bar.set_postfix(D=f"{record['loss_d']:.3f}", G=f"{record['loss_g']:.3f}",
-                                Dx=f"{record['d_real']:.2f}", DGz=f"{record['d_fake_after']:.2f}",
-                                ips=f"{record['img_per_s']:.0f}")
+                bar.set_postfix(
+                    D=f"{record['loss_d']:.3f}",
+                    G=f"{record['loss_g']:.3f}",
+                    Dx=f"{record['d_real']:.2f}",
+                    DGz=f"{record['d_fake_after']:.2f}",
+                    ips=f"{record['img_per_s']:.0f}",
+                )
                 sums, window_steps, window_t0 = None, 0, now
             if sample_due and self.dist.is_main:
                 self.sample(step)
@@ -307,8 +366,12 @@ class _LoopState:
         """Whether every step since the last check gave finite stats and G, D (and the EMA G) hold
         finite weights: one host sync."""
         nets = (self.g, self.d, *([self.ema.model] if self.ema is not None else []))
-        checks = [torch.isfinite(t).all() for net in nets for t in net.state_dict().values()
-                  if t.is_floating_point()]
+        checks = [
+            torch.isfinite(t).all()
+            for net in nets
+            for t in net.state_dict().values()
+            if t.is_floating_point()
+        ]
         return bool(torch.stack([self.finite, *checks]).all())
 
     def rollback(self, step: int) -> int:
@@ -322,17 +385,31 @@ class _LoopState:
         what = f"a loss or weight became NaN/inf {when}"
         error = FaceganError if self.dist.is_main else RelayedError  # every rank sees it; rank 0 says it
         if tc.on_nan == "stop":
-            raise error(f"{what}; stopped without saving it (--on-nan stop); the last good checkpoint "
-                               f"is {good}")
+            raise error(
+                f"{what}; stopped without saving it (--on-nan stop); the last good checkpoint is {good}"
+            )
         if self.guard.rollbacks >= tc.nan_retries:
-            raise error(f"{what}, after {self.guard.rollbacks} rollback(s); gave up without saving "
-                               f"it (--nan-retries {tc.nan_retries}); the last good checkpoint is {good} — "
-                               f"lower --lr or change --loss, or resume with --on-nan rollback-lower-lr")
+            raise error(
+                f"{what}, after {self.guard.rollbacks} rollback(s); gave up without saving "
+                f"it (--nan-retries {tc.nan_retries}); the last good checkpoint is {good} — "
+                f"lower --lr or change --loss, or resume with --on-nan rollback-lower-lr"
+            )
         last_good = self.last_good
         state = self.dist.share(lambda: load_checkpoint(last_good)) if last_good is not None else self.initial
         assert state is not None
-        good_step = load_training_state(state, good, self.cfg, self.g, self.d, self.ema, self.opt_g,
-                                         self.opt_d, self.scaler, self.step_rng, self.dist)
+        good_step = load_training_state(
+            state,
+            good,
+            self.cfg,
+            self.g,
+            self.d,
+            self.ema,
+            self.opt_g,
+            self.opt_d,
+            self.scaler,
+            self.step_rng,
+            self.dist,
+        )
         self.best = state.get("best") or None
         self.guard.rollbacks += 1
         if tc.on_nan == "rollback-skip":
@@ -348,9 +425,11 @@ class _LoopState:
         self.checked = good_step
         with contextlib.suppress(OSError):
             if self.dist.is_main:
-                print(f"\nwarning: {what}; rolled back to step {good_step} and {action} (rollback "
-                      f"{self.guard.rollbacks} of at most {tc.nan_retries}, --on-nan {tc.on_nan})",
-                      file=sys.stderr)
+                print(
+                    f"\nwarning: {what}; rolled back to step {good_step} and {action} (rollback "
+                    f"{self.guard.rollbacks} of at most {tc.nan_retries}, --on-nan {tc.on_nan})",
+                    file=sys.stderr,
+                )
         return good_step
 
     def evaluate(self, step: int) -> bool:
@@ -372,16 +451,26 @@ class _LoopState:
         try:
             # A stop request abandons the evaluation within one batch, so the checkpoint that follows
             # is written at once instead of after a whole FID pass (a scheduler's grace period is short).
-            results = evaluate(g, self.ds, [p.name for p in protocols], num_fake=tc.eval_num_fake or None,
-                               device=device, feature_extractor=self._extractor,
-                               cancel=None if stop is None else lambda: stop.signum is not None)
+            results = evaluate(
+                g,
+                self.ds,
+                [p.name for p in protocols],
+                num_fake=tc.eval_num_fake or None,
+                device=device,
+                feature_extractor=self._extractor,
+                cancel=None if stop is None else lambda: stop.signum is not None,
+            )
         except EvaluationCancelled:
             return False
         append_metrics(self.run_dir, step, results, kimg=step * tc.batch_size / 1000)
         self.logger.metrics(results, step)
         first = protocols[0]
-        key = {"fid": first.name, "swd": first.name, "kid": f"{first.name}_mean",
-               "prdc": f"{first.name}_coverage"}.get(first.kind, f"{first.name}_acc")
+        key = {
+            "fid": first.name,
+            "swd": first.name,
+            "kid": f"{first.name}_mean",
+            "prdc": f"{first.name}_coverage",
+        }.get(first.kind, f"{first.name}_acc")
         # Lower is better: FID/KID/SWD as they are, C2ST by its distance from chance, coverage negated.
         score = {"c2st": abs(results[key] - 0.5), "prdc": -results[key]}.get(first.kind, results[key])
         if self.best is not None and score >= self.best["score"]:
@@ -405,8 +494,9 @@ class _LoopState:
         fake = self.render(self.fixed_z)
         path = self.run_dir / "samples" / f"step-{step:08d}.png"
         nrow = max(1, int(len(fake) ** 0.5))
-        write = functools.partial(save_image, fake, nrow=nrow, padding=2, normalize=True,
-                                  value_range=(-1.0, 1.0), format="png")
+        write = functools.partial(
+            save_image, fake, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0), format="png"
+        )
         if self.side.attempt("sample grid", lambda: atomic_write(path, write) or True) is None:
             return None
         self.logger.image("samples/fixed_noise", grid(fake, nrow), step, path)
@@ -453,13 +543,22 @@ class _LoopState:
     def finish(self, step: int) -> None:
         """End-of-run artifacts: exported G (the EMA one when enabled), curves, animation, real-vs-fake."""
         g, weights = (self.g, "G") if self.ema is None else (self.ema.model, "G_ema")
-        path = export_generator(g, self.cfg.model, self.run_dir / "generator.safetensors",
-                                extra={"step": str(step), "dataset_hash": self.ds.content_hash,
-                                       "weights": weights})
+        path = export_generator(
+            g,
+            self.cfg.model,
+            self.run_dir / "generator.safetensors",
+            extra={"step": str(step), "dataset_hash": self.ds.content_hash, "weights": weights},
+        )
         self.logger.artifact(path)
         # The figures are redrawn from stats.jsonl and samples/ by `facegan plot`: a failure is a warning.
         self.side.attempt("figures", lambda: plots.rebuild(self.run_dir))
         fake = self.render(self.fixed_z)
-        self.side.attempt("figures", lambda: plots.real_vs_fake(
-            real_sample(self.ds, len(fake), self.cfg.train.seed), fake, self.run_dir / "real_vs_fake.png",
-            nrow=max(1, int(len(fake) ** 0.5))))
+        self.side.attempt(
+            "figures",
+            lambda: plots.real_vs_fake(
+                real_sample(self.ds, len(fake), self.cfg.train.seed),
+                fake,
+                self.run_dir / "real_vs_fake.png",
+                nrow=max(1, int(len(fake) ** 0.5)),
+            ),
+        )

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0
-               ) -> torch.Tensor:
+def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
     """max_D  log D(x) + log(1 - D(G(z)))  ⇔  min  BCE(D(x), 1) + BCE(D(G(z)), 0).
 
     Summed over the real and fake halves, as the seeds' errD = errD_real + errD_fake. `real_label`
@@ -88,8 +87,9 @@ def _input_grad(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1)
 
 
-def gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
-                     weight: float = 10.0) -> torch.Tensor:
+def gradient_penalty(
+    d: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, weight: float = 10.0
+) -> torch.Tensor:
     """λ·E[(‖∇D(x̂)‖₂ - 1)²] at x̂ = ε·x + (1 - ε)·G(z), ε ~ U[0, 1] per sample (Gulrajani et al. 2017).
 
     `eps` has shape (B, 1, 1, 1); D must treat samples independently (no BatchNorm).

@@ -167,14 +167,17 @@ def build_generator(cfg: ModelConfig) -> nn.Module:
     return Generator(cfg)
 
 
-def build_models(cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
-                 ) -> tuple[nn.Module, nn.Module]:
+def build_models(
+    cfg: ModelConfig, seed: int = 0, gan: GANConfig | None = None
+) -> tuple[nn.Module, nn.Module]:
     """Fresh G and D of `cfg.arch`, initialised deterministically in `seed`: DCGAN init for dcgan,
     fix-up init for r3gan. `gan` picks the DCGAN D's norm, and spectral norm for either."""
     gan = gan or GANConfig()
     if cfg.arch == "r3gan" and gan.d_norm not in ("auto", "none"):
-        raise FaceganError(f"--arch r3gan has no normalisation layers; --d-norm {gan.d_norm} does not "
-                           f"apply (use auto or none)")
+        raise FaceganError(
+            f"--arch r3gan has no normalisation layers; --d-norm {gan.d_norm} does not "
+            f"apply (use auto or none)"
+        )
     if cfg.arch == "r3gan" and gan.mbstd_group:
         raise FaceganError("--mbstd-group applies to the dcgan discriminator only, not --arch r3gan")
     # A private generator keeps initialisation independent of whatever used the global RNG before.

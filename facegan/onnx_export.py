@@ -58,12 +58,20 @@ def export_onnx(model: nn.Module, out: str | Path, check: bool = True) -> Path:
     example = torch.randn(2, g.cfg.latent_dim)
     # The exporter narrates each pass on stdout; the CLI prints one line of its own instead.
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        program = torch.onnx.export(flat, (example,), input_names=[INPUT], output_names=[OUTPUT],
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=OPSET,
-                                    dynamo=True, external_data=False)
+        program = torch.onnx.export(
+            flat,
+            (example,),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+        )
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {"facegan_model_config": json.dumps(asdict(g.cfg)),
-                                        "producer": "facegan"})
+    onnx.helper.set_model_props(
+        proto, {"facegan_model_config": json.dumps(asdict(g.cfg)), "producer": "facegan"}
+    )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, lambda tmp: onnx.save(proto, str(tmp)))
@@ -79,14 +87,17 @@ def check_onnx(path: Path, g: nn.Module, z: torch.Tensor, atol: float = 1e-4) ->
     try:
         import onnxruntime as ort
     except ImportError:
-        raise FaceganError("checking the ONNX export needs onnxruntime: pip install 'facegan[onnx]'"
-                           ) from None
+        raise FaceganError(
+            "checking the ONNX export needs onnxruntime: pip install 'facegan[onnx]'"
+        ) from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run([OUTPUT], {INPUT: z.numpy()})[0])
     with torch.no_grad():
         want = _FlatLatent(g)(z).float()
     err = float((got - want).abs().max())
     if not err <= atol:
-        raise FaceganError(f"the ONNX export of {str(path)!r} differs from PyTorch by {err:.2g} (more than "
-                           f"{atol:g}); please report this with your torch and onnx versions")
+        raise FaceganError(
+            f"the ONNX export of {str(path)!r} differs from PyTorch by {err:.2g} (more than "
+            f"{atol:g}); please report this with your torch and onnx versions"
+        )
     return err

@@ -32,19 +32,26 @@ class Perf:
         """The explicit PerfConfig of these settings (no "auto"), to record what a run used."""
         amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
         onoff = {True: "on", False: "off"}
-        return PerfConfig(amp=amp, channels_last=onoff[self.channels_last], compile=compile_setting,
-                          fused_adam=onoff[self.fused_adam], resident=onoff[self.resident])
+        return PerfConfig(
+            amp=amp,
+            channels_last=onoff[self.channels_last],
+            compile=compile_setting,
+            fused_adam=onoff[self.fused_adam],
+            resident=onoff[self.resident],
+        )
 
     @property
     def precision(self) -> str:
-        """"bf16", "fp16" or "fp32": what the step computes in."""
+        """ "bf16", "fp16" or "fp32": what the step computes in."""
         return _DTYPE_NAMES.get(self.amp_dtype, "fp32")
 
     def describe(self) -> str:
         """One line for the progress bar and the run's start, e.g. "bf16 autocast, channels_last"."""
-        parts = [f"{self.precision} autocast" if self.amp_dtype else "fp32",
-                 "channels_last" if self.channels_last else "NCHW",
-                 "fused Adam" if self.fused_adam else "foreach Adam"]
+        parts = [
+            f"{self.precision} autocast" if self.amp_dtype else "fp32",
+            "channels_last" if self.channels_last else "NCHW",
+            "fused Adam" if self.fused_adam else "foreach Adam",
+        ]
         if self.compile_mode:
             parts.append(f"compile={self.compile_mode}")
         if self.resident:
@@ -142,14 +149,20 @@ class GraphOutputs(nn.Module):
         return self.compiled(x).clone()
 
 
-def make_optimizers(g: nn.Module, d: nn.Module, optim: OptimConfig, perf: Perf | None = None
-                    ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def make_optimizers(
+    g: nn.Module, d: nn.Module, optim: OptimConfig, perf: Perf | None = None
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam(lr, betas) for G and D; fused (one kernel) or foreach (batched) implementation."""
     fused = bool(perf and perf.fused_adam)
-    kw = {"betas": (optim.beta1, optim.beta2), "fused": True} if fused else {
-        "betas": (optim.beta1, optim.beta2), "foreach": True}
-    return (torch.optim.Adam(g.parameters(), lr=optim.lr_g, **kw),
-            torch.optim.Adam(d.parameters(), lr=optim.lr_d, **kw))
+    kw = (
+        {"betas": (optim.beta1, optim.beta2), "fused": True}
+        if fused
+        else {"betas": (optim.beta1, optim.beta2), "foreach": True}
+    )
+    return (
+        torch.optim.Adam(g.parameters(), lr=optim.lr_g, **kw),
+        torch.optim.Adam(d.parameters(), lr=optim.lr_d, **kw),
+    )
 
 
 def make_scaler(perf: Perf, device: torch.device) -> torch.amp.GradScaler | None:

@@ -48,8 +48,10 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     loss_d, loss_g = float(stats.loss_d), float(stats.loss_g)
     seconds = time.perf_counter() - t0
     if not (np.isfinite(loss_d) and np.isfinite(loss_g)):
-        raise FaceganError(f"the first step on a random batch gave Loss_D {loss_d}, Loss_G {loss_g}; "
-                           f"check the learning rates and loss settings")
+        raise FaceganError(
+            f"the first step on a random batch gave Loss_D {loss_d}, Loss_G {loss_g}; "
+            f"check the learning rates and loss settings"
+        )
     n_g = sum(p.numel() for p in g.parameters())
     n_d = sum(p.numel() for p in d.parameters())
     return [
@@ -69,14 +71,17 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
 def _dataset_plan(data: str, size: int, synthetic_count: int) -> tuple[int, str]:
     """(image count, description) of `data`, without preparing or caching anything."""
     if data == SYNTHETIC:
-        return synthetic_count, (f"{synthetic_count:,} synthetic faces (drawn into the dataset cache on "
-                                 f"first use)")
+        return synthetic_count, (
+            f"{synthetic_count:,} synthetic faces (drawn into the dataset cache on first use)"
+        )
     if is_prepared(data):
         ds = resolve_dataset(data, size)  # opens a prepared folder as it is; checks its image size
         return len(ds), f"{data} (prepared, {len(ds):,} images)"
     listing = source_listing(data, synthetic_count)  # the checks a real run makes: exists, holds images
-    return len(listing.images), (f"{data} ({listing.kind}, {len(listing.images):,} image files, prepared "
-                                 f"into the dataset cache on first use)")
+    return len(listing.images), (
+        f"{data} ({listing.kind}, {len(listing.images):,} image files, prepared "
+        f"into the dataset cache on first use)"
+    )
 
 
 def check_eval_setup(metrics: str, inception_weights: str | None) -> None:

@@ -19,8 +19,14 @@ from facegan.gif import gif_bytes
 from facegan.tracking import read_stats
 
 
-def _curve(stats: list[dict[str, Any]], out: Path, series: dict[str, str], title: str, ylabel: str,
-           ylim: tuple[float, float] | None = None) -> Path:
+def _curve(
+    stats: list[dict[str, Any]],
+    out: Path,
+    series: dict[str, str],
+    title: str,
+    ylabel: str,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
     fig, ax = plt.subplots(figsize=(10, 5))
     for key, label in series.items():
         pts = [(r["step"], r[key]) for r in stats if key in r]
@@ -39,15 +45,25 @@ def _curve(stats: list[dict[str, Any]], out: Path, series: dict[str, str], title
 
 def plot_losses(stats: list[dict[str, Any]], out: Path) -> Path:
     """Loss_D and Loss_G against training step (the seeds' "Generator and Discriminator Loss")."""
-    return _curve(stats, out, {"loss_d": "D", "loss_g": "G"},
-                  "Generator and Discriminator Loss During Training", "loss")
+    return _curve(
+        stats, out, {"loss_d": "D", "loss_g": "G"}, "Generator and Discriminator Loss During Training", "loss"
+    )
 
 
 def plot_scores(stats: list[dict[str, Any]], out: Path) -> Path:
     """Mean D(x) and D(G(z)) (before and after the G step) against training step."""
-    return _curve(stats, out, {"d_real": "D(x) real score", "d_fake_before": "D(G(z)) fake score, D step",
-                               "d_fake_after": "D(G(z)) fake score, G step"},
-                  "Discriminator scores", "mean probability of 'real'", ylim=(0.0, 1.0))
+    return _curve(
+        stats,
+        out,
+        {
+            "d_real": "D(x) real score",
+            "d_fake_before": "D(G(z)) fake score, D step",
+            "d_fake_after": "D(G(z)) fake score, G step",
+        },
+        "Discriminator scores",
+        "mean probability of 'real'",
+        ylim=(0.0, 1.0),
+    )
 
 
 def progress_gif(frames: list[Path], out: Path, ms_per_frame: int = 400) -> Path | None:

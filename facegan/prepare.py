@@ -135,8 +135,19 @@ def prepare(
         _check_out_dir(out, force)  # another process may have published there while we waited
         if waited:  # the source may have changed (a zip replaced) while we waited: read it again
             listing = source_listing(source, synthetic_count)
-        return _build(source, listing, out, size, min_side=min_side, seed=seed, workers=workers, quiet=quiet,
-                      table=table, holdout=holdout, split_seed=split_seed)
+        return _build(
+            source,
+            listing,
+            out,
+            size,
+            min_side=min_side,
+            seed=seed,
+            workers=workers,
+            quiet=quiet,
+            table=table,
+            holdout=holdout,
+            split_seed=split_seed,
+        )
 
 
 def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
@@ -152,9 +163,20 @@ def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:
     return listing
 
 
-def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_side: int | None, seed: int,
-           workers: int | None, quiet: bool, table: AttributeTable | None = None,
-           holdout: float = HOLDOUT_FRACTION, split_seed: int = 0) -> PrepareResult:
+def _build(
+    source: str,
+    listing: SourceListing,
+    out: Path,
+    size: int,
+    *,
+    min_side: int | None,
+    seed: int,
+    workers: int | None,
+    quiet: bool,
+    table: AttributeTable | None = None,
+    holdout: float = HOLDOUT_FRACTION,
+    split_seed: int = 0,
+) -> PrepareResult:
     """Decode `listing` into a private folder beside `out`, then publish it there (caller holds the lock)."""
     min_side = size // 2 if min_side is None else min_side
     kind, skipped = listing.kind, list(listing.skipped)
@@ -165,8 +187,15 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
     kept: list[str] = []
     try:
         with open(work / IMAGES, "wb") as fh, _decoded(decoder, listing.images, workers) as results:
-            bar = tqdm(results, total=len(listing.images), unit="file", desc=f"prepare {kind}",
-                       disable=quiet, file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                results,
+                total=len(listing.images),
+                unit="file",
+                desc=f"prepare {kind}",
+                disable=quiet,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
             for name, pixels, reason in bar:
                 if pixels is None:
                     skipped.append(skip(name, reason))
@@ -217,12 +246,19 @@ def _build(source: str, listing: SourceListing, out: Path, size: int, *, min_sid
         fsync_dir(out)
         fsync_dir(out.parent)
     except OSError as err:
-        raise FaceganError(f"could not write {str(out)!r}: {err.strerror or err}; check its free space and "
-                           f"permissions, or pick another output folder") from None
+        raise FaceganError(
+            f"could not write {str(out)!r}: {err.strerror or err}; check its free space and "
+            f"permissions, or pick another output folder"
+        ) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone once published; otherwise a failed build's remains
-    return PrepareResult(out=out, count=len(kept), skipped=skipped, notes=tuple(notes),
-                         heldout_count=int(split["heldout_count"]))
+    return PrepareResult(
+        out=out,
+        count=len(kept),
+        skipped=skipped,
+        notes=tuple(notes),
+        heldout_count=int(split["heldout_count"]),
+    )
 
 
 def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> dict[str, object]:
@@ -232,9 +268,14 @@ def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0)
         raise FaceganError(f"--holdout must be a fraction in [0, 1), got {fraction}")
     n = 0 if count < HOLDOUT_MIN_COUNT else min(HOLDOUT_MAX, round(count * fraction))
     rows = np.sort(np.random.default_rng(seed).permutation(count)[:n]) if n else np.zeros(0, np.int64)
-    return {"seed": seed, "fraction": fraction, "heldout_count": int(n), "heldout": rows.tolist(),
-            "rule": f"numpy default_rng(seed).permutation(count)[:n], n = round(count * fraction) capped at "
-                    f"{HOLDOUT_MAX}, 0 below {HOLDOUT_MIN_COUNT} images; sorted rows of images.u8"}
+    return {
+        "seed": seed,
+        "fraction": fraction,
+        "heldout_count": int(n),
+        "heldout": rows.tolist(),
+        "rule": f"numpy default_rng(seed).permutation(count)[:n], n = round(count * fraction) capped at "
+        f"{HOLDOUT_MAX}, 0 below {HOLDOUT_MIN_COUNT} images; sorted rows of images.u8",
+    }
 
 
 # Worker-side state: the decoder arrives once per process (its zip handle then stays open across tasks).
@@ -252,8 +293,9 @@ def _decode_chunk(names: list[str]) -> list[tuple[str, np.ndarray | None, str]]:
 
 
 @contextlib.contextmanager
-def _decoded(decoder: Decoder, names: list[str], workers: int | None
-             ) -> Iterator[Iterator[tuple[str, np.ndarray | None, str]]]:
+def _decoded(
+    decoder: Decoder, names: list[str], workers: int | None
+) -> Iterator[Iterator[tuple[str, np.ndarray | None, str]]]:
     """`decoder(name)` for each name, in order: in worker processes, or in-process for small jobs."""
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     if workers <= 1 or len(names) < POOL_MIN_FILES:
@@ -261,20 +303,23 @@ def _decoded(decoder: Decoder, names: list[str], workers: int | None
         return
     # A ProcessPoolExecutor notices a worker that died (OOM killer, segfault in a codec) and fails every
     # pending task with BrokenProcessPool; multiprocessing.Pool would wait for its result forever.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
-                               initializer=_init_worker, initargs=(decoder,))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context(), initializer=_init_worker, initargs=(decoder,)
+    )
     try:
         yield _ordered(pool, names, workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ordered(pool: ProcessPoolExecutor, names: list[str], workers: int
-             ) -> Iterator[tuple[str, np.ndarray | None, str]]:
+def _ordered(
+    pool: ProcessPoolExecutor, names: list[str], workers: int
+) -> Iterator[tuple[str, np.ndarray | None, str]]:
     """Results of CHUNK-sized tasks in order, with a bounded number in flight (bounded memory)."""
-    chunks = (names[i:i + CHUNK] for i in range(0, len(names), CHUNK))
+    chunks = (names[i : i + CHUNK] for i in range(0, len(names), CHUNK))
     pending: deque[Future[list[tuple[str, np.ndarray | None, str]]]] = deque(
-        pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 4 * workers))
+        pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 4 * workers)
+    )
     while pending:
         try:
             done = pending.popleft().result()
@@ -302,8 +347,9 @@ def _output_lock(out: Path, quiet: bool) -> Iterator[bool]:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
-        raise FaceganError(f"cannot create {str(lock)!r}: {err.strerror}; the folder that holds the "
-                           f"output must be writable") from None
+        raise FaceganError(
+            f"cannot create {str(lock)!r}: {err.strerror}; the folder that holds the output must be writable"
+        ) from None
     waited = False
     try:
         if fcntl is not None:
@@ -311,8 +357,10 @@ def _output_lock(out: Path, quiet: bool) -> Iterator[bool]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if not quiet:
-                    print(f"waiting for another process that is preparing {printable(str(out))} ...",
-                          file=sys.stderr)
+                    print(
+                        f"waiting for another process that is preparing {printable(str(out))} ...",
+                        file=sys.stderr,
+                    )
                 fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel even if that process is killed
                 waited = True
         _remove_dead_builds(out)
@@ -327,8 +375,9 @@ def _new_work_dir(out: Path) -> Path:
     try:
         work.mkdir()
     except OSError as err:
-        raise FaceganError(f"cannot create {str(work)!r}: {err.strerror}; the folder that holds the "
-                           f"output must be writable") from None
+        raise FaceganError(
+            f"cannot create {str(work)!r}: {err.strerror}; the folder that holds the output must be writable"
+        ) from None
     return work
 
 
@@ -338,7 +387,7 @@ def _remove_dead_builds(out: Path) -> None:
     with contextlib.suppress(OSError):
         for path in _beside(out, "").parent.iterdir():
             if path.name.startswith(prefix):
-                owner = path.name[len(prefix):].rsplit("-", 1)[0]  # HOST-PID
+                owner = path.name[len(prefix) :].rsplit("-", 1)[0]  # HOST-PID
                 who, _, pid = owner.rpartition("-")
                 if who == host and pid.isdigit() and not _alive(int(pid)):
                     shutil.rmtree(path, ignore_errors=True)
@@ -385,8 +434,10 @@ def _check_out_dir(out: Path, force: bool) -> None:
             raise FaceganError(f"{str(out)!r} already holds a prepared dataset; pass --force to replace it")
     elif names <= _LEFTOVERS:
         if not force:
-            raise FaceganError(f"{str(out)!r} holds a half-written dataset (an interrupted prepare); "
-                               f"pass --force to replace it")
+            raise FaceganError(
+                f"{str(out)!r} holds a half-written dataset (an interrupted prepare); "
+                f"pass --force to replace it"
+            )
     else:
         raise FaceganError(f"--out {str(out)!r} is a non-empty folder; choose a new or empty one")
 
@@ -404,8 +455,15 @@ def default_cache_dir() -> Path:
     return cache_root() / "datasets"
 
 
-def prepare_cached(data: str, size: int, *, synthetic_count: int = 8192, seed: int = 0,
-                   cache_dir: Path | None = None, quiet: bool = False) -> Path:
+def prepare_cached(
+    data: str,
+    size: int,
+    *,
+    synthetic_count: int = 8192,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    quiet: bool = False,
+) -> Path:
     """The cache folder holding `data` (a folder, zip or "synthetic") prepared at `size`, preparing it
     there first unless an earlier run (or a concurrent one, waited for) already did."""
     listing = source_listing(data, synthetic_count)  # the standard "does not exist" / "no images" errors

@@ -20,8 +20,11 @@ def available() -> list[str]:
     """Names of the generators shipped with this install."""
     root = resources.files(PACKAGE)
     # `<name>.edits.safetensors` beside a generator holds its edit directions, not a generator.
-    return sorted(p.name.removesuffix(".safetensors") for p in root.iterdir()
-                  if p.name.endswith(".safetensors") and not p.name.endswith(".edits.safetensors"))
+    return sorted(
+        p.name.removesuffix(".safetensors")
+        for p in root.iterdir()
+        if p.name.endswith(".safetensors") and not p.name.endswith(".edits.safetensors")
+    )
 
 
 def path(name: str) -> Path:

@@ -125,8 +125,11 @@ def init_residual(module: nn.Module) -> None:
     blocks = [m for m in module.modules() if isinstance(m, ResidualBlock)]
     # Layers that feed an activation get its He gain; the linear ones (transitions, to_rgb, the logit)
     # gain 1, so the variance neither grows nor shrinks along the chain of stages.
-    linear_layers = {id(m) for name, m in module.named_modules()
-                     if name.split(".")[0] in ("transitions", "to_rgb", "logit")}
+    linear_layers = {
+        id(m)
+        for name, m in module.named_modules()
+        if name.split(".")[0] in ("transitions", "to_rgb", "logit")
+    }
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             gain = 1.0 if id(m) in linear_layers else nn.init.calculate_gain("leaky_relu", LRELU_SLOPE)

@@ -33,8 +33,10 @@ def estimate_params(size: int, latent_dim: int, ngf: int, ndf: int, channels: in
     arithmetic: `ngf` 10^9 costs nothing to estimate."""
     w, v = stage_widths(size, ngf), stage_widths(size, ndf)
     # SLACK covers what the formulas leave out at tiny widths (the R3GAN's 8-channel floor).
-    return (max(_dcgan(w, latent_dim, channels), _residual(w, ngf, latent_dim, channels)) + SLACK,
-            max(_dcgan(v, 1, channels), _residual(v, ndf, 1, channels)) + SLACK)
+    return (
+        max(_dcgan(w, latent_dim, channels), _residual(w, ngf, latent_dim, channels)) + SLACK,
+        max(_dcgan(v, 1, channels), _residual(v, ndf, 1, channels)) + SLACK,
+    )
 
 
 def _dcgan(w: list[int], latent_dim: int, channels: int) -> int:
@@ -64,7 +66,8 @@ def check_model_size(size: int, latent_dim: int, ngf: int, ndf: int, channels: i
             f"--ngf {ngf}, --ndf {ndf} and --latent-dim {latent_dim} at --size {size} make about "
             f"{_millions(n_g)} generator and {_millions(n_d)} discriminator parameters; facegan builds at "
             f"most {_millions(MAX_PARAMS)} (G and D together, ~{gib:.0f} GiB to train) — lower --ngf, "
-            f"--ndf or --size")
+            f"--ndf or --size"
+        )
 
 
 def _millions(n: int) -> str:

@@ -61,8 +61,13 @@ BACKGROUND = (255, 255, 255)
 SYNTHETIC = "synthetic"
 ZIP_STAMP = ""  # the stamps key of a zip's own (size, mtime): no member can have an empty name
 OUTSIDE = "symlink to a file outside the source (not followed)"
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) \
-    | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 def printable(text: str) -> str:
@@ -130,8 +135,12 @@ def _hidden_reason(part: str, is_dir: bool) -> str | None:
 
 
 def _file_type(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-             (stat.S_ISBLK, "block device"))
+    kinds = (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
     return next((label for test, label in kinds if test(mode)), "special file")
 
 
@@ -281,8 +290,10 @@ def _refusal(w: int, h: int, size: int) -> str | None:
         return f"too large ({w}x{h}; a side over {MAX_SIDE} px, not decoded)"
     short, long = max(min(w, h), 1), max(w, h)
     if long > MAX_ASPECT * short:
-        return (f"too elongated ({w}x{h}; the longer side is over {MAX_ASPECT} times the shorter, so "
-                f"resizing to {size} px would make a {size}x{size * long // short} image; not decoded)")
+        return (
+            f"too elongated ({w}x{h}; the longer side is over {MAX_ASPECT} times the shorter, so "
+            f"resizing to {size} px would make a {size}x{size * long // short} image; not decoded)"
+        )
     return None
 
 
@@ -293,8 +304,15 @@ class Decoder:
     `stamps` (SourceListing.stamps) lets it notice a file or zip that changed since the listing.
     """
 
-    def __init__(self, source: str, kind: str, size: int, min_side: int, seed: int,
-                 stamps: dict[str, tuple[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        kind: str,
+        size: int,
+        min_side: int,
+        seed: int,
+        stamps: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.source, self.kind, self.size, self.min_side, self.seed = source, kind, size, min_side, seed
         self.stamps = stamps or {}
         self._root = os.path.realpath(source) if kind == "folder" else ""
@@ -308,7 +326,8 @@ class Decoder:
         return SourceChanged(
             f"{printable(what)} changed while it was being prepared (its size or modification time is not "
             f"what the listing found); nothing was written — run prepare again once "
-            f"{printable(self.source)} is no longer being changed")
+            f"{printable(self.source)} is no longer being changed"
+        )
 
     def _open_file(self, name: str) -> IO[bytes]:
         # Resolve links now, not at listing time: a link may have been pointed elsewhere since.

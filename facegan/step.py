@@ -81,8 +81,9 @@ def train_step(
     def augment(x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, ops, rng, shard, gan.diffaug_p) if ops else x
 
-    fake, loss_d, reg, real_logits, fake_logits = d_step(g, d, opt_d, real, z, rng, augment, gan, step,
-                                                         autocast, scaler, shard, sync)
+    fake, loss_d, reg, real_logits, fake_logits = d_step(
+        g, d, opt_d, real, z, rng, augment, gan, step, autocast, scaler, shard, sync
+    )
     loss_g, fake_logits_after = g_step(d, opt_g, fake, augment, gan, autocast, scaler, real, sync)
     if scaler is not None:
         scaler.update()
@@ -97,11 +98,21 @@ def train_step(
     )
 
 
-def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor, z: torch.Tensor,
-           rng: torch.Generator, augment: Callable[[torch.Tensor], torch.Tensor], gan: GANConfig, step: int,
-           autocast: AbstractContextManager, scaler: torch.amp.GradScaler | None,
-           shard: Shard | None = None, sync: Callable[[torch.optim.Optimizer], None] | None = None,
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def d_step(
+    g: nn.Module,
+    d: nn.Module,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    rng: torch.Generator,
+    augment: Callable[[torch.Tensor], torch.Tensor],
+    gan: GANConfig,
+    step: int,
+    autocast: AbstractContextManager,
+    scaler: torch.amp.GradScaler | None,
+    shard: Shard | None = None,
+    sync: Callable[[torch.optim.Optimizer], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(1) D step: minimise D's loss on augment(x) and augment(G(z)), plus any penalty.
 
     For bce that is max log D(x) + log(1 - D(G(z))). Real and fake pass through D separately so
@@ -136,11 +147,17 @@ def d_step(g: nn.Module, d: nn.Module, opt_d: torch.optim.Optimizer, real: torch
     return fake, loss_d, reg, real_logits, fake_logits
 
 
-def g_step(d: nn.Module, opt_g: torch.optim.Optimizer, fake: torch.Tensor,
-           augment: Callable[[torch.Tensor], torch.Tensor], gan: GANConfig,
-           autocast: AbstractContextManager, scaler: torch.amp.GradScaler | None,
-           real: torch.Tensor | None = None, sync: Callable[[torch.optim.Optimizer], None] | None = None,
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def g_step(
+    d: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    fake: torch.Tensor,
+    augment: Callable[[torch.Tensor], torch.Tensor],
+    gan: GANConfig,
+    autocast: AbstractContextManager,
+    scaler: torch.amp.GradScaler | None,
+    real: torch.Tensor | None = None,
+    sync: Callable[[torch.optim.Optimizer], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(2) G step: minimise G's loss on D(augment(G(z))) through the freshly updated D.
 
     For bce that is max log D(G(z)) (non-saturating). D's weights need no gradient here, so it is
@@ -175,8 +192,12 @@ def d_loss(gan: GANConfig, real_logits: torch.Tensor, fake_logits: torch.Tensor)
     return LOSSES[gan.loss][0](real_logits, fake_logits)
 
 
-def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-                       sync: Callable[[torch.optim.Optimizer], None] | None = None) -> None:
+def _backward_and_step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    sync: Callable[[torch.optim.Optimizer], None] | None = None,
+) -> None:
     # The all-reduce comes before scaler.step, so every rank unscales the same gradients and agrees
     # on skipping an fp16 step with inf/NaN gradients.
     if scaler is None:

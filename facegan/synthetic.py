@@ -215,9 +215,7 @@ def _background(rng: np.random.Generator, side: int, skin: RGB) -> Image.Image:
     return strip.resize((side, side), Image.Resampling.NEAREST)
 
 
-def _draw_hair_back(
-    p: _Painter, rng: np.random.Generator, style: str, hair: RGB, fh: float
-) -> None:
+def _draw_hair_back(p: _Painter, rng: np.random.Generator, style: str, hair: RGB, fh: float) -> None:
     """Hair that sits behind the head: long hair, a bun, or a curly mass."""
     if style == "long":
         length = fh * rng.uniform(1.0, 1.7)
@@ -301,8 +299,9 @@ def _draw_eye(
         limit = ry * np.sqrt(1.0 - dx * dx)
         disc[:, 1] = np.clip(disc[:, 1], y - limit, y + limit)
         p.polygon(disc, colour)
-    p.polygon(_ellipse(ix + iris_r * 0.3, y - iris_r * 0.35, iris_r * 0.22, iris_r * 0.22, 12),
-              (255, 255, 255))
+    p.polygon(
+        _ellipse(ix + iris_r * 0.3, y - iris_r * 0.35, iris_r * 0.22, iris_r * 0.22, 12), (255, 255, 255)
+    )
     t = np.linspace(math.pi * 1.05, math.pi * 1.95, 12)
     p.line(np.stack([x + rx * 1.05 * np.cos(t), y + ry * 1.1 * np.sin(t)], 1), lid, 0.045)
 
@@ -323,7 +322,7 @@ def _draw_mouth(
     elif kind == "neutral":
         curve = rng.uniform(-0.04, 0.04)
         ys = y - curve * u * u
-        upper = np.stack([xs, ys - 0.06 * np.sqrt(bulge) * (1 - 0.3 * np.exp(-(u * 8) ** 2))], 1)
+        upper = np.stack([xs, ys - 0.06 * np.sqrt(bulge) * (1 - 0.3 * np.exp(-((u * 8) ** 2)))], 1)
         lower = np.stack([xs, ys + rng.uniform(0.06, 0.1) * np.sqrt(bulge)], 1)
         p.polygon(np.concatenate([upper, lower[::-1]]), lip)
         p.line(np.stack([xs, ys], 1), _scale(lip, 0.55), 0.02)
@@ -332,9 +331,9 @@ def _draw_mouth(
         ys = y - curve * u * u
         height = rng.uniform(0.1, 0.2)
         top = np.stack([xs, ys - 0.03 * bulge], 1)
-        bottom = np.stack([xs, ys + height * bulge ** 0.7], 1)
+        bottom = np.stack([xs, ys + height * bulge**0.7], 1)
         p.polygon(np.concatenate([top, bottom[::-1]]), (70, 22, 28))
-        teeth = np.stack([xs, ys - 0.03 * bulge + 0.045 * bulge ** 0.5], 1)
+        teeth = np.stack([xs, ys - 0.03 * bulge + 0.045 * bulge**0.5], 1)
         p.polygon(np.concatenate([top[3:18], teeth[3:18][::-1]]), (246, 244, 236))
         p.line(np.concatenate([top, bottom[::-1]]), lip, 0.035, closed=True)
 
@@ -395,8 +394,10 @@ def draw_face(rng: np.random.Generator, size: int) -> np.ndarray:
     _draw_hair_back(p, rng, style, hair, fh)
     p.polygon(_ellipse(0.0, fh + 1.15, 2.0, 0.85, 48), clothes)
     neck_w = rng.uniform(0.42, 0.55)
-    p.polygon(np.array([[-neck_w, 0.0], [neck_w, 0.0], [neck_w * 1.1, fh + 0.6],
-                        [-neck_w * 1.1, fh + 0.6]]), _scale(skin, 0.78))
+    p.polygon(
+        np.array([[-neck_w, 0.0], [neck_w, 0.0], [neck_w * 1.1, fh + 0.6], [-neck_w * 1.1, fh + 0.6]]),
+        _scale(skin, 0.78),
+    )
     for side_sign in (-1.0, 1.0):
         # The ear on the side the head turns towards slips behind the face outline.
         ear_x = side_sign * (0.97 - 0.12 * max(0.0, side_sign * yaw))
@@ -418,16 +419,24 @@ def draw_face(rng: np.random.Generator, size: int) -> np.ndarray:
     if style != "long" and _distance(beard, skin) > 90 and rng.uniform() < 0.14:
         # Jaw below the sideburns, closed by a moustache line just under the nose.
         jaw_arc = outline[outline[:, 1] > eye_y + 0.25]
-        top = np.array([[shift - 0.5, nose_y + 0.14], [shift, nose_y + 0.08],
-                        [shift + 0.5, nose_y + 0.14]])
+        top = np.array([[shift - 0.5, nose_y + 0.14], [shift, nose_y + 0.08], [shift + 0.5, nose_y + 0.14]])
         p.polygon(np.concatenate([jaw_arc, top]), beard)
 
     for side_sign in (-1.0, 1.0):
         # Foreshortening: the eye on the far side of the turn looks narrower.
         squeeze = 1.0 - 0.3 * max(0.0, side_sign * yaw)
         ex = shift + side_sign * eye_dx * (1.0 - 0.12 * max(0.0, side_sign * yaw))
-        _draw_eye(p, ex, eye_y, eye_rx * squeeze, eye_ry, iris, iris_r * min(1.0, squeeze + 0.15),
-                  gaze, _scale(brow, 0.6))
+        _draw_eye(
+            p,
+            ex,
+            eye_y,
+            eye_rx * squeeze,
+            eye_ry,
+            iris,
+            iris_r * min(1.0, squeeze + 0.15),
+            gaze,
+            _scale(brow, 0.6),
+        )
         bx = ex + side_sign * np.linspace(-0.16, 0.2, 12) * squeeze
         t = np.linspace(0.0, 1.0, 12)
         tilt = rng.uniform(-0.06, 0.06)
@@ -437,9 +446,16 @@ def draw_face(rng: np.random.Generator, size: int) -> np.ndarray:
     nose_x = shift * 1.4  # The nose tip protrudes, so it moves most with yaw.
     nose_w = rng.uniform(0.08, 0.14)
     side_sign = -light
-    p.polygon(np.array([[nose_x * 0.6 + side_sign * 0.03, eye_y + 0.1],
-                        [nose_x + side_sign * nose_w, nose_y - 0.02],
-                        [nose_x, nose_y + 0.05]]), shadow)
+    p.polygon(
+        np.array(
+            [
+                [nose_x * 0.6 + side_sign * 0.03, eye_y + 0.1],
+                [nose_x + side_sign * nose_w, nose_y - 0.02],
+                [nose_x, nose_y + 0.05],
+            ]
+        ),
+        shadow,
+    )
     for s in (-1.0, 1.0):
         p.polygon(_ellipse(nose_x + s * nose_w * 0.55, nose_y, 0.04, 0.022, 12), _scale(skin, 0.6))
     _draw_mouth(p, rng, mouth_kind, shift * 1.1, mouth_y, mouth_w, lip)
@@ -451,8 +467,11 @@ def draw_face(rng: np.random.Generator, size: int) -> np.ndarray:
         for side_sign in (-1.0, 1.0):
             ex = shift + side_sign * eye_dx
             p.line(_ellipse(ex, eye_y, eye_rx + 0.1, eye_ry + 0.12, 24), frame, 0.035, closed=True)
-        p.line(np.array([[shift - eye_dx + eye_rx + 0.1, eye_y],
-                         [shift + eye_dx - eye_rx - 0.1, eye_y]]), frame, 0.035)
+        p.line(
+            np.array([[shift - eye_dx + eye_rx + 0.1, eye_y], [shift + eye_dx - eye_rx - 0.1, eye_y]]),
+            frame,
+            0.035,
+        )
 
     if side != size:
         image = image.resize((size, size), Image.Resampling.LANCZOS)

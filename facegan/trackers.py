@@ -50,8 +50,10 @@ def check_available(names: tuple[str, ...]) -> None:
     for name in names:
         if name in PACKAGES and importlib.util.find_spec(PACKAGES[name][0]) is None:
             module, extra = PACKAGES[name]
-            raise FaceganError(f"--tracker {name} needs the {module} package, which is not installed: "
-                               f"pip install 'facegan[{extra}]' (or drop {name} from --tracker)")
+            raise FaceganError(
+                f"--tracker {name} needs the {module} package, which is not installed: "
+                f"pip install 'facegan[{extra}]' (or drop {name} from --tracker)"
+            )
 
 
 def flat_params(cfg: RunConfig) -> dict[str, str]:
@@ -84,8 +86,11 @@ def open_trackers(run_dir: Path, cfg: RunConfig, quiet: bool = False) -> list[Tr
     opened: list[Tracker] = []
     try:
         for name in names:
-            tracker = MLflowTracker(run_dir, cfg, state.get(name)) if name == "mlflow" \
+            tracker = (
+                MLflowTracker(run_dir, cfg, state.get(name))
+                if name == "mlflow"
                 else WandbTracker(run_dir, cfg, state.get(name), quiet)
+            )
             state[name] = tracker.state
             opened.append(tracker)
     except FaceganError:
@@ -118,22 +123,24 @@ class MLflowTracker:
                 name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "facegan")
                 exp = self.client.get_experiment_by_name(name)
                 exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-                run = self.client.create_run(exp_id, run_name=run_dir.name,
-                                             tags={"facegan.run_dir": str(run_dir.resolve())})
+                run = self.client.create_run(
+                    exp_id, run_name=run_dir.name, tags={"facegan.run_dir": str(run_dir.resolve())}
+                )
             self.run_id = run.info.run_id
             # Parameters are immutable in MLflow: a resume logs new ones, and records the settings a
             # resume may change (length, device, intervals) as tags rather than failing.
             logged, params = run.data.params, flat_params(cfg)
             new = [Param(k, v) for k, v in params.items() if k not in logged]
             for start in range(0, len(new), 100):  # MLflow takes at most 100 parameters per batch
-                self.client.log_batch(self.run_id, params=new[start:start + 100])
+                self.client.log_batch(self.run_id, params=new[start : start + 100])
             for key, value in params.items():
                 if key in logged and logged[key] != value:
                     self.client.set_tag(self.run_id, f"resumed.{key}", value)
             self.client.log_artifact(self.run_id, str(run_dir / "config.json"))
         except MlflowException as err:
-            raise FaceganError(f"MLflow tracking at {self.uri!r} failed: {err.message.splitlines()[0]}"
-                               ) from None
+            raise FaceganError(
+                f"MLflow tracking at {self.uri!r} failed: {err.message.splitlines()[0]}"
+            ) from None
         self.state = {"tracking_uri": self.uri, "run_id": self.run_id}
 
     def _continue(self, previous: dict[str, Any] | None) -> Any:
@@ -186,14 +193,21 @@ class WandbTracker:
         mode = wandb_mode()
         try:
             self.run = wandb.init(
-                project=None if os.environ.get("WANDB_PROJECT") else "facegan", name=run_dir.name,
-                id=run_id, resume="allow" if run_id else None, dir=str(run_dir), mode=mode,
+                project=None if os.environ.get("WANDB_PROJECT") else "facegan",
+                name=run_dir.name,
+                id=run_id,
+                resume="allow" if run_id else None,
+                dir=str(run_dir),
+                mode=mode,
                 config=None if run_id else cfg.to_dict(),
                 # console off: W&B must not wrap stdout/stderr, which the progress bar and errors use.
-                settings=wandb.Settings(console="off", silent=quiet))
+                settings=wandb.Settings(console="off", silent=quiet),
+            )
         except wandb.errors.Error as err:
-            raise FaceganError(f"W&B could not start a run ({str(err).splitlines()[0]}); set "
-                               f"WANDB_MODE=offline to log locally") from None
+            raise FaceganError(
+                f"W&B could not start a run ({str(err).splitlines()[0]}); set "
+                f"WANDB_MODE=offline to log locally"
+            ) from None
         if run_id:  # a resume may change the run's length, device or intervals
             self.run.config.update(cfg.to_dict(), allow_val_change=True)
         # facegan's step is the x-axis: W&B's own step only grows, and a resume or a rollback goes back.

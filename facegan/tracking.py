@@ -41,8 +41,9 @@ def new_run_dir(root: Path, name: str) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file in the way, no permission, a read-only disk
-        raise FaceganError(f"cannot create the runs folder {str(root)!r} ({err.strerror or err}); "
-                           f"choose another --outdir") from None
+        raise FaceganError(
+            f"cannot create the runs folder {str(root)!r} ({err.strerror or err}); choose another --outdir"
+        ) from None
     nxt = int(next_run_dir(root, name).name[:5])
     while True:
         path = root / f"{nxt:05d}-{name}"
@@ -82,8 +83,9 @@ class RunLogger:
     """Appends step records to stats.jsonl and mirrors them to the run's trackers: TensorBoard, and
     MLflow / W&B when `cfg.train.tracker` names them (facegan/trackers.py; without `cfg`, TensorBoard)."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None,
-                 quiet: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None, quiet: bool = False
+    ) -> None:
         from facegan.files import SideWrites
         from facegan.trackers import open_trackers
 
@@ -108,12 +110,16 @@ class RunLogger:
             # Drop records written after the checkpoint we resume from, so curves don't double back.
             # Atomically: on a full disk a plain rewrite would truncate the run's only stats record.
             kept = [r for r in read_stats(self.run_dir) if r.get("step", 0) <= resume_step]
-            atomic_write(self.path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)),
-                         CKPT_KEPT)
+            atomic_write(
+                self.path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)), CKPT_KEPT
+            )
         try:
             self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step) \
-                if self.use_tb else None
+            self.tb = (
+                SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
+                if self.use_tb
+                else None
+            )
         except OSError as err:
             raise _log_error(self.run_dir, err) from None
 
@@ -135,8 +141,9 @@ class RunLogger:
         for key, tag in TB_TAGS.items():
             if key in record and self.tb is not None:
                 self.tb.add_scalar(tag, record[key], step)
-        scalars = {k: v for k, v in record.items()
-                   if k not in ("step", "time") and isinstance(v, (int, float))}
+        scalars = {
+            k: v for k, v in record.items() if k not in ("step", "time") and isinstance(v, (int, float))
+        }
         self._fan_out("scalars", scalars, step)
         return True
 
@@ -166,9 +173,12 @@ class RunLogger:
                 getattr(tracker, method)(*args)
             except Exception as err:
                 self.trackers.remove(tracker)
-                print(f"\nwarning: {type(tracker).__name__} failed ({type(err).__name__}: "
-                      f"{str(err).splitlines()[0] if str(err) else ''}); it gets nothing more from this run, "
-                      f"stats.jsonl has everything", file=sys.stderr)
+                print(
+                    f"\nwarning: {type(tracker).__name__} failed ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else ''}); it gets nothing more from this run, "
+                    f"stats.jsonl has everything",
+                    file=sys.stderr,
+                )
 
     def _close_files(self) -> None:
         self.file.close()
@@ -190,8 +200,9 @@ def _log_error(where: Path, err: OSError) -> Exception:
     from facegan.checkpoint import CKPT_KEPT
     from facegan.files import write_hint
 
-    return FaceganError(f"could not write {where}: {err.strerror or err}; "
-                        f"{CKPT_KEPT.format(hint=write_hint(err))}")
+    return FaceganError(
+        f"could not write {where}: {err.strerror or err}; {CKPT_KEPT.format(hint=write_hint(err))}"
+    )
 
 
 def run_name(cfg: RunConfig) -> str:

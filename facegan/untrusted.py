@@ -43,8 +43,13 @@ def open_regular(path: str | Path, what: str) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) \
+            kind = (
+                "a folder"
+                if stat.S_ISDIR(mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(mode)
                 else "a device or socket"
+            )
             raise FaceganError(f"{what} {str(path)!r} is {kind}, not a regular file; pass a file")
         os.set_blocking(fd, True)  # a regular file: reads behave as usual
         return os.fdopen(fd, "rb")
@@ -77,13 +82,17 @@ def check_zip_records(fh: BinaryIO, where: str, limit: int) -> int:
     packed = [info for info in records if info.compress_type != zipfile.ZIP_STORED]
     if packed:
         worst = max(packed, key=lambda info: info.file_size)
-        raise FaceganError(f"{where} has a compressed record {worst.filename!r} that would inflate "
-                           f"{worst.compress_size:,} bytes to {worst.file_size:,}; facegan writes "
-                           f"checkpoints uncompressed, so this file was not written by it")
+        raise FaceganError(
+            f"{where} has a compressed record {worst.filename!r} that would inflate "
+            f"{worst.compress_size:,} bytes to {worst.file_size:,}; facegan writes "
+            f"checkpoints uncompressed, so this file was not written by it"
+        )
     total = sum(info.file_size for info in records)
     if total > limit:
-        raise FaceganError(f"{where} holds {total:,} bytes of records, more than any checkpoint facegan "
-                           f"writes ({limit:,}); it is not a facegan checkpoint")
+        raise FaceganError(
+            f"{where} holds {total:,} bytes of records, more than any checkpoint facegan "
+            f"writes ({limit:,}); it is not a facegan checkpoint"
+        )
     return total
 
 
@@ -124,8 +133,9 @@ def check_depth(obj: Any, where: str, depth: int = MAX_DEPTH) -> None:
         else:
             continue
         if level >= depth:
-            raise FaceganError(f"{where} is nested more than {depth} levels deep; the file is damaged or "
-                               f"crafted")
+            raise FaceganError(
+                f"{where} is nested more than {depth} levels deep; the file is damaged or crafted"
+            )
         todo.extend((child, level + 1) for child in children)
 
 
@@ -142,13 +152,17 @@ def parse_yaml(text: str, where: str, limit: int = MAX_CONFIG_BYTES, depth: int 
         # The event parser is iterative and expands nothing, so this pass is linear in the text.
         for event in yaml.parse(io.StringIO(text), Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
-                raise FaceganError(f"{where} uses a YAML alias (*{event.anchor}); write each value out "
-                                   f"(aliases can expand a small file into gigabytes)")
+                raise FaceganError(
+                    f"{where} uses a YAML alias (*{event.anchor}); write each value out "
+                    f"(aliases can expand a small file into gigabytes)"
+                )
             if isinstance(event, yaml.CollectionStartEvent):
                 level += 1
                 if level > depth:
-                    raise FaceganError(f"{where} is nested more than {depth} levels deep; a config "
-                                       f"file has two (section, setting)")
+                    raise FaceganError(
+                        f"{where} is nested more than {depth} levels deep; a config "
+                        f"file has two (section, setting)"
+                    )
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 level -= 1
         return yaml.safe_load(text)

@@ -43,8 +43,9 @@ def make_image_folder(root: Path, n: int, nested: bool = True) -> Path:
     return root
 
 
-def make_zip(path: Path, n: int, prefix: str = "img_align_celeba/", extra: dict[str, bytes] | None = None
-             ) -> Path:
+def make_zip(
+    path: Path, n: int, prefix: str = "img_align_celeba/", extra: dict[str, bytes] | None = None
+) -> Path:
     """A zip in the official CelebA layout (`img_align_celeba/000001.jpg`), plus any `extra` members."""
     with zipfile.ZipFile(path, "w") as zf:
         for i in range(n):
@@ -56,6 +57,7 @@ def make_zip(path: Path, n: int, prefix: str = "img_align_celeba/", extra: dict[
 
 def constant_png(w: int, h: int) -> bytes:
     """A valid w×h black greyscale PNG, streamed (never held decoded): 10000×10000 is a 97 KB file."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -72,9 +74,9 @@ def patch_zip_member(path: Path, name: str, *, flag_bits: int = 0, compress_type
     with zipfile.ZipFile(path) as zf:
         offsets = [zf.getinfo(name).header_offset]  # the local header: flags at +6, method at +8
         pos = zf.start_dir
-    while data[pos:pos + 4] == b"PK\x01\x02":  # central directory: flags at +8, method at +10
+    while data[pos : pos + 4] == b"PK\x01\x02":  # central directory: flags at +8, method at +10
         n, m, k = struct.unpack_from("<HHH", data, pos + 28)
-        if data[pos + 46:pos + 46 + n] == name.encode():
+        if data[pos + 46 : pos + 46 + n] == name.encode():
             offsets.append(pos + 2)  # shifted so that both headers patch at +6 / +8
         pos += 46 + n + m + k
     for off in offsets:
@@ -91,6 +93,7 @@ class DeadlineExceeded(Exception):
 @contextlib.contextmanager
 def deadline(seconds: int) -> Iterator[None]:
     """Fail with DeadlineExceeded instead of hanging the suite (SIGALRM: main thread, POSIX only)."""
+
     def expire(signum: int, frame: object) -> None:
         raise DeadlineExceeded(f"still running after {seconds} s")
 

@@ -24,10 +24,16 @@ def celeba() -> facegan.Generator:
 
 
 def test_import_facegan_stays_cheap() -> None:
-    code = "import sys, facegan; assert callable(facegan.load); print(sorted(m for m in (" \
-           "'torch', 'mlflow', 'wandb', 'huggingface_hub', 'onnx') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code.replace("assert callable(facegan.load); ", "")],
-                         capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, facegan; assert callable(facegan.load); print(sorted(m for m in ("
+        "'torch', 'mlflow', 'wandb', 'huggingface_hub', 'onnx') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code.replace("assert callable(facegan.load); ", "")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == "[]", "import facegan must not import torch or any optional extra"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['torch']", "facegan.load needs torch, never the optional extras"
@@ -54,18 +60,26 @@ def test_interpolate_walks_from_seed_to_seed(celeba: facegan.Generator) -> None:
     assert len(walk) == 5 and all(isinstance(im, Image.Image) for im in walk)
     ends = celeba.generate(seeds=[3, 17])
     assert walk[0].tobytes() == ends[0].tobytes() and walk[-1].tobytes() == ends[1].tobytes()
-    assert torch.equal(celeba.interpolate([3, 17], 5, output="tensor"),
-                       interpolation(load_generator(shipped_path("celeba64")), [3, 17], 5))
+    assert torch.equal(
+        celeba.interpolate([3, 17], 5, output="tensor"),
+        interpolation(load_generator(shipped_path("celeba64")), [3, 17], 5),
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "word"), [({"seeds": [-1]}, "between 0"), ({"n": 0}, "between 1"),
-                                              ({"seeds": [1, 2], "n": 3}, "first seed"),
-                                              ({"output": "jpeg"}, "output must be"),
-                                              # these were silently rounded, a character loop and a
-                                              # RuntimeError from deep in torch
-                                              ({"seeds": [1.5]}, "seeds must be integers"),
-                                              ({"seeds": "7"}, "seeds must be integers"),
-                                              ({"seeds": 1, "n": 2, "batch_size": 0}, "batch_size")])
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"seeds": [-1]}, "between 0"),
+        ({"n": 0}, "between 1"),
+        ({"seeds": [1, 2], "n": 3}, "first seed"),
+        ({"output": "jpeg"}, "output must be"),
+        # these were silently rounded, a character loop and a
+        # RuntimeError from deep in torch
+        ({"seeds": [1.5]}, "seeds must be integers"),
+        ({"seeds": "7"}, "seeds must be integers"),
+        ({"seeds": 1, "n": 2, "batch_size": 0}, "batch_size"),
+    ],
+)
 def test_bad_arguments_are_one_clear_error(celeba: facegan.Generator, kwargs: dict, word: str) -> None:
     with pytest.raises(FaceganError, match=word):
         celeba.generate(**kwargs)
@@ -91,8 +105,15 @@ def test_load_reads_every_kind_of_source(tmp_path: Path, celeba: facegan.Generat
 
 def test_train_and_resume_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
-    small = {"size": 32, "latent_dim": 16, "ngf": 8, "ndf": 8, "batch_size": 8, "synthetic_count": 16,
-             "device": "cpu"}
+    small = {
+        "size": 32,
+        "latent_dim": 16,
+        "ngf": 8,
+        "ndf": 8,
+        "batch_size": 8,
+        "synthetic_count": 16,
+        "device": "cpu",
+    }
     result = facegan.train(preset="dcgan", steps=2, outdir=tmp_path / "runs", quiet=True, **small)
     assert result.step == 2 and (result.run_dir / "generator.safetensors").is_file()
     result = facegan.train(resume=result.run_dir, steps=3, quiet=True)

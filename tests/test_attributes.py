@@ -29,26 +29,36 @@ def row(name: str, vals: list[int] | list[str]) -> str:
 
 
 def write_attrs(path: Path, lines: list[str], *, names: list[str] = NAMES, count: int | None = None) -> Path:
-    path.write_text(f"{len(lines) if count is None else count}\n{' '.join(names)} \n"
-                    + "\n".join(lines) + "\n")
+    path.write_text(
+        f"{len(lines) if count is None else count}\n{' '.join(names)} \n" + "\n".join(lines) + "\n"
+    )
     return path
 
 
 def reports(printed: str, word: str) -> list[str]:
     """The printed attribute reports that mention `word` (not the summary line, which names a path)."""
-    return [ln for ln in printed.splitlines()
-            if ln.startswith("attributes: ") and not ln.startswith("attributes: labels for") and word in ln]
+    return [
+        ln
+        for ln in printed.splitlines()
+        if ln.startswith("attributes: ") and not ln.startswith("attributes: labels for") and word in ln
+    ]
 
 
 def celeba(tmp_path: Path, n: int = 6) -> Path:
     """A zip of `n` CelebA-layout images, 000003.jpg too small to keep (so alignment must skip it)."""
-    return make_zip(tmp_path / "img_align_celeba.zip", 0, extra={
-        f"img_align_celeba/{i:06d}.jpg": jpeg_bytes(i, w=10, h=10) if i == 3 else jpeg_bytes(i)
-        for i in range(1, n + 1)})
+    return make_zip(
+        tmp_path / "img_align_celeba.zip",
+        0,
+        extra={
+            f"img_align_celeba/{i:06d}.jpg": jpeg_bytes(i, w=10, h=10) if i == 3 else jpeg_bytes(i)
+            for i in range(1, n + 1)
+        },
+    )
 
 
-def test_a_good_file_beside_the_zip_is_found_and_stays_aligned(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_good_file_beside_the_zip_is_found_and_stays_aligned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     zpath = celeba(tmp_path)
     write_attrs(tmp_path / "list_attr_celeba.txt", [row(f"{i:06d}.jpg", values(i)) for i in range(1, 9)])
     out = tmp_path / "out"
@@ -67,8 +77,22 @@ def test_a_good_file_beside_the_zip_is_found_and_stays_aligned(tmp_path: Path,
     assert man["file"] == ATTRIBUTES and man["names"] == NAMES and man["unlabelled"] == 0
     assert man["source"] == str((tmp_path / "list_attr_celeba.txt").resolve())
     # replaced without labels: the old labels go too, never left beside other images
-    assert main(["prepare", str(zpath), "--out", str(out), "--size", "32", "--quiet", "--force",
-                 "--no-attributes"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                str(zpath),
+                "--out",
+                str(out),
+                "--size",
+                "32",
+                "--quiet",
+                "--force",
+                "--no-attributes",
+            ]
+        )
+        == 0
+    )
     assert not (out / ATTRIBUTES).exists() and PackedDataset(out).attributes is None
 
 
@@ -87,15 +111,18 @@ def test_an_explicit_file_and_a_folder_source(tmp_path: Path) -> None:
         prepare(str(src), tmp_path / "x", size=32, attributes=tmp_path / "nope.txt", quiet=True)
 
 
-def test_missing_rows_leave_zeros_and_are_reported(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_rows_leave_zeros_and_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     zpath = celeba(tmp_path)
     write_attrs(tmp_path / "list_attr_celeba.txt", [row(f"{i:06d}.jpg", values(i)) for i in (1, 2, 4)])
     out = tmp_path / "out"
     assert main(["prepare", str(zpath), "--out", str(out), "--size", "32", "--quiet"]) == 0
     (line,) = reports(capsys.readouterr().out, "no row")
-    assert line.startswith("attributes: 2 images have no row (img_align_celeba/000005.jpg, "
-                           "img_align_celeba/000006.jpg); their labels are 0")
+    assert line.startswith(
+        "attributes: 2 images have no row (img_align_celeba/000005.jpg, "
+        "img_align_celeba/000006.jpg); their labels are 0"
+    )
     got = PackedDataset(out).attributes
     assert got is not None
     assert got[1][3:].abs().sum() == 0 and got[1][2].tolist() == values(4)
@@ -121,13 +148,16 @@ def test_duplicated_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert got[1][1].tolist() == values(2) and got[1][2].abs().sum() == 0
 
 
-@pytest.mark.parametrize(("bad", "reason"), [
-    (row("000002.jpg", values(2)[:39]), "39 values, the header names 40"),
-    (row("000002.jpg", [*values(2), 1]), "41 values, the header names 40"),
-    (row("000002.jpg", [2, *values(2)[1:]]), "value '2' is not 1 or -1"),
-    (row("000002.jpg", ["x", *values(2)[1:]]), "value 'x' is not 1 or -1"),
-    ("000002.jpg", "no values"),
-])
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (row("000002.jpg", values(2)[:39]), "39 values, the header names 40"),
+        (row("000002.jpg", [*values(2), 1]), "41 values, the header names 40"),
+        (row("000002.jpg", [2, *values(2)[1:]]), "value '2' is not 1 or -1"),
+        (row("000002.jpg", ["x", *values(2)[1:]]), "value 'x' is not 1 or -1"),
+        ("000002.jpg", "no values"),
+    ],
+)
 def test_malformed_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str, reason: str) -> None:
     zpath = celeba(tmp_path)
     lines = [row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)]
@@ -145,18 +175,28 @@ def test_malformed_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad:
     assert {"line": 4, "file": "000002.jpg", "reason": reason} in problems
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("6\n" + " ".join(NAMES[:39]) + "\n" + "\n".join(row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)),
-     "header names 39 attributes but the rows hold 40 values"),
-    (" ".join(NAMES) + "\n" + "\n".join(row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)),
-     "line 1 should be the number of rows"),
-    ("6\n" + " ".join([*NAMES[:39], "Attr_00"]) + "\n", "names Attr_00 twice"),
-    ("6\n", "line 2 should name the attributes"),
-    ("", "line 1 should be the number of rows"),
-])
-def test_a_header_that_does_not_fit_is_refused_before_decoding(tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str],
-                                                               text: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "6\n"
+            + " ".join(NAMES[:39])
+            + "\n"
+            + "\n".join(row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)),
+            "header names 39 attributes but the rows hold 40 values",
+        ),
+        (
+            " ".join(NAMES) + "\n" + "\n".join(row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)),
+            "line 1 should be the number of rows",
+        ),
+        ("6\n" + " ".join([*NAMES[:39], "Attr_00"]) + "\n", "names Attr_00 twice"),
+        ("6\n", "line 2 should name the attributes"),
+        ("", "line 1 should be the number of rows"),
+    ],
+)
+def test_a_header_that_does_not_fit_is_refused_before_decoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
     zpath = celeba(tmp_path)
     (tmp_path / "list_attr_celeba.txt").write_text(text)
     out = tmp_path / "out"
@@ -169,8 +209,9 @@ def test_a_header_that_does_not_fit_is_refused_before_decoding(tmp_path: Path,
     assert PackedDataset(out).attributes is None
 
 
-def test_count_line_and_rows_for_no_image_are_noted(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_count_line_and_rows_for_no_image_are_noted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     zpath = celeba(tmp_path)
     lines = [row(f"{i:06d}.jpg", values(i)) for i in range(1, 7)]
     write_attrs(tmp_path / "list_attr_celeba.txt", [*lines, row("999999.jpg", values(1))], count=9)

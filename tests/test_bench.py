@@ -33,13 +33,44 @@ def test_bench_runs_every_row_on_synthetic_data(tmp_path: Path, capsys: pytest.C
     out = tmp_path / "bench.json"
     # Tiny nets and batches: this checks the plumbing, not the speed. One thread: on a loaded 2-core
     # machine OpenMP barriers make tiny ops stall far more than they compute.
-    code = bench.main([
-        "--data", "synthetic:40", "--device", "cpu", "--size", "32", "--ngf", "8", "--ndf", "8",
-        "--latent-dim", "16", "--batch-size", "8", "--windows", "2", "--steps-per-window", "1",
-        "--gen-batch", "8", "--gen-steps-per-window", "2", "--threads", "1",
-        "--candidate", "amp=off,channels_last=off", "--candidate", "amp=off,channels_last=on,fused_adam=on",
-        "--mem-train-steps", "2", "--mem-full-count", "0", "--json", str(out),
-    ])
+    code = bench.main(
+        [
+            "--data",
+            "synthetic:40",
+            "--device",
+            "cpu",
+            "--size",
+            "32",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--latent-dim",
+            "16",
+            "--batch-size",
+            "8",
+            "--windows",
+            "2",
+            "--steps-per-window",
+            "1",
+            "--gen-batch",
+            "8",
+            "--gen-steps-per-window",
+            "2",
+            "--threads",
+            "1",
+            "--candidate",
+            "amp=off,channels_last=off",
+            "--candidate",
+            "amp=off,channels_last=on,fused_adam=on",
+            "--mem-train-steps",
+            "2",
+            "--mem-full-count",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     report = capsys.readouterr().out
     results = json.loads(out.read_text())
@@ -99,8 +130,13 @@ def test_tiled_dataset_repeats_the_packed_array(prepared: Path, tmp_path: Path) 
 
 def test_documented_command_runs_the_package() -> None:
     """`python bench/throughput.py ...`, as README.md, BENCHMARKS.md and bench/README.md write it."""
-    done = subprocess.run([sys.executable, "bench/throughput.py", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "bench/throughput.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: bench/throughput.py") and "--candidate SPEC" in done.stdout
 
@@ -117,8 +153,12 @@ def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> Non
     from facegan.perf import resolve
 
     mc, cpu = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), torch.device("cpu")
-    cfg = RunConfig(model=mc, train=TrainConfig(data=str(prepared), batch_size=8, steps=3, device="cpu",
-                                                sample_every=1000, ckpt_every=1000))
+    cfg = RunConfig(
+        model=mc,
+        train=TrainConfig(
+            data=str(prepared), batch_size=8, steps=3, device="cpu", sample_every=1000, ckpt_every=1000
+        ),
+    )
     run = train(cfg, runs_root=tmp_path / "runs", quiet=True)
     ckpt = load_checkpoint(run.run_dir / "checkpoints" / "latest.pt")
     runner = FaceganRunner(prepared, resolve(PerfConfig(), cpu), mc, 8, cpu)
@@ -167,14 +207,20 @@ def test_compare_rule_needs_a_win_in_every_draw_on_every_measure() -> None:
     is not a win, and C2ST is judged by its distance from chance (0.5), not by its size."""
     from bench.compare import verdicts
 
-    base = [{"swd": 20.0, "c2st_acc": 0.70, "prdc_recall": 0.20},
-            {"swd": 20.0, "c2st_acc": 1.00, "prdc_recall": 0.20}]
-    better = [{"swd": 18.0, "c2st_acc": 0.40, "prdc_recall": 0.25},
-              {"swd": 19.0, "c2st_acc": 0.95, "prdc_recall": 0.21}]
+    base = [
+        {"swd": 20.0, "c2st_acc": 0.70, "prdc_recall": 0.20},
+        {"swd": 20.0, "c2st_acc": 1.00, "prdc_recall": 0.20},
+    ]
+    better = [
+        {"swd": 18.0, "c2st_acc": 0.40, "prdc_recall": 0.25},
+        {"swd": 19.0, "c2st_acc": 0.95, "prdc_recall": 0.21},
+    ]
     assert verdicts(base, better) == {"swd": "win", "c2st_acc": "win", "prdc_recall": "win", "beats": "yes"}
     # Mean recall better (0.26 vs 0.20) but one draw lost; C2ST equal (1.000) in one draw.
-    mixed = [{"swd": 18.0, "c2st_acc": 0.60, "prdc_recall": 0.33},
-             {"swd": 21.0, "c2st_acc": 1.00, "prdc_recall": 0.19}]
+    mixed = [
+        {"swd": 18.0, "c2st_acc": 0.60, "prdc_recall": 0.33},
+        {"swd": 21.0, "c2st_acc": 1.00, "prdc_recall": 0.19},
+    ]
     assert verdicts(base, mixed) == {"swd": "tie", "c2st_acc": "tie", "prdc_recall": "tie", "beats": "no"}
     assert verdicts(better, base)["swd"] == "loss"
     with pytest.raises(ValueError):
@@ -190,25 +236,52 @@ def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: 
     g, _ = build_models(cfg)
     gen = export_generator(g, cfg, tmp_path / "g.safetensors")
     out = tmp_path / "cmp.json"
-    cmd = ["bench/compare.py", "--data", str(prepared), "--baseline", str(gen), "--candidate", str(gen),
-           "--draws", "0", "1", "--num-fake", "16", "--json", str(out)]
+    cmd = [
+        "bench/compare.py",
+        "--data",
+        str(prepared),
+        "--baseline",
+        str(gen),
+        "--candidate",
+        str(gen),
+        "--draws",
+        "0",
+        "1",
+        "--num-fake",
+        "16",
+        "--json",
+        str(out),
+    ]
     done = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert [len(report["results"][k]) for k in ("baseline", "candidate")] == [2, 2]
     assert report["results"]["baseline"] == report["results"]["candidate"]  # same generator, same draws
     assert report["results"]["baseline"][0] != report["results"]["baseline"][1]  # the draws differ
-    assert set(report["verdict"]) == {"swd", "c2st_acc", "prdc_precision", "prdc_recall", "prdc_density",
-                                      "prdc_coverage", "beats"}
+    assert set(report["verdict"]) == {
+        "swd",
+        "c2st_acc",
+        "prdc_precision",
+        "prdc_recall",
+        "prdc_density",
+        "prdc_coverage",
+        "beats",
+    }
     assert report["verdict"]["beats"] == "no" and "in every draw: no" in done.stdout
     nope = str(tmp_path / "nope.safetensors")
-    missing = subprocess.run([sys.executable, *cmd[:5], "--candidate", nope], cwd=REPO,
-                             capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, *cmd[:5], "--candidate", nope], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2 and missing.stderr.startswith("error: ")
     assert "Traceback" not in missing.stderr
     # Checked before minutes of evaluation, not when the results are about to be written.
-    bad_json = subprocess.run([sys.executable, *cmd[:-2], "--json", str(tmp_path / "no" / "cmp.json")],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    bad_json = subprocess.run(
+        [sys.executable, *cmd[:-2], "--json", str(tmp_path / "no" / "cmp.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad_json.returncode == 2 and "--json: folder" in bad_json.stderr
     assert "Traceback" not in bad_json.stderr
 

@@ -74,10 +74,19 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     # Offline machine: keep Chromium from phoning home, and give it a profile of its own.
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=900,1250",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=900,1250",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
@@ -89,8 +98,9 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 def wait_image(drv: WebDriver, element_id: str) -> None:
-    WebDriverWait(drv, WAIT_S).until(lambda d: d.execute_script(IMAGE_READY_JS, element_id),
-                                     f"#{element_id} never finished loading")
+    WebDriverWait(drv, WAIT_S).until(
+        lambda d: d.execute_script(IMAGE_READY_JS, element_id), f"#{element_id} never finished loading"
+    )
 
 
 def image_bytes(drv: WebDriver, element_id: str) -> bytes:
@@ -118,8 +128,9 @@ def test_face_new_face_and_permalink(server: str, driver: WebDriver) -> None:
 
     # "New face" swaps in another face (no page load) and updates the seed and the permalink.
     driver.find_element(By.ID, "new-face").click()
-    WebDriverWait(driver, WAIT_S).until(lambda d: text(d, "seed") != first_seed,
-                                        "the seed never changed after 'New face'")
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: text(d, "seed") != first_seed, "the seed never changed after 'New face'"
+    )
     wait_image(driver, "face")
     new_seed = text(driver, "seed")
     second = image_bytes(driver, "face")
@@ -193,8 +204,10 @@ def test_variety_and_upscaling_controls(server: str, driver: WebDriver) -> None:
     assert not driver.find_element(By.ID, "walk").is_displayed()
     # default: smooth upscaling, said on the page, and not pixelated by CSS
     assert "smooth Lanczos upscaling" in text(driver, "upscale-note")
-    assert driver.execute_script(
-        "return getComputedStyle(document.getElementById('face')).imageRendering") != "pixelated"
+    assert (
+        driver.execute_script("return getComputedStyle(document.getElementById('face')).imageRendering")
+        != "pixelated"
+    )
     smooth = image_bytes(driver, "face")
 
     Select(driver.find_element(By.ID, "upscale")).select_by_value("nearest")
@@ -202,8 +215,11 @@ def test_variety_and_upscaling_controls(server: str, driver: WebDriver) -> None:
     wait_image(driver, "face")
     crisp = image_bytes(driver, "face")
     assert crisp != smooth and "crisp pixels" in text(driver, "upscale-note")
-    assert driver.execute_script(
-        "return getComputedStyle(document.getElementById('face')).imageRendering") == "pixelated"
+    assert (
+        driver.execute_script("return getComputedStyle(document.getElementById('face')).imageRendering")
+        == "pixelated"
+    )
+
     # a 64 px face at 512 px with nearest is 8×8 blocks of one colour; Lanczos is not
     def blocky(png: bytes) -> bool:
         arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
@@ -229,7 +245,10 @@ def set_slider(drv: WebDriver, element_id: str, value: str) -> None:
     drv.execute_script(
         "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
         "s.dispatchEvent(new Event('input', {bubbles: true}));"
-        "s.dispatchEvent(new Event('change', {bubbles: true}));", element_id, value)
+        "s.dispatchEvent(new Event('change', {bubbles: true}));",
+        element_id,
+        value,
+    )
 
 
 def test_edit_sliders_permalink_and_reset(server: str, driver: WebDriver) -> None:
@@ -256,7 +275,8 @@ def test_edit_sliders_permalink_and_reset(server: str, driver: WebDriver) -> Non
     permalink = driver.find_element(By.ID, "permalink").get_attribute("href")
     assert permalink == driver.current_url
     assert "edit=Smiling%3A0.75%2CBlond_Hair%3A-1" in driver.find_element(By.ID, "download").get_attribute(
-        "href")
+        "href"
+    )
 
     # The permalink brings back exactly this edited face, sliders where they were.
     driver.get(permalink)

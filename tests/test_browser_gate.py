@@ -29,8 +29,10 @@ def test_installed_browser_runs_everywhere(browser: tuple[str, str]) -> None:
 @pytest.mark.parametrize("what", ["chromium", "chromedriver", "selenium"])
 def test_missing_browser_skips_locally_and_fails_in_ci(browser: tuple[str, str], what: str) -> None:
     chromium, driver = browser
-    args = (chromium + "-gone" if what == "chromium" else chromium,
-            driver + "-gone" if what == "chromedriver" else driver)
+    args = (
+        chromium + "-gone" if what == "chromium" else chromium,
+        driver + "-gone" if what == "chromedriver" else driver,
+    )
     selenium = what != "selenium"
     local = missing_browser({"CI": "false"}, *args, selenium=selenium)
     ci = missing_browser({"CI": "true"}, *args, selenium=selenium)
@@ -47,7 +49,13 @@ def test_browser_deps_fails_in_ci_when_the_install_fails(tmp_path: Path, ci: str
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     env = {"PATH": str(bin_dir), "CI": ci, "HOME": str(tmp_path)}
-    proc = subprocess.run(["/bin/bash", str(ROOT / ".ci" / "browser-deps.sh")], env=env, capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        ["/bin/bash", str(ROOT / ".ci" / "browser-deps.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == code, proc.stderr
     assert ("ERROR" if code else "WARNING") in proc.stderr and "apt-get update failed" in proc.stderr

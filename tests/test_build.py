@@ -18,9 +18,21 @@ CPU = torch.device("cpu")
 
 def tiny_config(data: Path, **train: object) -> RunConfig:
     # EMA and flips on, so the test sees whether the step updates the EMA G and the batches flip.
-    return RunConfig(model=TINY, gan=GANConfig(ema_kimg=0.5),
-                     train=TrainConfig(data=str(data), batch_size=8, steps=3, seed=5, hflip=True,
-                                       sample_every=1000, ckpt_every=1000, device="cpu", **train))
+    return RunConfig(
+        model=TINY,
+        gan=GANConfig(ema_kimg=0.5),
+        train=TrainConfig(
+            data=str(data),
+            batch_size=8,
+            steps=3,
+            seed=5,
+            hflip=True,
+            sample_every=1000,
+            ckpt_every=1000,
+            device="cpu",
+            **train,
+        ),
+    )
 
 
 def test_training_steps_are_the_loops_steps(prepared: Path, tmp_path: Path) -> None:

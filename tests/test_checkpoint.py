@@ -59,11 +59,19 @@ def _partial_then(err: Exception) -> Callable[[object, BinaryIO], None]:
 WRITE_FAILURES = [
     pytest.param(OSError(errno.ENOSPC, "No space left on device"), "No space left on device", id="ENOSPC"),
     # what torch.save raises when the disk fills up
-    pytest.param(RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed "
-                              "writing file data/0: file write failed"), "PytorchStreamWriter failed",
-                 id="RuntimeError"),
-    pytest.param(SafetensorError("Error while serializing: IoError(No space left on device)"),
-                 "Error while serializing", id="SafetensorError"),
+    pytest.param(
+        RuntimeError(
+            "[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed "
+            "writing file data/0: file write failed"
+        ),
+        "PytorchStreamWriter failed",
+        id="RuntimeError",
+    ),
+    pytest.param(
+        SafetensorError("Error while serializing: IoError(No space left on device)"),
+        "Error while serializing",
+        id="SafetensorError",
+    ),
 ]
 
 
@@ -81,7 +89,8 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path: Path, err: Exception, 
 
 @pytest.mark.parametrize("err,reason", WRITE_FAILURES)
 def test_any_failed_checkpoint_write_is_one_line_and_keeps_the_old_files(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str
+) -> None:
     save_checkpoint(tmp_path, _state(), 10, keep=3)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     monkeypatch.setattr(torch, "save", _partial_then(err))
@@ -93,7 +102,8 @@ def test_any_failed_checkpoint_write_is_one_line_and_keeps_the_old_files(
 
 @pytest.mark.parametrize("err,reason", WRITE_FAILURES)
 def test_any_failed_export_is_one_line_and_keeps_the_old_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: Exception, reason: str
+) -> None:
     g, _ = build_models(SMALL, seed=2)
     path = export_generator(g, SMALL, tmp_path / "g.safetensors")
     before = path.read_bytes()
@@ -135,7 +145,10 @@ def test_pruning_follows_write_order_not_step(tmp_path: Path) -> None:
     # resumed from ckpt-20: the next save is step 25
     save_checkpoint(tmp_path, {**_state(), "step": 25}, 25, keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
-        "ckpt-00000030.pt", "ckpt-00000040.pt", "ckpt-00000025.pt"]
+        "ckpt-00000030.pt",
+        "ckpt-00000040.pt",
+        "ckpt-00000025.pt",
+    ]
     save_checkpoint(tmp_path, {**_state(), "step": 26}, 26, keep=1)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000026.pt"]
     assert load_checkpoint(tmp_path / "latest.pt")["step"] == 26
@@ -194,9 +207,14 @@ def test_architecture_mismatch_is_one_line(tmp_path: Path) -> None:
 def test_rng_state_round_trips() -> None:
     step_rng = torch.Generator().manual_seed(3)
     state = capture_rng(step_rng)
+
     def draw() -> tuple[float, ...]:
-        return (random.random(), np.random.rand(), torch.rand(1).item(),
-                torch.rand(1, generator=step_rng).item())
+        return (
+            random.random(),
+            np.random.rand(),
+            torch.rand(1).item(),
+            torch.rand(1, generator=step_rng).item(),
+        )
 
     draws = draw()
     restore_rng(state, step_rng)
@@ -308,16 +326,35 @@ def test_schema1_checkpoint_is_migrated_on_load(tmp_path: Path) -> None:
     assert load_generator(tmp_path / "old.pt").cfg == cfg.model
 
 
-def test_resume_of_a_checkpoint_from_another_device_kind(prepared: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_of_a_checkpoint_from_another_device_kind(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A checkpoint written on a GPU (its step generator's state is CUDA's 16-byte Philox state) resumes
     on a CPU with one note instead of a traceback, and reproducibly: two resumes end identical."""
     import shutil
 
     from facegan.cli import main
 
-    argv = ["train", "--data", str(prepared), "--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf",
-            "8", "--batch-size", "16", "--preset", "dcgan", "--device", "cpu", "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        str(prepared),
+        "--size",
+        "32",
+        "--latent-dim",
+        "16",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--batch-size",
+        "16",
+        "--preset",
+        "dcgan",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     assert main([*argv, "--steps", "2", "--outdir", str(tmp_path / "a")]) == 0
     (run,) = (tmp_path / "a").iterdir()
     ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)

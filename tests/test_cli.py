@@ -31,21 +31,29 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> int:
         return int(exc.code or 0)
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["train", "--bogus"], "unrecognized arguments: --bogus"),
-    (["train", "--size", "48"], "power of two"),
-    (["train", "--preset", "nope"], "unknown preset 'nope'"),
-    (["train", "--batch-size", "0"], "--batch-size must be >= 1"),
-    (["train", "--size", "abc"], "invalid int value"),
-    (["frobnicate"], "invalid choice"),
-    (["train", "--data", "/no/such/dir"], "does not exist"),
-    (["train", "--device", "cuda:0"], "no CUDA GPU"),
-    (["generate", "--checkpoint", "/no/such.pt"], "does not exist"),
-    (["generate", "--checkpoint", "x.pt", "--seed", "a-b"], "bad --seed"),
-    (["plot", "/no/such/run"], "not a run folder"),
-])
-def test_bad_flags_and_paths(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str,
-                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--size", "48"], "power of two"),
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["train", "--size", "abc"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+        (["train", "--data", "/no/such/dir"], "does not exist"),
+        (["train", "--device", "cuda:0"], "no CUDA GPU"),
+        (["generate", "--checkpoint", "/no/such.pt"], "does not exist"),
+        (["generate", "--checkpoint", "x.pt", "--seed", "a-b"], "bad --seed"),
+        (["plot", "/no/such/run"], "not a run folder"),
+    ],
+)
+def test_bad_flags_and_paths(
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.chdir(tmp_path)
     if "x.pt" in argv:
         (tmp_path / "x.pt").write_bytes(b"")
@@ -61,10 +69,20 @@ def test_bad_flags_and_paths(capsys: pytest.CaptureFixture[str], argv: list[str]
     one_error_line(capsys, expect)
 
 
-def test_batch_larger_than_dataset(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                   tmp_path: Path) -> None:
-    code = run_cli(capsys, "train", "--data", str(prepared), *TINY, "--batch-size", "128",
-                   "--outdir", str(tmp_path / "runs"))
+def test_batch_larger_than_dataset(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
+    code = run_cli(
+        capsys,
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--batch-size",
+        "128",
+        "--outdir",
+        str(tmp_path / "runs"),
+    )
     assert code != 0
     one_error_line(capsys, "larger than the dataset (64 images)", "--batch-size 64")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -73,8 +91,17 @@ def test_batch_larger_than_dataset(capsys: pytest.CaptureFixture[str], prepared:
 def test_outdir_that_is_a_file(capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path) -> None:
     """An --outdir that names a file was a FileExistsError traceback; the file stays as it was."""
     (tmp_path / "runs").write_text("mine")
-    code = run_cli(capsys, "train", "--data", str(prepared), *TINY, "--batch-size", "8",
-                   "--outdir", str(tmp_path / "runs"))
+    code = run_cli(
+        capsys,
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--batch-size",
+        "8",
+        "--outdir",
+        str(tmp_path / "runs"),
+    )
     assert code == 2
     one_error_line(capsys, "is a file, not a folder", "choose another --outdir")
     assert (tmp_path / "runs").read_text() == "mine"
@@ -111,15 +138,30 @@ def test_resume_from_bad_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path
     one_error_line(capsys, "checkpoint" if content == "missing" else "not a readable facegan checkpoint")
 
 
-def test_resume_auto_starts_then_continues(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                          tmp_path: Path) -> None:
+def test_resume_auto_starts_then_continues(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
     """One command line serves the first start and every restart: --resume auto with nothing to resume
     starts a new run (from the flags), and the same line later continues it instead of starting another."""
     from facegan.checkpoint import load_checkpoint
 
     runs = tmp_path / "runs"
-    argv = ["train", "--data", str(prepared), *TINY, "--batch-size", "16", "--seed", "3", "--preset", "dcgan",
-            "--outdir", str(runs), "--resume", "auto"]
+    argv = [
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--batch-size",
+        "16",
+        "--seed",
+        "3",
+        "--preset",
+        "dcgan",
+        "--outdir",
+        str(runs),
+        "--resume",
+        "auto",
+    ]
     assert main([*argv, "--steps", "2"]) == 0
     assert "no run with a checkpoint" in capsys.readouterr().err
     (run,) = runs.iterdir()
@@ -131,14 +173,29 @@ def test_resume_auto_starts_then_continues(capsys: pytest.CaptureFixture[str], p
 
 def _first_run(prepared: Path, runs: Path, *extra: str) -> list[str]:
     """Train 2 steps; returns the command line so a test can repeat it."""
-    argv = ["train", "--data", str(prepared), *TINY, "--batch-size", "16", "--seed", "3", "--preset", "dcgan",
-            *extra, "--outdir", str(runs), "--quiet"]
+    argv = [
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--batch-size",
+        "16",
+        "--seed",
+        "3",
+        "--preset",
+        "dcgan",
+        *extra,
+        "--outdir",
+        str(runs),
+        "--quiet",
+    ]
     assert main([*argv, "--steps", "2"]) == 0
     return argv
 
 
-def test_resume_refuses_architecture_changes(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                             tmp_path: Path) -> None:
+def test_resume_refuses_architecture_changes(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
     _first_run(prepared, runs)
     capsys.readouterr()
@@ -146,8 +203,9 @@ def test_resume_refuses_architecture_changes(capsys: pytest.CaptureFixture[str],
     one_error_line(capsys, "--ngf (checkpoint 8, given 32): cannot change when resuming")
 
 
-def test_resume_accepts_the_original_command(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                             tmp_path: Path) -> None:
+def test_resume_accepts_the_original_command(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
     """The same `facegan train ...` line plus --resume auto continues; only real changes are refused."""
     from facegan.checkpoint import load_checkpoint
 
@@ -157,13 +215,18 @@ def test_resume_accepts_the_original_command(capsys: pytest.CaptureFixture[str],
     assert load_checkpoint(run)["step"] == 4
     capsys.readouterr()
     assert run_cli(capsys, *argv, "--resume", "auto", "--steps", "6", "--seed", "4", "--preset", "tiny") == 2
-    one_error_line(capsys, "--seed (checkpoint 3, given 4)", "--preset (checkpoint 'dcgan', given 'tiny')",
-                   "cannot change when resuming")
+    one_error_line(
+        capsys,
+        "--seed (checkpoint 3, given 4)",
+        "--preset (checkpoint 'dcgan', given 'tiny')",
+        "cannot change when resuming",
+    )
     assert load_checkpoint(run)["step"] == 4
 
 
-def test_resume_from_a_moved_dataset(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                     tmp_path: Path) -> None:
+def test_resume_from_a_moved_dataset(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
     import json
     import shutil
 
@@ -181,19 +244,44 @@ def test_resume_from_a_moved_dataset(capsys: pytest.CaptureFixture[str], prepare
     assert load_checkpoint(run)["config"]["train"]["data"] == str(moved)  # the new path is recorded
     assert json.loads((run / "config.json").read_text())["train"]["data"] == str(moved)
     # other images at the new path are still refused
-    other = prepare(str(make_image_folder(tmp_path / "other-src", 48, nested=False)), tmp_path / "other",
-                    size=32, quiet=True).out
+    other = prepare(
+        str(make_image_folder(tmp_path / "other-src", 48, nested=False)),
+        tmp_path / "other",
+        size=32,
+        quiet=True,
+    ).out
     capsys.readouterr()
-    assert run_cli(capsys, "train", "--resume", "auto", "--steps", "6", "--data", str(other),
-                   "--outdir", str(runs)) == 2
+    assert (
+        run_cli(
+            capsys, "train", "--resume", "auto", "--steps", "6", "--data", str(other), "--outdir", str(runs)
+        )
+        == 2
+    )
     one_error_line(capsys, "differs from the one this checkpoint was trained on")
 
 
-def test_resume_with_other_dataset(capsys: pytest.CaptureFixture[str], prepared: Path,
-                                   tmp_path: Path) -> None:
+def test_resume_with_other_dataset(
+    capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
-    assert main(["train", "--data", str(prepared), *TINY, "--batch-size", "16", "--steps", "2",
-                 "--outdir", str(runs), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                *TINY,
+                "--batch-size",
+                "16",
+                "--steps",
+                "2",
+                "--outdir",
+                str(runs),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     # swap the data behind the run's back: resume must refuse instead of silently mixing datasets
     import json
 
@@ -206,32 +294,41 @@ def test_resume_with_other_dataset(capsys: pytest.CaptureFixture[str], prepared:
 
 
 @pytest.mark.parametrize("argv", [["generate", "--checkpoint", ""], ["serve", "--checkpoint", "a="]])
-def test_empty_checkpoint_path_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+def test_empty_checkpoint_path_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
     """An empty path was read as the current folder and reported as a missing latest.pt."""
     monkeypatch.chdir(tmp_path)
     assert run_cli(capsys, *argv) == 2
     one_error_line(capsys, "no checkpoint given")
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["generate", "--nrow", "-1"], "--nrow must be >= 1, got -1"),
-    (["generate", "--interpolate", "--seed", "1,2", "--display-size", "-5"], "--display-size must be"),
-    (["generate", "--display-size", "100000"], "--display-size must be between"),
-    (["generate", "--out", "{file}/grid.png"], "could not write"),
-    (["generate", "--seed", "1,2", "--out", "{file}/faces"], "could not write"),
-    (["generate", "--interpolate", "--seed", "1,2", "--out", "{file}/walk.gif"], "could not write"),
-    (["export", "--out", "{file}/g.safetensors"], "could not write"),
-    (["generate", "--out", "x.gif"], "is an animation; add --interpolate"),
-    (["generate", "--n", "10001"], "--n must be between 1 and 10,000"),
-    (["generate", "--seed", "0-10000"], "names 10,001 faces; at most 10,000"),
-    (["generate", "--seed", "0-999999999"], "names 1,000,000,000 faces"),
-    (["generate", "--seed", str(2**63 - 2), "--n", "5"], "runs past the last seed"),
-    (["generate", "--interpolate", "--seed", "0-999", "--frames", "600"], "at most 10,000"),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
-def test_bad_generate_and_export_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                                        expect: str) -> None:
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["generate", "--nrow", "-1"], "--nrow must be >= 1, got -1"),
+        (["generate", "--interpolate", "--seed", "1,2", "--display-size", "-5"], "--display-size must be"),
+        (["generate", "--display-size", "100000"], "--display-size must be between"),
+        (["generate", "--out", "{file}/grid.png"], "could not write"),
+        (["generate", "--seed", "1,2", "--out", "{file}/faces"], "could not write"),
+        (["generate", "--interpolate", "--seed", "1,2", "--out", "{file}/walk.gif"], "could not write"),
+        (["export", "--out", "{file}/g.safetensors"], "could not write"),
+        (["generate", "--out", "x.gif"], "is an animation; add --interpolate"),
+        (["generate", "--n", "10001"], "--n must be between 1 and 10,000"),
+        (["generate", "--seed", "0-10000"], "names 10,001 faces; at most 10,000"),
+        (["generate", "--seed", "0-999999999"], "names 1,000,000,000 faces"),
+        (["generate", "--seed", str(2**63 - 2), "--n", "5"], "runs past the last seed"),
+        (["generate", "--interpolate", "--seed", "0-999", "--frames", "600"], "at most 10,000"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_bad_generate_and_export_inputs(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    expect: str,
+) -> None:
     from facegan.checkpoint import export_generator
     from facegan.config import ModelConfig
     from facegan.models import build_models

@@ -31,8 +31,22 @@ from facegan.config import (
 )
 from facegan.errors import FaceganError
 
-TINY = ["--size", "32", "--latent-dim", "8", "--ngf", "4", "--ndf", "4", "--synthetic-count", "16",
-        "--batch-size", "8", "--device", "cpu"]
+TINY = [
+    "--size",
+    "32",
+    "--latent-dim",
+    "8",
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--synthetic-count",
+    "16",
+    "--batch-size",
+    "8",
+    "--device",
+    "cpu",
+]
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -66,16 +80,21 @@ def sample_value(kind: type, name: str) -> Any:
     if choices:
         return next(c for c in choices if c != f.default)
     base, _ = field_type(kind, name)
-    return {int: 32 if name == "size" else 7, float: 0.25, str: "color" if name == "diffaug" else "x",
-            bool: True}[base]
+    return {
+        int: 32 if name == "size" else 7,
+        float: 0.25,
+        str: "color" if name == "diffaug" else "x",
+        bool: True,
+    }[base]
 
 
 # ----------------------------------------------------------------------------- flags from fields
 
 
 def test_every_field_has_a_flag_that_sets_exactly_it() -> None:
-    without = {f.name for kind in section_types().values() for f in dataclasses.fields(kind)} - \
-        {f.name for _, f in config_fields()}
+    without = {f.name for kind in section_types().values() for f in dataclasses.fields(kind)} - {
+        f.name for _, f in config_fields()
+    }
     assert without == {"channels"}  # the only setting deliberately left off the command line
     parser = train_parser()
     for sec, f in config_fields():
@@ -134,21 +153,39 @@ def test_choices_are_defined_once() -> None:
 
 def test_resumable_set_lives_with_the_fields() -> None:
     perf = {f.name for f in dataclasses.fields(PerfConfig)}
-    assert resumable_fields() == {"steps", "epochs", "device", "log_every", "sample_every", "ckpt_every",
-                                  "keep_ckpts", "eval_every", "eval_metrics", "eval_num_fake",
-                                  "inception_weights", "on_nan", "nan_retries", "tracker", "sync_bn",
-                                  "lr_rampdown", *perf}
+    assert resumable_fields() == {
+        "steps",
+        "epochs",
+        "device",
+        "log_every",
+        "sample_every",
+        "ckpt_every",
+        "keep_ckpts",
+        "eval_every",
+        "eval_metrics",
+        "eval_num_fake",
+        "inception_weights",
+        "on_nan",
+        "nan_retries",
+        "tracker",
+        "sync_bn",
+        "lr_rampdown",
+        *perf,
+    }
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["--lr", "0.001"], {"lr_g": 0.001, "lr_d": 0.001}),
-    (["--lr", "0.001", "--lr-g", "0.01"], {"lr_g": 0.01, "lr_d": 0.001}),
-    (["--diffaug", "none"], {"diffaug": ""}),
-    (["--diffaug", "color"], {"diffaug": "color"}),
-    (["--hflip"], {"hflip": True}),
-    (["--no-spectral-norm"], {"spectral_norm": False}),
-    (["--steps", "3"], {"steps": 3}),
-])
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["--lr", "0.001"], {"lr_g": 0.001, "lr_d": 0.001}),
+        (["--lr", "0.001", "--lr-g", "0.01"], {"lr_g": 0.01, "lr_d": 0.001}),
+        (["--diffaug", "none"], {"diffaug": ""}),
+        (["--diffaug", "color"], {"diffaug": "color"}),
+        (["--hflip"], {"hflip": True}),
+        (["--no-spectral-norm"], {"spectral_norm": False}),
+        (["--steps", "3"], {"steps": 3}),
+    ],
+)
 def test_special_flags(argv: list[str], expect: dict[str, Any]) -> None:
     assert given_settings(train_parser().parse_args(argv)) == expect
 
@@ -186,8 +223,9 @@ def test_yaml_round_trip(name: str) -> None:
 
 def test_precedence_defaults_preset_file_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "run.yaml").write_text("model:\n  size: 64\n  ngf: 16\ngan:\n  loss: hinge\n")
-    code = run_cli("train", "--preset", "tiny", "--config", str(tmp_path / "run.yaml"), "--ngf", "8",
-                   "--print-config")
+    code = run_cli(
+        "train", "--preset", "tiny", "--config", str(tmp_path / "run.yaml"), "--ngf", "8", "--print-config"
+    )
     assert code == 0
     cfg = resolve_config(None, parse_config_yaml(capsys.readouterr().out, "out"), {})
     assert cfg.preset == "tiny"
@@ -204,10 +242,15 @@ def test_file_preset_is_used_unless_a_flag_names_another(tmp_path: Path) -> None
     assert (cfg.preset, cfg.model.arch, cfg.optim.beta1) == ("r3gan", "r3gan", 0.0)
 
 
-def test_print_config_reruns_to_the_identical_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                     ) -> None:
-    assert run_cli("train", "--preset", "dcgan-plus", "--size", "128", "--lr", "1e-4", "--hflip",
-                   "--print-config") == 0
+def test_print_config_reruns_to_the_identical_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run_cli(
+            "train", "--preset", "dcgan-plus", "--size", "128", "--lr", "1e-4", "--hflip", "--print-config"
+        )
+        == 0
+    )
     first = capsys.readouterr().out
     (tmp_path / "run.yaml").write_text(first)
     assert run_cli("train", "--config", str(tmp_path / "run.yaml"), "--print-config") == 0
@@ -221,35 +264,43 @@ def test_yaml_floats_written_the_short_way_are_numbers() -> None:
     assert file["optim"] == {"lr_g": 2e-4, "lr_d": 1.0}
 
 
-@pytest.mark.parametrize("text,expect", [
-    ("model:\n  sise: 3\n", "unknown key 'model.sise'"),
-    ("modle:\n  size: 32\n", "unknown key 'modle'"),
-    ("model:\n  size: big\n", "model.size must be an integer, got 'big'"),
-    ("gan:\n  spectral_norm: 1\n", "gan.spectral_norm must be true or false"),
-    ("- a\n- b\n", "must hold a mapping"),
-    ("model: [\n", "is not valid YAML"),
-    ("schema: 99\n", "schema 99"),
-    ("model:\n  size: 48\n", "power of two"),
-    ("gan:\n  loss: nope\n", "--loss must be one of"),
-])
-def test_bad_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
-                                     expect: str) -> None:
+@pytest.mark.parametrize(
+    "text,expect",
+    [
+        ("model:\n  sise: 3\n", "unknown key 'model.sise'"),
+        ("modle:\n  size: 32\n", "unknown key 'modle'"),
+        ("model:\n  size: big\n", "model.size must be an integer, got 'big'"),
+        ("gan:\n  spectral_norm: 1\n", "gan.spectral_norm must be true or false"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("model: [\n", "is not valid YAML"),
+        ("schema: 99\n", "schema 99"),
+        ("model:\n  size: 48\n", "power of two"),
+        ("gan:\n  loss: nope\n", "--loss must be one of"),
+    ],
+)
+def test_bad_config_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expect: str
+) -> None:
     (tmp_path / "run.yaml").write_text(text)
     assert run_cli("train", "--config", str(tmp_path / "run.yaml"), "--print-config") == 2
     one_error_line(capsys, expect)
 
 
-@pytest.mark.parametrize(("flag", "value", "expect"), [
-    ("--lr-g", "nan", "--lr-g must be a finite number"),  # was a ValueError traceback from Adam
-    ("--lr-d", "0", "--lr-d must be > 0"),
-    ("--beta2", "1.5", "--beta2 must be in [0, 1)"),  # was a ValueError traceback from Adam
-    ("--beta1", "-0.1", "--beta1 must be in [0, 1)"),
-    ("--ema-kimg", "nan", "--ema-kimg must be a finite number"),  # was accepted: NaN passed ">= 0"
-    ("--ema-kimg", "inf", "--ema-kimg must be a finite number"),  # was accepted: G_ema never moved
-    ("--r1-gamma", "nan", "--r1-gamma must be a finite number"),
-])
-def test_bad_numbers_are_one_line(flag: str, value: str, expect: str, capsys: pytest.CaptureFixture[str]
-                                  ) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "expect"),
+    [
+        ("--lr-g", "nan", "--lr-g must be a finite number"),  # was a ValueError traceback from Adam
+        ("--lr-d", "0", "--lr-d must be > 0"),
+        ("--beta2", "1.5", "--beta2 must be in [0, 1)"),  # was a ValueError traceback from Adam
+        ("--beta1", "-0.1", "--beta1 must be in [0, 1)"),
+        ("--ema-kimg", "nan", "--ema-kimg must be a finite number"),  # was accepted: NaN passed ">= 0"
+        ("--ema-kimg", "inf", "--ema-kimg must be a finite number"),  # was accepted: G_ema never moved
+        ("--r1-gamma", "nan", "--r1-gamma must be a finite number"),
+    ],
+)
+def test_bad_numbers_are_one_line(
+    flag: str, value: str, expect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run_cli("train", flag, value, "--print-config") == 2
     one_error_line(capsys, expect)
 
@@ -267,8 +318,9 @@ def _files(root: Path) -> set[Path]:
 
 
 @pytest.mark.parametrize("extra", [[], ["--preset", "r3gan"], ["--preset", "sngan-da", "--steps", "5"]])
-def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+def test_dry_run_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
     before = _files(tmp_path)
@@ -282,12 +334,14 @@ def test_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert f"steps          {steps}" in out
 
 
-def test_dry_run_counts_a_prepared_dataset_and_names_the_next_run(prepared: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_counts_a_prepared_dataset_and_names_the_next_run(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "runs" / "00004-old").mkdir(parents=True)
     before = _files(tmp_path)
-    assert run_cli("train", *TINY, "--data", str(prepared), "--dry-run", "--outdir",
-                   str(tmp_path / "runs")) == 0
+    assert (
+        run_cli("train", *TINY, "--data", str(prepared), "--dry-run", "--outdir", str(tmp_path / "runs")) == 0
+    )
     out = capsys.readouterr().out
     assert _files(tmp_path) == before
     assert "(prepared, 64 images)" in out and "00005-prepared-dcgan32" in out
@@ -320,8 +374,9 @@ def test_schema1_config_migrates() -> None:
     cfg = RunConfig.from_dict(migrated)
     assert cfg.model.arch == "dcgan" and cfg.model.size == 32 and cfg.gan.r2_gamma == 0.0
     # Written before the speed settings existed: the plain fp32 path those runs used, not "auto".
-    assert cfg.perf == PerfConfig(amp="off", channels_last="off", compile="off", fused_adam="off",
-                                  resident="off")
+    assert cfg.perf == PerfConfig(
+        amp="off", channels_last="off", compile="off", fused_adam="off", resident="off"
+    )
     # Complete after migration: every field of every section is explicit.
     for sec, kind in section_types().items():
         assert set(migrated[sec]) == {f.name for f in dataclasses.fields(kind)}

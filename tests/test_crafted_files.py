@@ -22,15 +22,18 @@ from facegan.models import build_models
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("ngf", 1_000_000, "--ngf must be at most 1024"),
-    ("ndf", 1025, "--ndf must be at most 1024"),
-    ("latent_dim", 10**9, "--latent-dim must be at most 4096"),
-    ("ngf", "64", "--ngf must be an integer"),
-    ("ngf", 64.0, "--ngf must be an integer"),
-    ("latent_dim", True, "--latent-dim must be an integer"),
-    ("arch", 3, "--arch must be a string"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("ngf", 1_000_000, "--ngf must be at most 1024"),
+        ("ndf", 1025, "--ndf must be at most 1024"),
+        ("latent_dim", 10**9, "--latent-dim must be at most 4096"),
+        ("ngf", "64", "--ngf must be an integer"),
+        ("ngf", 64.0, "--ngf must be an integer"),
+        ("latent_dim", True, "--latent-dim must be an integer"),
+        ("arch", 3, "--arch must be a string"),
+    ],
+)
 def test_model_config_checks_types_and_ranges(field: str, value: Any, message: str) -> None:
     with pytest.raises(FaceganError, match=message):
         ModelConfig(**{**SMALL.__dict__, field: value})
@@ -60,8 +63,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 def _ckpt(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     g, d = build_models(SMALL)
-    state = {"config": RunConfig(model=SMALL).to_dict(), "step": 1, "G": g.state_dict(),
-             "D": d.state_dict()}
+    state = {"config": RunConfig(model=SMALL).to_dict(), "step": 1, "G": g.state_dict(), "D": d.state_dict()}
     change(state)
     return save_checkpoint(tmp_path / "checkpoints", state, 1, keep=5)
 
@@ -92,7 +94,8 @@ CKPT_CASES = {
 
 @pytest.mark.parametrize("case", CKPT_CASES)
 def test_crafted_checkpoint_is_one_line_before_any_full_build(
-        case: str, tmp_path: Path, builds: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    case: str, tmp_path: Path, builds: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     change, message = CKPT_CASES[case]
     path = _ckpt(tmp_path, change)
     code = main(["generate", "--checkpoint", str(path), "--n", "1", "--out", str(tmp_path / "out.png")])
@@ -113,13 +116,22 @@ def test_crafted_exports_are_one_line(tmp_path: Path, builds: list[str]) -> None
     good = export_generator(g, SMALL, tmp_path / "good.safetensors")
     tensors = {k: v.contiguous() for k, v in g.state_dict().items()}
     cases = {
-        "huge": (_export(tmp_path / "huge.safetensors", {**SMALL.__dict__, "ngf": 10**6}, tensors),
-                 "invalid generator config (--ngf must be at most 1024"),
-        "shapes": (_export(tmp_path / "shapes.safetensors", {**SMALL.__dict__, "ngf": 16}, tensors),
-                   "'main.0.weight' has shape (16, 32, 4, 4) but the config needs (16, 64, 4, 4)"),
-        "missing": (_export(tmp_path / "missing.safetensors", SMALL.__dict__,
-                            {k: v for k, v in tensors.items() if k != "main.4.weight"}),
-                    "'main.4.weight' is missing"),
+        "huge": (
+            _export(tmp_path / "huge.safetensors", {**SMALL.__dict__, "ngf": 10**6}, tensors),
+            "invalid generator config (--ngf must be at most 1024",
+        ),
+        "shapes": (
+            _export(tmp_path / "shapes.safetensors", {**SMALL.__dict__, "ngf": 16}, tensors),
+            "'main.0.weight' has shape (16, 32, 4, 4) but the config needs (16, 64, 4, 4)",
+        ),
+        "missing": (
+            _export(
+                tmp_path / "missing.safetensors",
+                SMALL.__dict__,
+                {k: v for k, v in tensors.items() if k != "main.4.weight"},
+            ),
+            "'main.4.weight' is missing",
+        ),
     }
     for path, message in cases.values():
         with pytest.raises(FaceganError) as info:
@@ -140,11 +152,35 @@ def test_serve_refuses_a_crafted_file_at_start_up(tmp_path: Path, capsys: pytest
     assert code == 2 and err.count("\n") == 1 and "'main.0.weight' has shape" in err
 
 
-def test_resume_checks_weights_against_the_config_first(prepared: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_checks_weights_against_the_config_first(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
-    assert main(["train", "--data", str(prepared), "--size", "32", "--latent-dim", "16", "--ngf", "8",
-                 "--ndf", "8", "--batch-size", "16", "--steps", "2", "--outdir", str(runs), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                "--size",
+                "32",
+                "--latent-dim",
+                "16",
+                "--ngf",
+                "8",
+                "--ndf",
+                "8",
+                "--batch-size",
+                "16",
+                "--steps",
+                "2",
+                "--outdir",
+                str(runs),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     latest = next(runs.glob("*/checkpoints/latest.pt"))
     ckpt = torch.load(latest, weights_only=True)
     for change, message in [

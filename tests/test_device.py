@@ -16,29 +16,36 @@ def _machine(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool) -> None:
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
 
 
-@pytest.mark.parametrize(("cuda", "mps", "train", "serve"), [
-    (False, False, "cpu", "cpu"),
-    (True, True, "cuda", "cuda"),
-    (False, True, "mps", "cpu"),  # the server does not run on MPS: auto stays on the CPU there
-])
-def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool,
-                                             train: str, serve: str) -> None:
+@pytest.mark.parametrize(
+    ("cuda", "mps", "train", "serve"),
+    [
+        (False, False, "cpu", "cpu"),
+        (True, True, "cuda", "cuda"),
+        (False, True, "mps", "cpu"),  # the server does not run on MPS: auto stays on the CPU there
+    ],
+)
+def test_auto_prefers_cuda_then_mps_then_cpu(
+    monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, train: str, serve: str
+) -> None:
     _machine(monkeypatch, cuda, mps)
     assert pick_device("auto") == torch.device(train)
     assert pick_device("auto", SERVE_DEVICES) == torch.device(serve)
 
 
-@pytest.mark.parametrize(("name", "kinds", "cuda", "message"), [
-    ("tpu", None, False, r"unknown --device 'tpu'; use auto, cpu, cuda, cuda:N, mps$"),
-    ("meta", None, False, "--device meta is not supported here"),
-    ("mps", SERVE_DEVICES, False, r"--device mps is not supported here; use auto, cpu, cuda, cuda:N$"),
-    ("cuda:0", None, False, "no CUDA GPU is available; use --device cpu"),
-    ("cuda:1", None, True, "has only 1 CUDA GPU"),
-    ("mps", None, False, "MPS is not available; use --device cpu"),
-])
-def test_a_device_this_machine_cannot_use_is_one_line(monkeypatch: pytest.MonkeyPatch, name: str,
-                                                      kinds: tuple[str, ...] | None, cuda: bool,
-                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "kinds", "cuda", "message"),
+    [
+        ("tpu", None, False, r"unknown --device 'tpu'; use auto, cpu, cuda, cuda:N, mps$"),
+        ("meta", None, False, "--device meta is not supported here"),
+        ("mps", SERVE_DEVICES, False, r"--device mps is not supported here; use auto, cpu, cuda, cuda:N$"),
+        ("cuda:0", None, False, "no CUDA GPU is available; use --device cpu"),
+        ("cuda:1", None, True, "has only 1 CUDA GPU"),
+        ("mps", None, False, "MPS is not available; use --device cpu"),
+    ],
+)
+def test_a_device_this_machine_cannot_use_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, kinds: tuple[str, ...] | None, cuda: bool, message: str
+) -> None:
     _machine(monkeypatch, cuda, mps=False)
     with pytest.raises(FaceganError, match=message) as err:
         pick_device(name) if kinds is None else pick_device(name, kinds)

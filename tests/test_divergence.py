@@ -20,8 +20,18 @@ from facegan.step import StepStats
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import TINY, assert_same_training_state, only_run
 
-COMMON = [*TINY, "--steps", "24", "--log-every", "2", "--ckpt-every", "8", "--sample-every", "1000",
-          "--quiet"]
+COMMON = [
+    *TINY,
+    "--steps",
+    "24",
+    "--log-every",
+    "2",
+    "--ckpt-every",
+    "8",
+    "--sample-every",
+    "1000",
+    "--quiet",
+]
 
 
 def inject(monkeypatch: pytest.MonkeyPatch, bad: Callable[[int, int], bool], how: str = "stats") -> list[int]:
@@ -56,9 +66,9 @@ def all_checkpoints_finite(run: Path) -> None:
             assert all(torch.isfinite(t).all() for t in ckpt[key].values() if t.is_floating_point()), path
 
 
-def test_nan_stats_roll_back_and_skip_the_batches(prepared: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_nan_stats_roll_back_and_skip_the_batches(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ran = inject(monkeypatch, lambda step, call: step == 10 and call < 15)  # once: a bad batch
     assert main(["train", "--data", str(prepared), *COMMON, "--outdir", str(tmp_path / "runs")]) == 0
     err = capsys.readouterr().err
@@ -71,12 +81,15 @@ def test_nan_stats_roll_back_and_skip_the_batches(prepared: Path, tmp_path: Path
     assert ran == [*range(12), 8, 9, *range(12, 24)]
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8, 10, 14, 16, 18, 20, 22, 24]  # no record of the bad window, none twice
-    assert all(json.loads(line)["loss_d"] == json.loads(line)["loss_d"]  # no NaN was logged
-               for line in (run / "stats.jsonl").read_text().splitlines())
+    assert all(
+        json.loads(line)["loss_d"] == json.loads(line)["loss_d"]  # no NaN was logged
+        for line in (run / "stats.jsonl").read_text().splitlines()
+    )
 
 
-def test_poisoned_weight_lowers_the_lr_and_resume_stays_exact(prepared: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poisoned_weight_lowers_the_lr_and_resume_stays_exact(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rollback-lower-lr halves both learning rates; the scale is in the checkpoint, so a run stopped
     after the rollback and resumed ends bit-identical to one that ran straight through."""
     args = ["train", "--data", str(prepared), *COMMON, "--on-nan", "rollback-lower-lr"]
@@ -104,16 +117,36 @@ def test_poisoned_weight_lowers_the_lr_and_resume_stays_exact(prepared: Path, tm
     assert_same_training_state(run / "checkpoints" / "latest.pt", reference)
 
 
-@pytest.mark.parametrize("policy,message", [
-    ("rollback-skip", "after 2 rollback(s); gave up without saving it (--nan-retries 2)"),
-    ("stop", "stopped without saving it (--on-nan stop)"),
-])
-def test_persistent_divergence_gives_up_in_one_line(prepared: Path, tmp_path: Path, policy: str,
-                                                    message: str, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "policy,message",
+    [
+        ("rollback-skip", "after 2 rollback(s); gave up without saving it (--nan-retries 2)"),
+        ("stop", "stopped without saving it (--on-nan stop)"),
+    ],
+)
+def test_persistent_divergence_gives_up_in_one_line(
+    prepared: Path,
+    tmp_path: Path,
+    policy: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     inject(monkeypatch, lambda step, call: step >= 9)  # every batch from step 10 on diverges
-    code = main(["train", "--data", str(prepared), *COMMON, "--on-nan", policy, "--nan-retries", "2",
-                 "--outdir", str(tmp_path / "runs")])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(prepared),
+            *COMMON,
+            "--on-nan",
+            policy,
+            "--nan-retries",
+            "2",
+            "--outdir",
+            str(tmp_path / "runs"),
+        ]
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err
@@ -123,8 +156,9 @@ def test_persistent_divergence_gives_up_in_one_line(prepared: Path, tmp_path: Pa
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 8
 
 
-def test_nan_before_the_first_checkpoint_rolls_back_to_the_start(prepared: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_before_the_first_checkpoint_rolls_back_to_the_start(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inject(monkeypatch, lambda step, call: step == 1 and call == 2)
     assert main(["train", "--data", str(prepared), *COMMON, "--outdir", str(tmp_path / "runs")]) == 0
     ckpt = load_checkpoint(only_run(tmp_path / "runs") / "checkpoints" / "latest.pt")

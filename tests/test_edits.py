@@ -89,16 +89,19 @@ def test_directions_file_round_trips_and_sits_beside_the_weights(tmp_path: Path,
         load_directions(bad)
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("Frowning=1", "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair, Eyeglasses"),
-    ("Smiling=1.5", "from -1 to 1"),
-    ("Smiling=-1.01", "from -1 to 1"),
-    ("Smiling=nan", "from -1 to 1"),
-    ("Smiling=inf", "from -1 to 1"),
-    ("Smiling", "bad edit 'Smiling': use NAME=AMOUNT"),
-    ("Smiling=lots", "bad edit"),
-    ("Smiling=1,Smiling=0", "given twice"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("Frowning=1", "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair, Eyeglasses"),
+        ("Smiling=1.5", "from -1 to 1"),
+        ("Smiling=-1.01", "from -1 to 1"),
+        ("Smiling=nan", "from -1 to 1"),
+        ("Smiling=inf", "from -1 to 1"),
+        ("Smiling", "bad edit 'Smiling': use NAME=AMOUNT"),
+        ("Smiling=lots", "bad edit"),
+        ("Smiling=1,Smiling=0", "given twice"),
+    ],
+)
 def test_bad_edits_are_one_line_naming_the_choices(spec: str, message: str) -> None:
     with pytest.raises(FaceganError, match=message.replace("(", r"\(")) as err:
         parse_edits(spec, tiny_directions())
@@ -132,32 +135,55 @@ def test_cli_edits_list_and_sweep(model: Path, tmp_path: Path, capsys: pytest.Ca
     rc, _, _ = run([*base, "--out", str(tmp_path / "plain.png")], capsys)
     pixels = [np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("zero", "plain")]
     assert np.array_equal(*pixels)
-    rc, out, _ = run([*base, "--edit", "Smiling=1", "--edit", "Blond_Hair=-0.5", "--out",
-                      str(tmp_path / "e.png")], capsys)
+    rc, out, _ = run(
+        [*base, "--edit", "Smiling=1", "--edit", "Blond_Hair=-0.5", "--out", str(tmp_path / "e.png")], capsys
+    )
     assert rc == 0 and "Smiling=1, Blond_Hair=-0.5" in out
-    rc, out, _ = run([*base, "--edit-sweep", "Eyeglasses", "--sweep-columns", "5", "--out",
-                      str(tmp_path / "sweep.png")], capsys)
+    rc, out, _ = run(
+        [*base, "--edit-sweep", "Eyeglasses", "--sweep-columns", "5", "--out", str(tmp_path / "sweep.png")],
+        capsys,
+    )
     assert rc == 0
     assert Image.open(tmp_path / "sweep.png").size == (5 * 34 + 2, 3 * 34 + 2)  # 5 columns × 3 seeds
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--edit", "Frowning=1"], "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair"),
-    (["--edit", "Smiling=2"], "from -1 to 1"),
-    (["--edit", "Smiling"], "bad edit"),
-    (["--edit-sweep", "Frowning"], "unknown edit 'Frowning'"),
-])
-def test_cli_edit_errors_exit_2_with_one_line(model: Path, flags: list[str], message: str, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = run(["generate", "--checkpoint", str(model), "--seed", "0", "--n", "2",
-                      "--out", str(tmp_path / "x.png"), *flags], capsys)
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--edit", "Frowning=1"], "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair"),
+        (["--edit", "Smiling=2"], "from -1 to 1"),
+        (["--edit", "Smiling"], "bad edit"),
+        (["--edit-sweep", "Frowning"], "unknown edit 'Frowning'"),
+    ],
+)
+def test_cli_edit_errors_exit_2_with_one_line(
+    model: Path, flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = run(
+        [
+            "generate",
+            "--checkpoint",
+            str(model),
+            "--seed",
+            "0",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "x.png"),
+            *flags,
+        ],
+        capsys,
+    )
     assert rc == 2 and message in err and err.count("\n") == 1
 
 
-def test_cli_model_without_directions_exits_2(bare: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = run(["generate", "--checkpoint", str(bare), "--edit", "Smiling=1", "--out",
-                      str(tmp_path / "x.png")], capsys)
+def test_cli_model_without_directions_exits_2(
+    bare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = run(
+        ["generate", "--checkpoint", str(bare), "--edit", "Smiling=1", "--out", str(tmp_path / "x.png")],
+        capsys,
+    )
     assert rc == 2 and "no edit directions" in err
 
 
@@ -189,8 +215,16 @@ def test_shipped_models_have_their_edits() -> None:
     assert pretrained.available() == ["anime64", "celeba64"]  # the edits files are not generators
     celeba = find_directions(pretrained.path("celeba64"))
     assert celeba is not None and len(celeba.names) >= 8
-    assert {"Smiling", "Male", "Young", "Blond_Hair", "Black_Hair", "Eyeglasses", "Bangs",
-            "Mouth_Slightly_Open"} <= set(celeba.names)
+    assert {
+        "Smiling",
+        "Male",
+        "Young",
+        "Blond_Hair",
+        "Black_Hair",
+        "Eyeglasses",
+        "Bangs",
+        "Mouth_Slightly_Open",
+    } <= set(celeba.names)
     anime = find_directions(pretrained.path("anime64"))
     assert anime is not None and len(anime.names) >= 5
     for d in (celeba, anime):
@@ -277,7 +311,8 @@ def test_evaluate_edits_reports_every_measure(model: Path) -> None:
     assert len(row["target"]) == 3 and set(row["entanglement"]) == set(NAMES)
     assert row["identity_drift"][1] > 0 and len(row["swd"]) == 2
     assert "| Smiling |" in markdown(res) and summary(res)["swing"] == pytest.approx(
-        np.mean([r["swing"] for r in res["edits"].values()]), abs=1e-3)
+        np.mean([r["swing"] for r in res["edits"].values()]), abs=1e-3
+    )
     json.dumps(res)  # the CLI writes it as JSON
 
 
@@ -291,30 +326,73 @@ def test_sweep_rows_are_seeds_and_columns_amounts(model: Path) -> None:
         amounts(1)
 
 
-def test_directions_command_writes_directions_and_a_sweep_each(bare: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_directions_command_writes_directions_and_a_sweep_each(
+    bare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "dirs.safetensors"
-    rc, text, _ = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--count", "3",
-                       "--seed", "0-1"], capsys)
+    rc, text, _ = run(
+        ["directions", "--checkpoint", str(bare), "--out", str(out), "--count", "3", "--seed", "0-1"], capsys
+    )
     assert rc == 0 and "wrote 3 directions (sefa)" in text
     assert load_directions(out).names == ["d0", "d1", "d2"]
     assert sorted(p.name for p in (tmp_path / "dirs-sweeps").iterdir()) == ["d0.png", "d1.png", "d2.png"]
     names = tmp_path / "names.yaml"
     names.write_text("Glow: {direction: 1, sign: -1}\n")
-    rc, _, _ = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--count", "3",
-                    "--names", str(names), "--seed", "0"], capsys)
+    rc, _, _ = run(
+        [
+            "directions",
+            "--checkpoint",
+            str(bare),
+            "--out",
+            str(out),
+            "--count",
+            "3",
+            "--names",
+            str(names),
+            "--seed",
+            "0",
+        ],
+        capsys,
+    )
     assert rc == 0 and load_directions(out).names == ["Glow"]
-    rc, _, err = run(["generate", "--checkpoint", str(bare), "--edits", str(out), "--edit", "Glow=-1",
-                      "--seed", "0", "--n", "2", "--out", str(tmp_path / "g.png")], capsys)
+    rc, _, err = run(
+        [
+            "generate",
+            "--checkpoint",
+            str(bare),
+            "--edits",
+            str(out),
+            "--edit",
+            "Glow=-1",
+            "--seed",
+            "0",
+            "--n",
+            "2",
+            "--out",
+            str(tmp_path / "g.png"),
+        ],
+        capsys,
+    )
     assert rc == 0, err
     rc, _, err = run(["directions", "--checkpoint", str(bare), "--out", str(out), "--attrs", "a.txt"], capsys)
     assert rc == 2 and "both --attrs and --data" in err
 
 
-def test_evaluate_edits_refuses_a_model_without_edits(bare: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    rc, _, err = run(["evaluate-edits", "--checkpoint", str(bare), "--data", str(tmp_path),
-                      "--attrs", str(tmp_path / "a.txt")], capsys)
+def test_evaluate_edits_refuses_a_model_without_edits(
+    bare: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = run(
+        [
+            "evaluate-edits",
+            "--checkpoint",
+            str(bare),
+            "--data",
+            str(tmp_path),
+            "--attrs",
+            str(tmp_path / "a.txt"),
+        ],
+        capsys,
+    )
     assert rc == 2 and "no edit directions" in err
 
 

@@ -85,8 +85,9 @@ def test_metrics_use_the_heldout_split(split_data: PackedDataset) -> None:
 # ----------------------------------------------------------------------------- memorisation
 
 
-def test_nearest_flags_a_generator_that_copies_training_faces(split_data: PackedDataset,
-                                                              tmp_path: Path) -> None:
+def test_nearest_flags_a_generator_that_copies_training_faces(
+    split_data: PackedDataset, tmp_path: Path
+) -> None:
     """Fakes that are training faces are flagged; new faces of the same distribution are not."""
     from facegan.metrics.nearest import nearest_check
 

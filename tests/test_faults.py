@@ -36,8 +36,10 @@ def test_three_sigkills_resume_bit_identical(tmp_path: Path) -> None:
 
 def test_one_clear_line_verdict() -> None:
     faults = load_harness()
+
     def done(rc: int, err: str) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess([], rc, "", err)
+
     assert faults.one_clear_line(done(2, "facegan train: error: bad\n"))
     assert not faults.one_clear_line(done(1, "facegan train: error: bad\n"))
     assert not faults.one_clear_line(done(2, "Traceback (most recent call last):\nOSError: x\n"))
@@ -81,12 +83,30 @@ def test_http_reason_verdict() -> None:
 
 
 # A cross-section of bench/http_faults.py's catalogue: one or two of each kind of mistake.
-HTTP_SUBSET = ("face seed=-1", "face seed=2^63", "face seed=abc", "face size=1024", "face truncation=nan",
-               "face model=<script>", "grid n=65", "grid seed=2^63-1&n=2", "walk frames=10^9", "walk no to",
-               "page seed=-1", "path /../../etc/passwd", "path /%2e%2e/%2e%2e/etc/passwd", "path /%ff%fe",
-               "method POST", "method TRACE", "garbage request line", "HTTP/1.1 without Host",
-               "NUL in a header value", "Content-Length: -1", "Content-Length and chunked (smuggling)",
-               "slow headers, never finished")
+HTTP_SUBSET = (
+    "face seed=-1",
+    "face seed=2^63",
+    "face seed=abc",
+    "face size=1024",
+    "face truncation=nan",
+    "face model=<script>",
+    "grid n=65",
+    "grid seed=2^63-1&n=2",
+    "walk frames=10^9",
+    "walk no to",
+    "page seed=-1",
+    "path /../../etc/passwd",
+    "path /%2e%2e/%2e%2e/etc/passwd",
+    "path /%ff%fe",
+    "method POST",
+    "method TRACE",
+    "garbage request line",
+    "HTTP/1.1 without Host",
+    "NUL in a header value",
+    "Content-Length: -1",
+    "Content-Length and chunked (smuggling)",
+    "slow headers, never finished",
+)
 
 
 def test_hostile_http_requests_get_a_clear_4xx() -> None:
@@ -100,8 +120,13 @@ def test_hostile_http_requests_get_a_clear_4xx() -> None:
     assert len(chosen) == len(HTTP_SUBSET)
     result = hf.hostile_http(chosen, say=lambda line: None)
     assert all(r["refused"] for r in result["rows"]), [r for r in result["rows"] if not r["refused"]]
-    server_refused = {"garbage request line", "HTTP/1.1 without Host", "NUL in a header value",
-                      "Content-Length: -1", "slow headers, never finished"}
+    server_refused = {
+        "garbage request line",
+        "HTTP/1.1 without Host",
+        "NUL in a header value",
+        "Content-Length: -1",
+        "slow headers, never finished",
+    }
     unclear = [r for r in result["rows"] if not r["clear"] and r["request"] not in server_refused]
     assert not unclear, unclear
     assert result["server_errors_5xx"] == 0 and result["log_5xx"] == 0 and result["log_tracebacks"] == 0

@@ -72,9 +72,10 @@ def _frames(tmp_path: Path) -> list[Path]:
 
 
 WRITERS: dict[str, Callable[[Path], Path]] = {
-    "metrics cache": lambda d: (save_real_stats(d / "real.npz", {"k": 1},
-                                                RealStats.from_features(np.eye(4, dtype=np.float32))),
-                                d / "real.npz")[1],
+    "metrics cache": lambda d: (
+        save_real_stats(d / "real.npz", {"k": 1}, RealStats.from_features(np.eye(4, dtype=np.float32))),
+        d / "real.npz",
+    )[1],
     "checkpoint": lambda d: save_checkpoint(d, {"step": 1}, 1, keep=2),
     "export": lambda d: export_generator(build_models(SMALL)[0], SMALL, d / "g.safetensors"),
     "progress.gif": lambda d: progress_gif(_frames(d), d / "progress.gif"),  # type: ignore[return-value]
@@ -83,7 +84,8 @@ WRITERS: dict[str, Callable[[Path], Path]] = {
 
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_every_writer_syncs_the_file_before_renaming_it_into_place(
-        tmp_path: Path, synced: list[tuple[str, int, str]], writer: str) -> None:
+    tmp_path: Path, synced: list[tuple[str, int, str]], writer: str
+) -> None:
     """A power cut right after the rename must not leave an empty or partly written file under the
     real name: the data reaches the disk before the rename that publishes it."""
     path = WRITERS[writer](tmp_path)
@@ -102,8 +104,11 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
         tmp.write_text("ne")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(FaceganError, match=r"could not write .*No space left on device; any previous file "
-                                           r"there is intact — free some disk space") as err:
+    with pytest.raises(
+        FaceganError,
+        match=r"could not write .*No space left on device; any previous file "
+        r"there is intact — free some disk space",
+    ) as err:
         atomic_write(path, half_then_full_disk)
     assert "\n" not in str(err.value)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
@@ -117,7 +122,8 @@ class _Features:
 
 
 def test_a_full_disk_at_the_metrics_cache_costs_one_warning_not_the_numbers(
-        prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds, cache = PackedDataset(prepared), tmp_path / "cache"
     real_stats(ds, 32, _Features(), cache_dir=cache)  # an earlier evaluation's cache file
     (old,) = cache.iterdir()

@@ -61,23 +61,65 @@ def test_interpolation_passes_through_the_seeds(g: torch.nn.Module) -> None:
 def test_cli_interpolate_writes_gif(g: torch.nn.Module, tmp_path: Path) -> None:
     path = export_generator(g, CFG, tmp_path / "g.safetensors")
     out = tmp_path / "walk.gif"
-    assert main(["generate", "--checkpoint", str(path), "--interpolate", "--seed", "5,9", "--frames", "6",
-                 "--display-size", "64", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(path),
+                "--interpolate",
+                "--seed",
+                "5,9",
+                "--frames",
+                "6",
+                "--display-size",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as gif:
         assert gif.size == (64, 64) and gif.n_frames >= 2
-    assert main(["generate", "--checkpoint", str(path), "--interpolate", "--seed", "5,9",
-                 "--out", str(tmp_path / "walk.webm")]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(path),
+                "--interpolate",
+                "--seed",
+                "5,9",
+                "--out",
+                str(tmp_path / "walk.webm"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_truncation_changes_faces_reproducibly(g: torch.nn.Module, tmp_path: Path) -> None:
     path = export_generator(g, CFG, tmp_path / "g.safetensors")
     for name, extra in (("a", []), ("b", ["--truncation", "0.7"]), ("c", ["--truncation", "0.7"])):
-        main(["generate", "--checkpoint", str(path), "--seed", "0-3", "--out", str(tmp_path / f"{name}.png"),
-              *extra])
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(path),
+                "--seed",
+                "0-3",
+                "--out",
+                str(tmp_path / f"{name}.png"),
+                *extra,
+            ]
+        )
     read = {n: (tmp_path / f"{n}.png").read_bytes() for n in "abc"}
     assert read["b"] == read["c"] and read["a"] != read["b"]
-    assert main(["generate", "--checkpoint", str(path), "--truncation", "nan", "--out",
-                 str(tmp_path / "d.png")]) == 2
+    assert (
+        main(["generate", "--checkpoint", str(path), "--truncation", "nan", "--out", str(tmp_path / "d.png")])
+        == 2
+    )
     assert not (tmp_path / "d.png").exists()
 
 

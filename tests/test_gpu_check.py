@@ -28,11 +28,20 @@ class FakeClock:
 
 
 def empty_doc() -> dict[str, Any]:
-    return {"schema": report.SCHEMA_VERSION, "command": "test", "date": "today", "smoke": True,
-            "budget_s": 0.0, "env": {"device": "cpu", "torch": "x", "cuda": None, "gpu_count": 0,
-                                     "bf16_peak_tflops": None},
-            "data": {"description": "none", "synthetic": True, "count": 0}, "rows": [], "skipped": [],
-            "fastest": None, "elapsed_s": 0.0, "finished": False}
+    return {
+        "schema": report.SCHEMA_VERSION,
+        "command": "test",
+        "date": "today",
+        "smoke": True,
+        "budget_s": 0.0,
+        "env": {"device": "cpu", "torch": "x", "cuda": None, "gpu_count": 0, "bf16_peak_tflops": None},
+        "data": {"description": "none", "synthetic": True, "count": 0},
+        "rows": [],
+        "skipped": [],
+        "fastest": None,
+        "elapsed_s": 0.0,
+        "finished": False,
+    }
 
 
 def test_budget_shares_carry_unused_time_forward() -> None:
@@ -44,8 +53,9 @@ def test_budget_shares_carry_unused_time_forward() -> None:
     clock.now = 10.0
     budget.spend("reference", 10.0)
     # What the reference part left unused passes to the next part, within what is left overall.
-    assert budget.limit("default") == pytest.approx(min(budget.share("default") + ref_share - 10.0,
-                                                        90.0 - RESERVE_S))
+    assert budget.limit("default") == pytest.approx(
+        min(budget.share("default") + ref_share - 10.0, 90.0 - RESERVE_S)
+    )
     assert budget.share("fastest") == 0.0  # a part without rows gets nothing
 
 
@@ -73,15 +83,21 @@ def test_plan_stops_starting_rows_when_the_budget_is_spent() -> None:
     assert len(writes) == len(rows)  # the report was rewritten after every row, run or skipped
     fastest = next(r for r in doc["rows"] if r["key"] == "fastest")  # added as the fastest part ended
     assert doc["fastest"] in ran and fastest["img_per_s"] == max(
-        r["img_per_s"] for r in doc["rows"] if r["part"] in ("default", "fastest"))
+        r["img_per_s"] for r in doc["rows"] if r["part"] in ("default", "fastest")
+    )
 
 
 def test_rows_this_machine_cannot_run_are_skipped_with_the_reason() -> None:
     rows = [r for r in make_rows(SMOKE_SIZES, smoke=True) if r.key in ("reference", "torchrun-2")]
     doc = empty_doc()
-    run_plan(rows, Budget(300.0, parts=("reference", "torchrun")), doc,
-             lambda spec, limit: {"status": "ok", "img_per_s": 1.0},
-             lambda spec: "needs 2 GPUs" if spec.kind == "torchrun" else None, lambda: None)
+    run_plan(
+        rows,
+        Budget(300.0, parts=("reference", "torchrun")),
+        doc,
+        lambda spec, limit: {"status": "ok", "img_per_s": 1.0},
+        lambda spec: "needs 2 GPUs" if spec.kind == "torchrun" else None,
+        lambda: None,
+    )
     assert [r["key"] for r in doc["rows"]] == ["reference"]
     assert doc["skipped"] == [{"key": "torchrun-2", "reason": "needs 2 GPUs"}]
 
@@ -107,8 +123,13 @@ def test_a_row_stopped_at_its_limit_keeps_its_finished_windows(tmp_path: Path) -
 def test_smoke_writes_both_files_with_every_row(tmp_path: Path) -> None:
     """`python -m bench.gpu_check --smoke` (what CI runs): every row on the CPU, both files valid."""
     out = tmp_path / "out"
-    subprocess.run([sys.executable, "-m", "bench.gpu_check", "--smoke", "--out", str(out)], cwd=REPO,
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--smoke", "--out", str(out)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     doc = json.loads((out / "gpu-check.json").read_text())
     jsonschema.validate(doc, report.DOC_SCHEMA)
     assert doc["finished"] and doc["smoke"] and doc["data"]["synthetic"]
@@ -117,8 +138,9 @@ def test_smoke_writes_both_files_with_every_row(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(expected) and not doc["skipped"]
     assert all(r["status"] == "ok" for r in rows.values()), {k: r.get("reason") for k, r in rows.items()}
     assert rows["reference"]["ratio_to_reference"] == 1.0
-    assert rows["fastest"]["img_per_s"] == max(r["img_per_s"] for r in rows.values()
-                                               if r["part"] in ("default", "fastest"))
+    assert rows["fastest"]["img_per_s"] == max(
+        r["img_per_s"] for r in rows.values() if r["part"] in ("default", "fastest")
+    )
     assert rows["serve"]["latency_ms"]["p95"] >= rows["serve"]["latency_ms"]["p50"] > 0
     md = (out / "gpu-check.md").read_text()
     for key in ("reference", "default", "fastest"):

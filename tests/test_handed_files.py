@@ -44,8 +44,14 @@ def _one_line(code: int, err: str) -> bool:
 
 def _state(**extra: Any) -> dict[str, Any]:
     g, d = build_models(SMALL)
-    return {"format": FORMAT, "config": RunConfig(model=SMALL).to_dict(), "step": 1, "G": g.state_dict(),
-            "D": d.state_dict(), **extra}
+    return {
+        "format": FORMAT,
+        "config": RunConfig(model=SMALL).to_dict(),
+        "step": 1,
+        "G": g.state_dict(),
+        "D": d.state_dict(),
+        **extra,
+    }
 
 
 # ----------------------------------------------------------------------------- a .pt zip bomb
@@ -65,8 +71,9 @@ def no_torch_load(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return calls
 
 
-def test_compressed_tensor_bomb_is_refused_before_inflating(tmp_path: Path, no_torch_load: list[object]
-                                                           ) -> None:
+def test_compressed_tensor_bomb_is_refused_before_inflating(
+    tmp_path: Path, no_torch_load: list[object]
+) -> None:
     # 64 MiB of zeros in G, deflated to ~64 KB: the metadata says what it would inflate to.
     plain = tmp_path / "plain.pt"
     torch.save(_state(G={"main.0.weight": torch.zeros(16 * 2**20)}), plain)
@@ -94,12 +101,16 @@ def test_records_beyond_what_the_config_implies_are_refused(tmp_path: Path) -> N
 # ----------------------------------------------------------------------------- nesting and aliases
 
 
-def test_safetensors_config_nested_100000_deep_is_one_line(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_safetensors_config_nested_100000_deep_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "deep.safetensors"
     g, _ = build_models(SMALL)
-    save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(path),
-              metadata={CONFIG_KEY: "[" * 100_000 + "]" * 100_000, "format": "facegan-generator"})
+    save_file(
+        {k: v.contiguous() for k, v in g.state_dict().items()},
+        str(path),
+        metadata={CONFIG_KEY: "[" * 100_000 + "]" * 100_000, "format": "facegan-generator"},
+    )
     with pytest.raises(FaceganError, match="nested"):
         read_exported(path)  # was RecursionError
     code, err = _cli(capsys, "generate", "--checkpoint", str(path), "--out", str(tmp_path / "x.png"))
@@ -162,16 +173,24 @@ def test_checkpoint_config_nested_past_the_recursion_limit_is_one_line(tmp_path:
 # ----------------------------------------------------------------------------- sizes the machine survives
 
 
-@pytest.mark.parametrize("change", [{"ngf": 1024}, {"size": 32, "ngf": 1024, "ndf": 1024},
-                                    {"size": 256, "ndf": 512}, {"arch": "r3gan", "size": 128, "ngf": 1024}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ngf": 1024},
+        {"size": 32, "ngf": 1024, "ndf": 1024},
+        {"size": 256, "ndf": 512},
+        {"arch": "r3gan", "size": 128, "ngf": 1024},
+    ],
+)
 def test_a_model_too_large_to_train_is_one_line(change: dict[str, Any]) -> None:
     with pytest.raises(FaceganError, match="parameters") as err:
         ModelConfig(**change)
     assert "\n" not in str(err.value)
 
 
-def test_ngf_4096_dry_run_is_refused_before_anything_is_built(monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_ngf_4096_dry_run_is_refused_before_anything_is_built(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import facegan.build
     import facegan.models
 
@@ -211,21 +230,24 @@ def test_the_declared_width_maximum_is_a_model_that_can_be_built() -> None:
 # ----------------------------------------------------------------------------- every checkpoint field
 
 
-@pytest.mark.parametrize("change,word", [
-    ({"step": -5}, "step"),
-    ({"step": "3"}, "step"),
-    ({"step": True}, "step"),
-    ({"epoch": -1}, "epoch"),
-    ({"images_seen": 2.5}, "images_seen"),
-    ({"dataset_hash": 7}, "dataset_hash"),
-    ({"guard": {"lr_scale": math.nan, "rollbacks": 0, "skip": []}}, "guard"),
-    ({"guard": {"lr_scale": 1.0, "rollbacks": 0, "skip": [[3]]}}, "guard"),
-    ({"best": {"step": 1, "metric": "c2st_acc", "value": "good", "score": 0.1}}, "best"),
-    ({"rng": "seed"}, "rng"),
-    ({"world_size": 0}, "world_size"),
-    ({"opt_g": [1, 2]}, "opt_g"),
-    ({"scaler": 3}, "scaler"),
-])
+@pytest.mark.parametrize(
+    "change,word",
+    [
+        ({"step": -5}, "step"),
+        ({"step": "3"}, "step"),
+        ({"step": True}, "step"),
+        ({"epoch": -1}, "epoch"),
+        ({"images_seen": 2.5}, "images_seen"),
+        ({"dataset_hash": 7}, "dataset_hash"),
+        ({"guard": {"lr_scale": math.nan, "rollbacks": 0, "skip": []}}, "guard"),
+        ({"guard": {"lr_scale": 1.0, "rollbacks": 0, "skip": [[3]]}}, "guard"),
+        ({"best": {"step": 1, "metric": "c2st_acc", "value": "good", "score": 0.1}}, "best"),
+        ({"rng": "seed"}, "rng"),
+        ({"world_size": 0}, "world_size"),
+        ({"opt_g": [1, 2]}, "opt_g"),
+        ({"scaler": 3}, "scaler"),
+    ],
+)
 def test_every_checkpoint_field_is_checked_on_load(tmp_path: Path, change: dict[str, Any], word: str) -> None:
     path = save_checkpoint(tmp_path, _state(**change), 1, keep=3)
     with pytest.raises(FaceganError, match=word) as err:
@@ -272,11 +294,14 @@ def fifo(path: Path) -> Iterator[Path]:
         releaser.wait()
 
 
-@pytest.mark.parametrize("name,load", [
-    ("g.safetensors", load_generator),
-    ("ckpt.pt", load_checkpoint),
-    ("run.yaml", load_config_file),
-])
+@pytest.mark.parametrize(
+    "name,load",
+    [
+        ("g.safetensors", load_generator),
+        ("ckpt.pt", load_checkpoint),
+        ("run.yaml", load_config_file),
+    ],
+)
 def test_a_fifo_is_refused_at_once(tmp_path: Path, name: str, load: Callable[[Path], object]) -> None:
     with fifo(tmp_path / name) as path:
         t0 = time.perf_counter()
@@ -288,8 +313,9 @@ def test_a_fifo_is_refused_at_once(tmp_path: Path, name: str, load: Callable[[Pa
 # ----------------------------------------------------------------------------- Inception weights
 
 
-def test_inception_weights_swapped_after_the_check_never_run(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inception_weights_swapped_after_the_check_never_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tf_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
     from test_no_code_exec import Evil
 
@@ -332,8 +358,9 @@ def hub_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-@pytest.mark.parametrize("name", ["runs/typo", "./runs/typo", ".cache/model", "runs/00001-x/checkpoints",
-                                  "owner/name"])
+@pytest.mark.parametrize(
+    "name", ["runs/typo", "./runs/typo", ".cache/model", "runs/00001-x/checkpoints", "owner/name"]
+)
 def test_a_name_that_is_not_there_is_never_looked_up_on_the_hub(name: str, hub_calls: list[str]) -> None:
     with pytest.raises(FaceganError, match="hf:") as err:
         facegan.load(name)

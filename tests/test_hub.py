@@ -12,16 +12,45 @@ import torch
 
 from facegan.cli import main
 
-TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16",
-        "--device", "cpu", "--quiet"]
+TINY = [
+    "--size",
+    "32",
+    "--latent-dim",
+    "16",
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--batch-size",
+    "16",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-step run with one evaluation, so the model card has measured metrics to show."""
     root = tmp_path_factory.mktemp("hubrun")
-    argv = ["train", "--synthetic-count", "32", *TINY, "--steps", "2", "--eval-every", "2", "--eval-metrics",
-            "swd", "--eval-num-fake", "64", "--sample-every", "2", "--outdir", str(root / "runs")]
+    argv = [
+        "train",
+        "--synthetic-count",
+        "32",
+        *TINY,
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-metrics",
+        "swd",
+        "--eval-num-fake",
+        "64",
+        "--sample-every",
+        "2",
+        "--outdir",
+        str(root / "runs"),
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FACEGAN_CACHE", str(root / "cache"))
         assert main(argv) == 0
@@ -32,8 +61,24 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def hub_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny-hub"
-    assert main(["export", "--checkpoint", str(run_dir), "--format", "hub", "--out", str(out),
-                 "--license", "mit", "--dataset", "huggan/CelebA-faces"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run_dir),
+                "--format",
+                "hub",
+                "--out",
+                str(out),
+                "--license",
+                "mit",
+                "--dataset",
+                "huggan/CelebA-faces",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -53,19 +98,27 @@ def test_layout_and_model_card_metadata(hub_dir: Path) -> None:
     assert "| swd |" in card.text and "![samples](samples.png)" in card.text
 
 
-def test_generate_reads_the_folder_with_the_run_s_pixels(hub_dir: Path, run_dir: Path,
-                                                         tmp_path: Path) -> None:
+def test_generate_reads_the_folder_with_the_run_s_pixels(
+    hub_dir: Path, run_dir: Path, tmp_path: Path
+) -> None:
     from PIL import Image
 
-    for source, out in ((hub_dir, tmp_path / "hub.png"),
-                        (run_dir / "generator.safetensors", tmp_path / "run.png")):
-        assert main(["generate", "--checkpoint", str(source), "--seed", "0-3", "--amp", "off",
-                     "--out", str(out)]) == 0
+    for source, out in (
+        (hub_dir, tmp_path / "hub.png"),
+        (run_dir / "generator.safetensors", tmp_path / "run.png"),
+    ):
+        assert (
+            main(
+                ["generate", "--checkpoint", str(source), "--seed", "0-3", "--amp", "off", "--out", str(out)]
+            )
+            == 0
+        )
     assert Image.open(tmp_path / "hub.png").tobytes() == Image.open(tmp_path / "run.png").tobytes()
 
 
-def test_from_pretrained_and_load_read_the_local_folder(hub_dir: Path, run_dir: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_pretrained_and_load_read_the_local_folder(
+    hub_dir: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import facegan
     from facegan.generate import faces, load_generator
 

@@ -43,9 +43,30 @@ def test_sigterm_during_evaluation_checkpoints_within_seconds(prepared: Path, tm
     runs, marker = tmp_path / "runs", tmp_path / "eval-started"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_EVAL, str(marker), "train", "--data", str(prepared), *TINY,
-         "--steps", "1000", "--eval-every", "3", "--ckpt-every", "1000", "--outdir", str(runs), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-c",
+            SLOW_EVAL,
+            str(marker),
+            "train",
+            "--data",
+            str(prepared),
+            *TINY,
+            "--steps",
+            "1000",
+            "--eval-every",
+            "3",
+            "--ckpt-every",
+            "1000",
+            "--outdir",
+            str(runs),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()[1]

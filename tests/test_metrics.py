@@ -154,8 +154,10 @@ def random_inception_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tf_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
 
     cls = tf_inception.FeatureExtractorInceptionV3
-    with mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(cls, "load_state_dict", lambda self, state: None):
+    with (
+        mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(cls, "load_state_dict", lambda self, state: None),
+    ):
         net = cls("inception-v3-compat", ["2048"])
     path = tmp_path_factory.mktemp("weights") / "random-inception.pth"
     torch.save(net.state_dict(), path)
@@ -215,9 +217,7 @@ def test_frechet_zero_for_identical_and_symmetric() -> None:
     s1, s2 = _random_cov(rng, 12), _random_cov(rng, 12)
     mu1, mu2 = rng.normal(size=12), rng.normal(size=12)
     assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
-    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(
-        frechet_distance(mu2, s2, mu1, s1), rel=1e-9
-    )
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(frechet_distance(mu2, s2, mu1, s1), rel=1e-9)
     # Torch tensors (e.g. float32 stats) are accepted too.
     assert frechet_distance(*(torch.from_numpy(x) for x in (mu1, s1, mu2, s2))) == pytest.approx(
         frechet_distance(mu1, s1, mu2, s2), rel=1e-12
@@ -322,9 +322,7 @@ def test_fid_and_kid_agree_with_torchmetrics() -> None:
     tm_fid.update(fake, real=False)
     # subset_size = N: every subset is the whole set, so the random subsets cannot differ.
     with pytest.warns(UserWarning, match="buffer"):
-        tm_kid = tm_kid_module.KernelInceptionDistance(
-            feature=CountingFeatures(), subsets=3, subset_size=120
-        )
+        tm_kid = tm_kid_module.KernelInceptionDistance(feature=CountingFeatures(), subsets=3, subset_size=120)
     tm_kid.update(real, real=True)
     tm_kid.update(fake, real=False)
     tm_mean, tm_std = tm_kid.compute()
@@ -349,9 +347,7 @@ def test_missing_weights_fail_fast_without_download(offline: Path) -> None:
     assert time.monotonic() - start < 20
 
 
-def test_evaluate_without_weights_fails_before_any_work(
-    offline: Path, dataset: PackedDataset
-) -> None:
+def test_evaluate_without_weights_fails_before_any_work(offline: Path, dataset: PackedDataset) -> None:
     g = tiny_generator()
     with mock.patch("facegan.metrics.evaluate.faces") as faces:
         with pytest.raises(FaceganError, match=WEIGHTS_FILE):
@@ -453,11 +449,29 @@ def test_evaluate_end_to_end_with_cache(dataset: PackedDataset, tmp_path: Path) 
     ext = CountingFeatures()
     rng_state = torch.random.get_rng_state()
 
-    first = evaluate(g, dataset, metrics, num_fake=64, cache_dir=tmp_path, feature_extractor=ext,
-                     real_split="all",
-                     batch_size=50)
-    assert set(first) == {"fid2k", "kid2k_mean", "kid2k_std", "c2st_acc", "c2st_se", "c2st_n",
-                          "num_fake", "real_heldout", "fid2k_real_n", "kid2k_real_n", "c2st_real_n"}
+    first = evaluate(
+        g,
+        dataset,
+        metrics,
+        num_fake=64,
+        cache_dir=tmp_path,
+        feature_extractor=ext,
+        real_split="all",
+        batch_size=50,
+    )
+    assert set(first) == {
+        "fid2k",
+        "kid2k_mean",
+        "kid2k_std",
+        "c2st_acc",
+        "c2st_se",
+        "c2st_n",
+        "num_fake",
+        "real_heldout",
+        "fid2k_real_n",
+        "kid2k_real_n",
+        "c2st_real_n",
+    }
     assert first["real_heldout"] == 0.0 and first["fid2k_real_n"] == 160  # real_split="all" below
     assert math.isfinite(first["fid2k"]) and first["fid2k"] >= 0
     assert math.isfinite(first["kid2k_mean"]) and first["kid2k_std"] >= 0
@@ -468,9 +482,16 @@ def test_evaluate_end_to_end_with_cache(dataset: PackedDataset, tmp_path: Path) 
     assert torch.equal(torch.random.get_rng_state(), rng_state)
 
     ext.images = 0
-    second = evaluate(g, dataset, metrics, num_fake=64, cache_dir=tmp_path, feature_extractor=ext,
-                     real_split="all",
-                      batch_size=50)
+    second = evaluate(
+        g,
+        dataset,
+        metrics,
+        num_fake=64,
+        cache_dir=tmp_path,
+        feature_extractor=ext,
+        real_split="all",
+        batch_size=50,
+    )
     assert ext.images == 64  # the real pass came from the cache
     assert second == first
 
@@ -485,16 +506,15 @@ def test_evaluate_cache_key_depends_on_extractor(dataset: PackedDataset, tmp_pat
     assert len(list(tmp_path.glob("real-*.npz"))) == 2
 
 
-def test_evaluate_plain_function_extractor_is_not_cached(
-    dataset: PackedDataset, tmp_path: Path
-) -> None:
+def test_evaluate_plain_function_extractor_is_not_cached(dataset: PackedDataset, tmp_path: Path) -> None:
     module = CountingFeatures()
 
     def features(x: torch.Tensor) -> torch.Tensor:
         return module(x)
 
-    out = evaluate(tiny_generator(), dataset, ["kid2k"], num_fake=32, cache_dir=tmp_path,
-                   feature_extractor=features)
+    out = evaluate(
+        tiny_generator(), dataset, ["kid2k"], num_fake=32, cache_dir=tmp_path, feature_extractor=features
+    )
     assert math.isfinite(out["kid2k_mean"])
     assert not list(tmp_path.iterdir())
 
@@ -506,8 +526,14 @@ def test_evaluate_with_inception_weights_file(
     root = tmp_path_factory.mktemp("small") / "ds"
     prepare("synthetic", root, size=SIZE, synthetic_count=6, quiet=True)
     # KID, not FID: FID of 6 vs 4 samples in 2048 dims would spend seconds on eigendecompositions.
-    out = evaluate(tiny_generator(), PackedDataset(root), ["kid2k"], num_fake=4,
-                   inception_weights=str(random_inception_weights), cache_dir=offline / "cache")
+    out = evaluate(
+        tiny_generator(),
+        PackedDataset(root),
+        ["kid2k"],
+        num_fake=4,
+        inception_weights=str(random_inception_weights),
+        cache_dir=offline / "cache",
+    )
     assert math.isfinite(out["kid2k_mean"])
     assert len(list((offline / "cache").glob(f"real-*{INCEPTION_ID}*.npz"))) == 1
 
@@ -524,8 +550,9 @@ def test_evaluate_rejects_bad_requests(dataset: PackedDataset) -> None:
         evaluate(tiny_generator(), dataset, ["fid2k", "c2st"], num_fake=4, seed=-1, feature_extractor=ext)
     # A NaN truncation compared false everywhere and silently measured the full distribution.
     with pytest.raises(FaceganError, match="--truncation must be a number"):
-        evaluate(tiny_generator(), dataset, ["fid2k"], num_fake=4, truncation=float("nan"),
-                 feature_extractor=ext)
+        evaluate(
+            tiny_generator(), dataset, ["fid2k"], num_fake=4, truncation=float("nan"), feature_extractor=ext
+        )
     with pytest.raises(FaceganError, match="--batch-size must be >= 1"):  # was range()'s ValueError
         evaluate(tiny_generator(), dataset, ["fid2k"], num_fake=4, batch_size=0, feature_extractor=ext)
     assert ext.calls == 0
@@ -555,9 +582,9 @@ def test_append_metrics(tmp_path: Path) -> None:
     assert all(isinstance(line["time"], float) for line in lines)
 
 
-
-def test_cli_evaluate_offline_defaults_to_c2st(offline: Path, dataset: PackedDataset,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_evaluate_offline_defaults_to_c2st(
+    offline: Path, dataset: PackedDataset, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`facegan evaluate` with no Inception weights anywhere runs the download-free C2ST, appends to
     the run's metrics.jsonl, and asking for FID gives the one-line "place this file" error."""
     from facegan.checkpoint import export_generator
@@ -567,13 +594,43 @@ def test_cli_evaluate_offline_defaults_to_c2st(offline: Path, dataset: PackedDat
     gen = export_generator(g, g.cfg, offline / "g.safetensors")
     run = offline / "run"
     run.mkdir()
-    assert main(["evaluate", "--checkpoint", str(gen), "--data", str(dataset.root), "--num-fake", "64",
-                 "--device", "cpu", "--run-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(gen),
+                "--data",
+                str(dataset.root),
+                "--num-fake",
+                "64",
+                "--device",
+                "cpu",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.splitlines()[0])
     assert 0.0 <= out["c2st_acc"] <= 1.0 and out["num_fake"] == 64
     assert json.loads((run / "metrics.jsonl").read_text())["c2st_acc"] == out["c2st_acc"]
-    assert main(["evaluate", "--checkpoint", str(gen), "--data", str(dataset.root), "--metrics", "fid2k",
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(gen),
+                "--data",
+                str(dataset.root),
+                "--metrics",
+                "fid2k",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pt_inception-2015-12-05-6726825d.pth" in err
 

@@ -56,8 +56,13 @@ def test_discriminator_outputs_logits_not_probabilities() -> None:
 
 def test_dcgan_init_statistics() -> None:
     g, d = build_models(ModelConfig(), seed=1)
-    conv = torch.cat([m.weight.flatten() for m in [*g.modules(), *d.modules()]
-                      if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    conv = torch.cat(
+        [
+            m.weight.flatten()
+            for m in [*g.modules(), *d.modules()]
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+        ]
+    )
     bn_w = torch.cat([m.weight for m in g.modules() if isinstance(m, nn.BatchNorm2d)])
     assert abs(conv.mean().item()) < 1e-3 and abs(conv.std().item() - 0.02) < 1e-3
     assert abs(bn_w.mean().item() - 1.0) < 5e-3 and abs(bn_w.std().item() - 0.02) < 5e-3

@@ -104,8 +104,13 @@ def test_run_folder_with_evil_latest_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     torch.save(_checkpoint(marker), tmp_path / "run" / "checkpoints" / "latest.pt")
-    _refused(marker, "not a readable facegan checkpoint", "load_generator(run folder)", load_generator,
-             tmp_path / "run")
+    _refused(
+        marker,
+        "not a readable facegan checkpoint",
+        "load_generator(run folder)",
+        load_generator,
+        tmp_path / "run",
+    )
 
 
 def test_pickle_named_safetensors_is_refused(tmp_path: Path) -> None:
@@ -121,8 +126,9 @@ def test_pickle_named_safetensors_is_refused(tmp_path: Path) -> None:
 
 
 def _valid_manifest(count: int = 1, size: int = 32) -> str:
-    return json.dumps({"shape": [count, 3, size, size], "count": count, "size": size,
-                       "content_hash": "sha256:x"})
+    return json.dumps(
+        {"shape": [count, 3, size, size], "count": count, "size": size, "content_hash": "sha256:x"}
+    )
 
 
 def _dataset(root: Path, manifest: str | bytes, images: bytes) -> Path:
@@ -137,8 +143,13 @@ def test_pickle_planted_as_manifest_is_refused_without_running(tmp_path: Path) -
     marker = tmp_path / "code-ran"
     for name, data in _payloads(marker).items():
         root = _dataset(tmp_path / "ds", data, bytes(3 * 32 * 32))
-        _refused(marker, "not a readable prepared dataset", f"a dataset with a pickle ({name}) as manifest",
-                 PackedDataset, root)
+        _refused(
+            marker,
+            "not a readable prepared dataset",
+            f"a dataset with a pickle ({name}) as manifest",
+            PackedDataset,
+            root,
+        )
 
 
 def test_pickle_planted_as_images_is_only_ever_bytes(tmp_path: Path) -> None:
@@ -151,15 +162,24 @@ def test_pickle_planted_as_images_is_only_ever_bytes(tmp_path: Path) -> None:
         padded = data + bytes(count * face - len(data))  # pickles ignore bytes after their STOP
         ds = PackedDataset(_dataset(tmp_path / "ds", _valid_manifest(count), padded))
         assert not marker.exists(), f"opening a dataset with a pickle ({name}) as {IMAGES} ran code"
-        assert len(ds) == count and bytes(ds.images[0].ravel()[:len(data)]) == data[:face]
+        assert len(ds) == count and bytes(ds.images[0].ravel()[: len(data)]) == data[:face]
         for wrong in (data, padded + b"x"):
             with pytest.raises(FaceganError, match="bytes, the manifest's shape"):
                 PackedDataset(_dataset(tmp_path / "ds", _valid_manifest(count), wrong))
         assert not marker.exists(), f"opening a dataset with a pickle ({name}) as {IMAGES} ran code"
 
 
-@pytest.mark.parametrize("manifest", ["[1, 2]", "null", '{"shape": "abc"}', '{"shape": [1, 3, 32]}',
-                                      '{"shape": [1, 3, 32, 32.5]}', '{"shape": {"a": 1}}'])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "[1, 2]",
+        "null",
+        '{"shape": "abc"}',
+        '{"shape": [1, 3, 32]}',
+        '{"shape": [1, 3, 32, 32.5]}',
+        '{"shape": {"a": 1}}',
+    ],
+)
 def test_malformed_manifest_is_one_line(tmp_path: Path, manifest: str) -> None:
     with pytest.raises(FaceganError, match="not a readable prepared dataset") as err:
         PackedDataset(_dataset(tmp_path / "ds", manifest, bytes(3 * 32 * 32)))
@@ -172,8 +192,19 @@ def test_train_on_a_dataset_with_planted_manifest(tmp_path: Path, capsys: pytest
     root.mkdir()
     (root / MANIFEST).write_bytes(pickle.dumps(Evil(marker), protocol=0))
     (root / IMAGES).write_bytes(bytes(3 * 32 * 32))
-    code, err = _cli(capsys, "train", "--data", str(root), "--size", "32", "--steps", "1",
-                     "--outdir", str(tmp_path / "runs"), "--quiet")
+    code, err = _cli(
+        capsys,
+        "train",
+        "--data",
+        str(root),
+        "--size",
+        "32",
+        "--steps",
+        "1",
+        "--outdir",
+        str(tmp_path / "runs"),
+        "--quiet",
+    )
     assert _one_line(code, err) and "not a readable prepared dataset" in err, err
     assert not marker.exists()
 
@@ -195,8 +226,12 @@ def test_metric_cache_with_pickled_entries_is_ignored_without_running(tmp_path: 
     for what in ("npz, object-array key", "npz, object-array features", *_payloads(marker)):
         if what.startswith("npz"):
             evil = np.array([Evil(marker)], dtype=object)
-            entries = {"key": np.array(str(key)), "features": np.zeros((2, 4), np.float32),
-                       "mu": np.zeros(4), "sigma": np.eye(4)}
+            entries = {
+                "key": np.array(str(key)),
+                "features": np.zeros((2, 4), np.float32),
+                "mu": np.zeros(4),
+                "sigma": np.eye(4),
+            }
             entries["key" if "key" in what else "features"] = evil
             with open(path, "wb") as fh:
                 np.savez(fh, **entries)  # np.savez pickles object arrays
@@ -241,16 +276,18 @@ def test_inception_weights_payload_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kind", "workers"), [("pt", "1"), ("pt", "2"), ("safetensors", "1")])
-def test_serve_refuses_evil_file_at_start_up(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str,
-                                             workers: str) -> None:
+def test_serve_refuses_evil_file_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, workers: str
+) -> None:
     pytest.importorskip("hypercorn")
     marker = tmp_path / "code-ran"
     path = tmp_path / f"evil.{kind}"
     path.write_bytes(_torch_bytes(_checkpoint(marker)))
     try:
         with deadline(60):  # were the file accepted, the server would start and run until stopped
-            code, err = _cli(capsys, "serve", "--checkpoint", f"evil={path}", "--port", "0",
-                             "--workers", workers)
+            code, err = _cli(
+                capsys, "serve", "--checkpoint", f"evil={path}", "--port", "0", "--workers", workers
+            )
     finally:
         assert not marker.exists(), "facegan serve ran code from a model file while starting"
     assert _one_line(code, err) and "not a readable" in err, err

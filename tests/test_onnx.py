@@ -64,12 +64,14 @@ def test_seeded_faces_match_through_onnx(tmp_path: Path) -> None:
     assert main(["export", "--checkpoint", str(source), "--format", "onnx", "--out", str(out)]) == 0
     session = ort.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
     z = latents([3, 17], 16).flatten(1).numpy()
-    np.testing.assert_allclose(session.run(None, {"z": z})[0], faces(load_generator(source), [3, 17]).numpy(),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        session.run(None, {"z": z})[0], faces(load_generator(source), [3, 17]).numpy(), atol=1e-4, rtol=0
+    )
 
 
-def test_missing_onnx_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_onnx_package_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     source = tiny_export(tmp_path, "dcgan")
     assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "g.onnx")]) == 2

@@ -67,8 +67,9 @@ def test_auto_settings_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     for native, amp in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(perf_module, "cpu_has_native_bf16", lambda native=native: native)
         cpu = resolve(PerfConfig(), torch.device("cpu"))
-        assert cpu == Perf(amp_dtype=amp, channels_last=True, compile_mode=None, fused_adam=True,
-                           resident=False)
+        assert cpu == Perf(
+            amp_dtype=amp, channels_last=True, compile_mode=None, fused_adam=True, resident=False
+        )
     assert resolve(PerfConfig(amp="off"), torch.device("cpu")).amp_dtype is None  # exact fp32 on request
     forced = resolve(PerfConfig(amp="fp16", channels_last="on", fused_adam="on"), torch.device("cpu"))
     assert forced.amp_dtype == torch.float16 and forced.needs_scaler and forced.channels_last

@@ -71,17 +71,26 @@ def test_prepare_resize_then_center_crop(tmp_path: Path) -> None:
 
 def test_bad_files_are_skipped_and_reported(tmp_path: Path) -> None:
     good = jpeg_bytes(1)
-    zpath = make_zip(tmp_path / "mixed.zip", 5, prefix="images/", extra={
-        "images/truncated.jpg": good[: len(good) // 2],
-        "images/garbage.jpg": b"this is not a jpeg",
-        "images/notes.txt": b"hello",
-        "images/tiny.jpg": jpeg_bytes(2, w=8, h=8),
-    })
+    zpath = make_zip(
+        tmp_path / "mixed.zip",
+        5,
+        prefix="images/",
+        extra={
+            "images/truncated.jpg": good[: len(good) // 2],
+            "images/garbage.jpg": b"this is not a jpeg",
+            "images/notes.txt": b"hello",
+            "images/tiny.jpg": jpeg_bytes(2, w=8, h=8),
+        },
+    )
     res = prepare(str(zpath), tmp_path / "out", size=32, quiet=True)
     assert res.count == 5
     reasons = {s["file"]: s["reason"] for s in res.skipped}
-    assert set(reasons) == {"images/truncated.jpg", "images/garbage.jpg", "images/notes.txt",
-                            "images/tiny.jpg"}
+    assert set(reasons) == {
+        "images/truncated.jpg",
+        "images/garbage.jpg",
+        "images/notes.txt",
+        "images/tiny.jpg",
+    }
     assert "too small" in reasons["images/tiny.jpg"]
     assert "not a readable image" in reasons["images/garbage.jpg"]
     assert "truncated" in reasons["images/truncated.jpg"]
@@ -158,8 +167,9 @@ class _DiesOnKillJpg(Decoder):
         return super().__call__(name)
 
 
-def test_dead_worker_is_one_error_and_force_replaces_half_written(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dead_worker_is_one_error_and_force_replaces_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 12, nested=False)
     (src / "kill.jpg").write_bytes(jpeg_bytes(99))
     out = tmp_path / "out"
@@ -185,8 +195,9 @@ def test_dead_worker_is_one_error_and_force_replaces_half_written(tmp_path: Path
 
 def test_builds_of_killed_prepares_are_removed_but_live_ones_kept(image_folder: Path, tmp_path: Path) -> None:
     """A prepare killed outright (SIGKILL, power cut) leaves its build folder; the next one removes it."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     host = socket.gethostname()
     stale = tmp_path / f".out.tmp-{host}-{dead}-0badc0de"
     live = tmp_path / f".out.tmp-{host}-{os.getpid()}-5ca1ab1e"  # a running preparer's work: never touched
@@ -218,8 +229,9 @@ def _prepare_in_child(how: str, src: str, target: str, start: Any, results: Any)
 
 
 @pytest.mark.parametrize("how", ["cache", "force"])
-def test_two_processes_preparing_the_same_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 how: str) -> None:
+def test_two_processes_preparing_the_same_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     src = make_image_folder(tmp_path / "src", 30, nested=False)
     expected = PackedDataset(prepare(str(src), tmp_path / "reference", size=32, quiet=True).out).content_hash
     target = tmp_path / ("cache" if how == "cache" else "out")
@@ -228,8 +240,10 @@ def test_two_processes_preparing_the_same_output(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(preparation, "tqdm", _slow_tqdm)
     ctx = multiprocessing.get_context()
     start, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_prepare_in_child, args=(how, str(src), str(target), start, results))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_prepare_in_child, args=(how, str(src), str(target), start, results))
+        for _ in range(2)
+    ]
     for proc in procs:
         proc.start()
     got = [results.get(timeout=120) for _ in procs]
@@ -254,8 +268,9 @@ def test_cache_sees_an_image_replaced_in_place(image_folder: Path, tmp_path: Pat
     assert not np.array_equal(np.array(after.images[index]), old_pixels)
 
 
-def test_image_over_pixel_limit_is_refused_from_its_header(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_over_pixel_limit_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
     (src / "bomb.png").write_bytes(constant_png(10_000, 10_000))  # 97 KB on disk, 100 Mpx decoded
     decoded: list[int] = []
@@ -274,8 +289,12 @@ def test_image_over_pixel_limit_is_refused_from_its_header(tmp_path: Path,
 
 
 def test_encrypted_and_unsupported_zip_members_are_skipped(tmp_path: Path) -> None:
-    zpath = make_zip(tmp_path / "d.zip", 4, prefix="images/", extra={
-        "images/locked.jpg": jpeg_bytes(10), "images/aes.jpg": jpeg_bytes(11)})
+    zpath = make_zip(
+        tmp_path / "d.zip",
+        4,
+        prefix="images/",
+        extra={"images/locked.jpg": jpeg_bytes(10), "images/aes.jpg": jpeg_bytes(11)},
+    )
     patch_zip_member(zpath, "images/locked.jpg", flag_bits=0x1)
     patch_zip_member(zpath, "images/aes.jpg", compress_type=99)  # WinZip AES: zipfile cannot read it
     res = prepare(str(zpath), tmp_path / "out", size=32, quiet=True)
@@ -285,13 +304,17 @@ def test_encrypted_and_unsupported_zip_members_are_skipped(tmp_path: Path) -> No
     assert "unsupported zip compression (method 99" in reasons["images/aes.jpg"]
 
 
-@pytest.mark.parametrize(("mode", "fmt", "value"), [
-    ("I;16", "PNG", 32768),  # 16-bit grey PNG
-    ("I", "TIFF", 32768),  # 16-bit values in a 32-bit integer image
-    ("F", "TIFF", 0.5),  # float image, 0..1
-])
-def test_high_bit_depth_images_are_scaled_not_clipped(tmp_path: Path, mode: str, fmt: str,
-                                                       value: float) -> None:
+@pytest.mark.parametrize(
+    ("mode", "fmt", "value"),
+    [
+        ("I;16", "PNG", 32768),  # 16-bit grey PNG
+        ("I", "TIFF", 32768),  # 16-bit values in a 32-bit integer image
+        ("F", "TIFF", 0.5),  # float image, 0..1
+    ],
+)
+def test_high_bit_depth_images_are_scaled_not_clipped(
+    tmp_path: Path, mode: str, fmt: str, value: float
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
@@ -324,9 +347,18 @@ def test_folder_hidden_special_and_broken_files_are_listed(tmp_path: Path) -> No
 
 
 def test_zip_unsafe_hidden_and_duplicate_members_are_listed(tmp_path: Path) -> None:
-    zpath = make_zip(tmp_path / "d.zip", 3, prefix="images/", extra={
-        "../evil.jpg": jpeg_bytes(20), "/etc/abs.jpg": jpeg_bytes(21), "images/.DS_Store": b"x",
-        "__MACOSX/images/._000001.jpg": b"x", "__MACOSX/images/._000002.jpg": b"x"})
+    zpath = make_zip(
+        tmp_path / "d.zip",
+        3,
+        prefix="images/",
+        extra={
+            "../evil.jpg": jpeg_bytes(20),
+            "/etc/abs.jpg": jpeg_bytes(21),
+            "images/.DS_Store": b"x",
+            "__MACOSX/images/._000001.jpg": b"x",
+            "__MACOSX/images/._000002.jpg": b"x",
+        },
+    )
     with zipfile.ZipFile(zpath, "a") as zf, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": exactly what this test wants
         zf.writestr("images/000001.jpg", jpeg_bytes(30))
@@ -342,13 +374,20 @@ def test_zip_unsafe_hidden_and_duplicate_members_are_listed(tmp_path: Path) -> N
     }
     files = json.loads((res.out / "manifest.json").read_text())["files"]
     assert files == ["images/000001.jpg", "images/000002.jpg", "images/000003.jpg"]
-    direct = PackedDataset(prepare(str(make_zip(tmp_path / "last.zip", 0, extra={
-        "a.jpg": jpeg_bytes(30)})), tmp_path / "last", size=32, quiet=True).out)
+    direct = PackedDataset(
+        prepare(
+            str(make_zip(tmp_path / "last.zip", 0, extra={"a.jpg": jpeg_bytes(30)})),
+            tmp_path / "last",
+            size=32,
+            quiet=True,
+        ).out
+    )
     assert np.array_equal(PackedDataset(res.out).images[0], direct.images[0])  # the last copy was packed
 
 
-def test_non_utf8_and_control_character_names_print_safely(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_utf8_and_control_character_names_print_safely(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
     root = os.fsencode(src)
     with open(os.path.join(root, b"caf\xe9.jpg"), "wb") as fh:  # Latin-1 name on a UTF-8 system
@@ -368,8 +407,9 @@ def test_non_utf8_and_control_character_names_print_safely(tmp_path: Path,
     assert len(resolve_dataset(odd_root, 32, cache_dir=tmp_path / "cache", quiet=True)) == 4
 
 
-def test_a_dataset_is_on_disk_before_it_is_published(image_folder: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dataset_is_on_disk_before_it_is_published(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A power cut just after the rename that publishes a dataset must not leave a folder of zeros
     under its name: images.u8 and manifest.json are synced before it."""
     events: list[tuple[str, int]] = []

@@ -77,8 +77,10 @@ def test_symlinks_out_of_the_source_are_not_followed(tmp_path: Path) -> None:
     res = prepare(str(src), tmp_path / "out", size=32, quiet=True)
     reasons = {s["file"]: s["reason"] for s in res.skipped}
     assert res.count == 4
-    assert reasons == {"leak.jpg": "symlink to a file outside the source (not followed)",
-                       "sub/rel.jpg": "symlink to a file outside the source (not followed)"}
+    assert reasons == {
+        "leak.jpg": "symlink to a file outside the source (not followed)",
+        "sub/rel.jpg": "symlink to a file outside the source (not followed)",
+    }
     man = json.loads((res.out / "manifest.json").read_text())
     assert "alias.jpg" in man["files"] and "only to files inside the source" in man["links"]
 
@@ -112,12 +114,16 @@ def _refuse_elongated_decodes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int
     return decoded
 
 
-@pytest.mark.parametrize(("w", "h", "expect"), [
-    (1_250_000, 32, "too large (1250000x32; a side over"),  # the issue's 39 KB PNG: 40 Mpx, 64 MB decoded
-    (3200, 320, "too elongated (3200x320"),  # small, but resizing to S would make a 10·S×S image
-])
-def test_elongated_images_are_refused_from_their_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        w: int, h: int, expect: str) -> None:
+@pytest.mark.parametrize(
+    ("w", "h", "expect"),
+    [
+        (1_250_000, 32, "too large (1250000x32; a side over"),  # the issue's 39 KB PNG: 40 Mpx, 64 MB decoded
+        (3200, 320, "too elongated (3200x320"),  # small, but resizing to S would make a 10·S×S image
+    ],
+)
+def test_elongated_images_are_refused_from_their_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, w: int, h: int, expect: str
+) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
     (src / "strip.png").write_bytes(constant_png(w, h))
     decoded = _refuse_elongated_decodes(monkeypatch)
@@ -127,11 +133,14 @@ def test_elongated_images_are_refused_from_their_header(tmp_path: Path, monkeypa
     assert entry["file"] == "strip.png" and entry["reason"].startswith(expect), entry["reason"]
 
 
-def test_a_file_that_is_really_eps_never_reaches_ghostscript(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_that_is_really_eps_never_reaches_ghostscript(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
-    (src / "face.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\n"
-                                   b"newpath 0 0 moveto 40 40 lineto stroke\nshowpage\n%%EOF\n")
+    (src / "face.png").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\n"
+        b"newpath 0 0 moveto 40 40 lineto stroke\nshowpage\n%%EOF\n"
+    )
     calls: list[str] = []
 
     def ghostscript(*args: Any, **kwargs: Any) -> Any:  # a Ghostscript that fails, as in the issue
@@ -152,8 +161,9 @@ def test_a_file_that_is_really_eps_never_reaches_ghostscript(tmp_path: Path,
     assert "accepted formats: JPEG" in entry["reason"]
 
 
-def test_an_unexpected_codec_error_skips_the_file_not_the_prepare(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_codec_error_skips_the_file_not_the_prepare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
     (src / "odd.jpg").write_bytes(jpeg_bytes(9, w=50, h=50))
     real = facegan.sources.to_rgb
@@ -184,8 +194,9 @@ def _after_listing(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
     monkeypatch.setattr(preparation, "source_listing", listing)
 
 
-def test_a_file_replaced_by_a_fifo_is_skipped_not_waited_for(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_replaced_by_a_fifo_is_skipped_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 4, nested=False)
 
     def to_fifo() -> None:
@@ -196,12 +207,17 @@ def test_a_file_replaced_by_a_fifo_is_skipped_not_waited_for(tmp_path: Path,
     with deadline(30):
         res = prepare(str(src), tmp_path / "out", size=32, quiet=True)
     assert res.count == 3
-    assert res.skipped == [{"file": "000002.jpg", "reason": "not a regular file (FIFO) when read; it was "
-                                                            "replaced after the listing"}]
+    assert res.skipped == [
+        {
+            "file": "000002.jpg",
+            "reason": "not a regular file (FIFO) when read; it was replaced after the listing",
+        }
+    ]
 
 
-def test_a_file_rewritten_during_prepare_is_one_error(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_rewritten_during_prepare_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_image_folder(tmp_path / "src", 4, nested=False)
     _after_listing(monkeypatch, lambda: (src / "000003.jpg").write_bytes(jpeg_bytes(70, w=60, h=60)))
     with pytest.raises(FaceganError, match=r"000003\.jpg changed while it was being prepared") as err:
@@ -219,8 +235,9 @@ def test_a_zip_replaced_after_listing_is_one_error(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.skipif(fcntl is None, reason="no flock on this platform")
-def test_a_zip_replaced_while_waiting_for_the_lock_is_read_again(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_zip_replaced_while_waiting_for_the_lock_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     zpath = make_zip(tmp_path / "faces.zip", 4)
     out = tmp_path / "out"
     fd = os.open(tmp_path / ".out.lock", os.O_RDWR | os.O_CREAT)
@@ -253,16 +270,20 @@ def test_a_zip_replaced_while_waiting_for_the_lock_is_read_again(tmp_path: Path,
 # ------------------------------------------------------------------------- a dataset altered after prepare
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("shape", [64, 12, 16, 16], "3 colour channels"),  # same bytes: 64·3·32·32
-    ("shape", [256, 3, 16, 16], "the manifest's count 64"),
-    ("shape", [64, 3, 16, 64], "square"),
-    ("size", 64, "size 64"),
-    ("count", 65, "the manifest's count 65"),
-    ("dtype", "float32", "dtype"),
-])
-def test_a_dataset_whose_stored_shape_was_altered_is_refused(prepared: Path, key: str, value: Any,
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("shape", [64, 12, 16, 16], "3 colour channels"),  # same bytes: 64·3·32·32
+        ("shape", [256, 3, 16, 16], "the manifest's count 64"),
+        ("shape", [64, 3, 16, 64], "square"),
+        ("size", 64, "size 64"),
+        ("count", 65, "the manifest's count 65"),
+        ("dtype", "float32", "dtype"),
+    ],
+)
+def test_a_dataset_whose_stored_shape_was_altered_is_refused(
+    prepared: Path, key: str, value: Any, message: str
+) -> None:
     path = prepared / "manifest.json"
     man = json.loads(path.read_text())
     man[key] = value
@@ -273,13 +294,34 @@ def test_a_dataset_whose_stored_shape_was_altered_is_refused(prepared: Path, key
 
 
 def test_training_on_an_altered_dataset_is_one_line_not_a_deep_error(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = make_image_folder(tmp_path / "src", 64, nested=False)
     data = prepare(str(src), tmp_path / "data", size=64, quiet=True).out
     path = data / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "shape": [64, 12, 32, 32], "size": 32}))
-    code = main(["train", "--data", str(data), "--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf",
-                 "8", "--batch-size", "16", "--steps", "1", "--outdir", str(tmp_path / "runs"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--size",
+            "32",
+            "--latent-dim",
+            "16",
+            "--ngf",
+            "8",
+            "--ndf",
+            "8",
+            "--batch-size",
+            "16",
+            "--steps",
+            "1",
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "3 colour channels" in err, err
 

@@ -108,8 +108,26 @@ def test_g_step_pairs_fakes_with_reals() -> None:
 def test_preset_trains_exports_and_generates(prepared: Path, tmp_path: Path) -> None:
     """The r3gan preset through the CLI: train, resume, export, and seeded faces from the export."""
     runs = tmp_path / "runs"
-    assert main(["train", "--data", str(prepared), "--preset", "r3gan", *TINY, "--steps", "4",
-                 "--ckpt-every", "2", "--outdir", str(runs), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                "--preset",
+                "r3gan",
+                *TINY,
+                "--steps",
+                "4",
+                "--ckpt-every",
+                "2",
+                "--outdir",
+                str(runs),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     (run,) = runs.iterdir()
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["config"]["model"]["arch"] == "r3gan" and ckpt["config"]["gan"]["loss"] == "rpgan"

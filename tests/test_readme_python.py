@@ -31,15 +31,27 @@ def test_every_python_block_runs(tmp_path: Path) -> None:
     # The torch.hub snippet loads "." from a clone: this folder stands in for one (hubconf.py at its
     # root; facegan itself is the installed package).
     (tmp_path / "hubconf.py").symlink_to(REPO / "hubconf.py")
-    env = {**os.environ, "FACEGAN_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env = {
+        **os.environ,
+        "FACEGAN_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+    }
     for i, code in enumerate(python_blocks()):
         torch_free = not re.search(r"^\s*(import|from) (facegan|torch)\b", code, re.M)
         script = tmp_path / f"readme_block_{i}.py"
         script.write_text(code + (NO_TORCH if torch_free else ""))
-        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, f"README python block {i} failed:\n{code}\n{done.stderr[-3000:]}"
-    for made in ("face3.png", "grid.png", "walk.gif", "tiny.png", "celeba64.onnx", "celeba64-hub/README.md",
-                 "onnx-faces.png"):
+    for made in (
+        "face3.png",
+        "grid.png",
+        "walk.gif",
+        "tiny.png",
+        "celeba64.onnx",
+        "celeba64-hub/README.md",
+        "onnx-faces.png",
+    ):
         assert (tmp_path / made).is_file(), f"a README snippet promised {made}"

@@ -18,8 +18,23 @@ from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-TINY = ["--steps", "2", "--ngf", "8", "--ndf", "8", "--batch-size", "8", "--eval-every", "2",
-        "--eval-num-fake", "16", "--device", "cpu", "--quiet"]
+TINY = [
+    "--steps",
+    "2",
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "2",
+    "--eval-num-fake",
+    "16",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def recipe_lines() -> list[list[str]]:
@@ -27,8 +42,11 @@ def recipe_lines() -> list[list[str]]:
     block = re.search(r"<!-- gpu-recipes:begin -->(.*?)<!-- gpu-recipes:end -->", text, re.S)
     assert block, "README.md lost its gpu-recipes section"
     joined = block.group(1).replace("\\\n", " ")
-    return [shlex.split(line.split("#")[0])[1:] for line in joined.splitlines()
-            if line.strip().startswith(("facegan prepare", "facegan train"))]
+    return [
+        shlex.split(line.split("#")[0])[1:]
+        for line in joined.splitlines()
+        if line.strip().startswith(("facegan prepare", "facegan train"))
+    ]
 
 
 def option(args: list[str], name: str) -> str:
@@ -37,7 +55,7 @@ def option(args: list[str], name: str) -> str:
 
 def without(args: list[str], name: str) -> list[str]:
     i = args.index(name)
-    return args[:i] + args[i + 2:]
+    return args[:i] + args[i + 2 :]
 
 
 def test_the_readme_has_recipes_for_both_architectures_sizes_and_datasets() -> None:

@@ -27,16 +27,40 @@ def _disk_full(*args: Any, **kwargs: Any) -> None:
 
 def _train(prepared: Path, runs: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     capsys.readouterr()
-    code = main(["train", "--data", str(prepared), *TINY, "--steps", "8", "--log-every", "2",
-                 "--sample-every", "2", "--ckpt-every", "4", "--num-samples", "4", "--outdir", str(runs),
-                 "--quiet", "--tracker", "none"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(prepared),
+            *TINY,
+            "--steps",
+            "8",
+            "--log-every",
+            "2",
+            "--sample-every",
+            "2",
+            "--ckpt-every",
+            "4",
+            "--num-samples",
+            "4",
+            "--outdir",
+            str(runs),
+            "--quiet",
+            "--tracker",
+            "none",
+        ]
+    )
     return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("where", ["sample", "figures", "log"])
 def test_a_failed_side_write_is_one_line_and_training_goes_on(
-        prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        where: str) -> None:
+    prepared: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
     if where == "sample":  # the PNG of a fixed-noise grid
         monkeypatch.setattr(facegan.loop, "save_image", _disk_full)
     elif where == "figures":  # loss/score curves and real-vs-fake at the end of the run
@@ -55,7 +79,7 @@ def test_a_failed_side_write_is_one_line_and_training_goes_on(
 
 
 def test_a_sample_grid_is_written_whole_or_not_at_all(
-        prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = facegan.loop.save_image
 

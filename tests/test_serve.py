@@ -51,8 +51,7 @@ def server_command(models: dict[str, Path], port: int, extra: Sequence[str] = ()
     """The real CLI command that starts the server, with `extra` flags."""
     sources = {name: str(path) for name, path in models.items()}
     flags = [a for n, p in sources.items() for a in ("--checkpoint", f"{n}={p}")]
-    return [sys.executable, "-m", "facegan", "serve", *flags, "--port", str(port), "--device", "cpu",
-            *extra]
+    return [sys.executable, "-m", "facegan", "serve", *flags, "--port", str(port), "--device", "cpu", *extra]
 
 
 def free_port() -> int:
@@ -66,8 +65,10 @@ def make_models(folder: Path) -> dict[str, Path]:
     """Two tiny exported generators: 32 px / latent 100, and 64 px / latent 16."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name, cfg, seed in (("tiny32", ModelConfig(size=32, ngf=8, ndf=8), 0),
-                            ("tiny64", ModelConfig(size=64, ngf=8, ndf=8, latent_dim=16), 1)):
+    for name, cfg, seed in (
+        ("tiny32", ModelConfig(size=32, ngf=8, ndf=8), 0),
+        ("tiny64", ModelConfig(size=64, ngf=8, ndf=8, latent_dim=16), 1),
+    ):
         g, _ = build_models(cfg, seed=seed)
         out[name] = export_generator(with_contrast(g), g.cfg, folder / f"{name}.safetensors")
     # tiny64 has two attribute edits beside its weights (facegan.edits), as the shipped models do.
@@ -97,14 +98,20 @@ def fetch(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
-def request(url: str, method: str = "GET", headers: dict[str, str] | None = None,
-            source: str | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+def request(
+    url: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    source: str | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
     """(status, lower-case headers, body) of one request on a fresh connection; `source` is the
     client address to connect from (any 127.x.y.z works on Linux loopback), to play another client."""
     m = re.fullmatch(r"http://([^/:]+):(\d+)(/.*)", url)
     assert m, url
-    conn = http.client.HTTPConnection(m[1], int(m[2]), timeout=timeout,
-                                      source_address=(source, 0) if source else None)
+    conn = http.client.HTTPConnection(
+        m[1], int(m[2]), timeout=timeout, source_address=(source, 0) if source else None
+    )
     try:
         conn.request(method, m[3], headers=headers or {})
         resp = conn.getresponse()
@@ -121,17 +128,18 @@ def running_server(models: dict[str, Path], log_path: Path, extra: Sequence[str]
 
 
 @contextmanager
-def server_process(models: dict[str, Path], log_path: Path, extra: Sequence[str] = ()
-                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server_process(
+    models: dict[str, Path], log_path: Path, extra: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """running_server, yielding the process too."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     # Output goes to a file, not a pipe: an unread pipe fills up and would block the server.
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(server_command(models, port, extra), cwd=REPO, env=env,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            server_command(models, port, extra), cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -187,14 +195,17 @@ def test_healthz(server: str) -> None:
     assert json.loads(body)["ok"] is True
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("seed=1&model=tiny32", 32),
-    ("seed=1&model=tiny64", 64),
-    ("seed=1&model=tiny32&size=native", 32),
-    ("seed=1&model=tiny32&size=512", 512),
-    ("seed=1&model=tiny64&size=32", 32),  # shrinking works too
-    ("seed=1", 32),  # the first model is the default
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("seed=1&model=tiny32", 32),
+        ("seed=1&model=tiny64", 64),
+        ("seed=1&model=tiny32&size=native", 32),
+        ("seed=1&model=tiny32&size=512", 512),
+        ("seed=1&model=tiny64&size=32", 32),  # shrinking works too
+        ("seed=1", 32),  # the first model is the default
+    ],
+)
 def test_face_png_has_requested_size(server: str, query: str, expected: int) -> None:
     headers, body = get_ok(f"{server}/api/face.png?{query}")
     assert headers["content-type"] == "image/png"
@@ -212,8 +223,10 @@ def test_same_seed_same_bytes_different_seed_different_bytes(server: str) -> Non
         assert a == b
         assert a != c
     # Same seed, other model: another face.
-    assert (get_ok(f"{server}/api/face.png?seed=42&model=tiny32&size=64")[1]
-            != get_ok(f"{server}/api/face.png?seed=42&model=tiny64&size=64")[1])
+    assert (
+        get_ok(f"{server}/api/face.png?seed=42&model=tiny32&size=64")[1]
+        != get_ok(f"{server}/api/face.png?seed=42&model=tiny64&size=64")[1]
+    )
 
 
 def test_largest_seed_is_accepted(server: str) -> None:
@@ -235,8 +248,9 @@ def test_random_face_names_its_seed_and_the_seed_reproduces_it(server: str) -> N
     assert len(seen) == 3, "three random faces should have three different seeds"
 
 
-def test_served_face_is_the_face_generate_writes(server: str, models: dict[str, Path],
-                                                 tmp_path: Path) -> None:
+def test_served_face_is_the_face_generate_writes(
+    server: str, models: dict[str, Path], tmp_path: Path
+) -> None:
     """A seed names the same face in `facegan generate` and in the server (which runs batches of
     8, so allow one level of rounding where kernels round differently per batch size)."""
     g = load_generator(models["tiny64"])  # as `facegan generate` and `serve` load it (exact fp32)
@@ -282,8 +296,10 @@ def test_random_grid_names_its_seed(server: str) -> None:
 
 @pytest.mark.parametrize(("method", "truncation"), [("slerp", "0"), ("lerp", "0"), ("slerp", "1.2")])
 def test_interpolate_gif(server: str, method: str, truncation: str) -> None:
-    url = (f"{server}/api/interpolate.gif?from=3&to=9&frames=7&model=tiny64&size=128&method={method}"
-           f"&truncation={truncation}")
+    url = (
+        f"{server}/api/interpolate.gif?from=3&to=9&frames=7&model=tiny64&size=128&method={method}"
+        f"&truncation={truncation}"
+    )
     headers, body = get_ok(url)
     assert headers["content-type"] == "image/gif"
     im = Image.open(io.BytesIO(body))
@@ -314,8 +330,13 @@ def test_models_lists_every_model(server: str) -> None:
     headers, body = get_ok(f"{server}/api/models")
     assert headers["content-type"].startswith("application/json")
     listed = {m["name"]: m for m in json.loads(body)}
-    assert listed["tiny32"] == {"name": "tiny32", "size": 32, "latent_dim": 100,
-                                "source": "tiny32.safetensors", "edits": []}
+    assert listed["tiny32"] == {
+        "name": "tiny32",
+        "size": 32,
+        "latent_dim": 100,
+        "source": "tiny32.safetensors",
+        "edits": [],
+    }
     assert listed["tiny64"]["size"] == 64
     assert listed["tiny64"]["edits"] == ["Smiling", "Blond_Hair"]
     assert listed["tiny64"]["latent_dim"] == 16
@@ -323,8 +344,7 @@ def test_models_lists_every_model(server: str) -> None:
 
 def test_openapi_schema(server: str) -> None:
     schema = json.loads(get_ok(f"{server}/openapi.json")[1])
-    for path in ("/api/face.png", "/api/grid.png", "/api/interpolate.gif", "/api/models",
-                 "/healthz"):
+    for path in ("/api/face.png", "/api/grid.png", "/api/interpolate.gif", "/api/models", "/healthz"):
         assert path in schema["paths"]
     params = {p["name"]: p for p in schema["paths"]["/api/face.png"]["get"]["parameters"]}
     assert set(params) >= {"seed", "model", "size"}
@@ -338,8 +358,10 @@ def test_page_shows_the_requested_face(server: str) -> None:
     page = body.decode()
     assert headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in headers["content-security-policy"]
-    assert ('id="face" class="smooth" src="/api/face.png?seed=123&amp;model=tiny64&amp;size=512'
-            f'&amp;resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}"') in page
+    assert (
+        'id="face" class="smooth" src="/api/face.png?seed=123&amp;model=tiny64&amp;size=512'
+        f'&amp;resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}"'
+    ) in page
     assert '<span id="seed">123</span>' in page
     assert 'id="permalink" href="/?seed=123&amp;model=tiny64"' in page
     for element_id in ("new-face", "model", "walk-form", "walk-go", "variety", "upscale", "upscale-note"):
@@ -372,8 +394,11 @@ def test_page_loads_its_css_and_script_from_static_files(server: str) -> None:
         static_headers, static_body = get_ok(server + url.replace("&amp;", "&"))
         name = url.split("/")[-1].split("?")[0]
         assert static_body == (resources.files("facegan.serve") / "static" / name).read_bytes()
-        assert static_headers["content-type"].split(";")[0] in ("text/css", "text/javascript",
-                                                                "application/javascript")
+        assert static_headers["content-type"].split(";")[0] in (
+            "text/css",
+            "text/javascript",
+            "application/javascript",
+        )
         assert static_headers["x-content-type-options"] == "nosniff"
     assert fetch(f"{server}/static/nope.js")[0] == 404
 
@@ -397,32 +422,35 @@ def test_page_rejects_bad_params(server: str, query: str) -> None:
 # ----------------------------------------------------------------------------- input safety
 
 
-@pytest.mark.parametrize(("path", "word"), [
-    ("/api/face.png?seed=-1", "seed"),
-    ("/api/face.png?seed=abc", "seed"),
-    (f"/api/face.png?seed={MAX_SEED + 1}", "seed"),
-    ("/api/face.png?seed=" + "9" * 5000, "seed"),
-    ("/api/face.png?size=77", "size"),
-    ("/api/face.png?size=-512", "size"),
-    ("/api/face.png?model=nope", "model"),
-    ("/api/face.png?model=../../etc/passwd", "model"),
-    ("/api/face.png?resample=cubic", "resample"),
-    ("/api/grid.png?n=1000", "n"),
-    ("/api/grid.png?n=0", "n"),
-    (f"/api/grid.png?n=2&seed={MAX_SEED}", "seed"),
-    ("/api/interpolate.gif?from=1&to=2&frames=1000", "frames"),
-    ("/api/interpolate.gif?from=1&to=2&frames=1", "frames"),
-    ("/api/interpolate.gif?to=2", "from"),
-    ("/api/interpolate.gif?from=1&to=x", "to"),
-    ("/api/interpolate.gif?from=1&to=2&method=cubic", "method"),
-    ("/api/interpolate.gif?from=1&to=2&duration=0", "duration"),
-    ("/api/interpolate.gif?from=1&to=2&model=nope", "model"),
-    ("/api/face.png?truncation=0.05", "truncation"),
-    ("/api/face.png?truncation=9", "truncation"),
-    ("/api/grid.png?truncation=-1", "truncation"),
-    ("/api/interpolate.gif?from=1&to=2&truncation=nan", "truncation"),
-    ("/no/such/route", "not found"),
-])
+@pytest.mark.parametrize(
+    ("path", "word"),
+    [
+        ("/api/face.png?seed=-1", "seed"),
+        ("/api/face.png?seed=abc", "seed"),
+        (f"/api/face.png?seed={MAX_SEED + 1}", "seed"),
+        ("/api/face.png?seed=" + "9" * 5000, "seed"),
+        ("/api/face.png?size=77", "size"),
+        ("/api/face.png?size=-512", "size"),
+        ("/api/face.png?model=nope", "model"),
+        ("/api/face.png?model=../../etc/passwd", "model"),
+        ("/api/face.png?resample=cubic", "resample"),
+        ("/api/grid.png?n=1000", "n"),
+        ("/api/grid.png?n=0", "n"),
+        (f"/api/grid.png?n=2&seed={MAX_SEED}", "seed"),
+        ("/api/interpolate.gif?from=1&to=2&frames=1000", "frames"),
+        ("/api/interpolate.gif?from=1&to=2&frames=1", "frames"),
+        ("/api/interpolate.gif?to=2", "from"),
+        ("/api/interpolate.gif?from=1&to=x", "to"),
+        ("/api/interpolate.gif?from=1&to=2&method=cubic", "method"),
+        ("/api/interpolate.gif?from=1&to=2&duration=0", "duration"),
+        ("/api/interpolate.gif?from=1&to=2&model=nope", "model"),
+        ("/api/face.png?truncation=0.05", "truncation"),
+        ("/api/face.png?truncation=9", "truncation"),
+        ("/api/grid.png?truncation=-1", "truncation"),
+        ("/api/interpolate.gif?from=1&to=2&truncation=nan", "truncation"),
+        ("/no/such/route", "not found"),
+    ],
+)
 def test_bad_params_give_one_line_json_4xx(server: str, path: str, word: str) -> None:
     status, headers, body = fetch(server + path)
     assert 400 <= status < 500, (status, body[:200])
@@ -438,8 +466,10 @@ def test_bad_params_give_one_line_json_4xx(server: str, path: str, word: str) ->
 def test_load_200_requests_from_8_clients(server: str) -> None:
     """Concurrent requests all succeed, and the per-model lock keeps every face exact."""
     n_requests, n_clients = 200, 8
-    urls = [f"{server}/api/face.png?seed={i % 20}&model={('tiny32', 'tiny64')[i % 2]}&size=128"
-            for i in range(n_requests)]
+    urls = [
+        f"{server}/api/face.png?seed={i % 20}&model={('tiny32', 'tiny64')[i % 2]}&size=128"
+        for i in range(n_requests)
+    ]
 
     def one(url: str) -> tuple[str, int, bytes, float]:
         t0 = time.perf_counter()
@@ -457,15 +487,18 @@ def test_load_200_requests_from_8_clients(server: str) -> None:
     assert all(len(bodies) == 1 for bodies in by_url.values()), "a seed gave different images"
     lat = sorted(r[3] * 1000 for r in results)
     p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat)) - 1]
-    print(f"\nload: {n_requests} requests, {n_clients} clients, {wall:.2f}s: "
-          f"{n_requests / wall:.1f} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    print(
+        f"\nload: {n_requests} requests, {n_clients} clients, {wall:.2f}s: "
+        f"{n_requests / wall:.1f} req/s, p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+    )
 
 
 # ----------------------------------------------------------------------------- in-process
 
 
-def test_serve_refuses_bad_setups(models: dict[str, Path], tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_refuses_bad_setups(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from facegan.serve import ServeConfig, build_app, serve
 
     tiny = str(models["tiny32"])
@@ -516,13 +549,38 @@ def test_serve_flags_are_the_config_fields(capsys: pytest.CaptureFixture[str]) -
         return ServeConfig(**given_fields(args, ServeConfig), limits=limits)
 
     run = "runs/00001-celeba/checkpoints/latest.pt"
-    cfg = config(["--checkpoint", "a=x.pt", "--checkpoint", run, "--pretrained", "celeba64", "--port", "0",
-                  "--workers", "2", "--amp", "off", "--budget-mpix", "8", "--client-budget-mpix", "4",
-                  "--forwarded-allow-ips", "10.0.0.1, 10.1.0.0/16"])
-    assert cfg == ServeConfig(checkpoint=("a=x.pt", run),
-                              pretrained=("celeba64",), port=0, workers=2, amp="off",
-                              limits=ServeLimits(budget_mpix=8, client_budget_mpix=4,
-                                                 forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16")))
+    cfg = config(
+        [
+            "--checkpoint",
+            "a=x.pt",
+            "--checkpoint",
+            run,
+            "--pretrained",
+            "celeba64",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--amp",
+            "off",
+            "--budget-mpix",
+            "8",
+            "--client-budget-mpix",
+            "4",
+            "--forwarded-allow-ips",
+            "10.0.0.1, 10.1.0.0/16",
+        ]
+    )
+    assert cfg == ServeConfig(
+        checkpoint=("a=x.pt", run),
+        pretrained=("celeba64",),
+        port=0,
+        workers=2,
+        amp="off",
+        limits=ServeLimits(
+            budget_mpix=8, client_budget_mpix=4, forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16")
+        ),
+    )
     assert list(cfg.sources())[1:] == ["a", "00001-celeba"]  # after the shipped celeba64
     assert config([]) == ServeConfig()
     with pytest.raises(SystemExit):
@@ -535,8 +593,7 @@ def test_serve_flags_are_the_config_fields(capsys: pytest.CaptureFixture[str]) -
     assert "(default: 64)" in serve_help and "--checkpoint [NAME=]PATH" in serve_help
 
 
-def test_generator_worker_batches_exactly_and_survives_cancelled_requests(
-        models: dict[str, Path]) -> None:
+def test_generator_worker_batches_exactly_and_survives_cancelled_requests(models: dict[str, Path]) -> None:
     """Jobs submitted at once from many threads come back intact and identical to a job run
     alone; a cancelled job is skipped and the worker keeps serving."""
     from facegan.generate import latents
@@ -671,9 +728,11 @@ def test_expensive_requests_are_admitted_by_budget(models: dict[str, Path], tmp_
         wall = time.perf_counter() - t0
         peak_growth_mb = (_vm_kib(proc.pid, "VmHWM") - rss0) / 1024
     statuses = [status for status, _, _ in results]
-    print(f"\nbudget: {statuses.count(200)} × 200, {statuses.count(429)} × 429 in {wall:.1f}s; "
-          f"/healthz max {max(health) * 1000:.0f} ms over {len(health)} polls; "
-          f"peak RSS +{peak_growth_mb:.0f} MB")
+    print(
+        f"\nbudget: {statuses.count(200)} × 200, {statuses.count(429)} × 429 in {wall:.1f}s; "
+        f"/healthz max {max(health) * 1000:.0f} ms over {len(health)} polls; "
+        f"peak RSS +{peak_growth_mb:.0f} MB"
+    )
     assert set(statuses) <= {200, 429}, statuses
     assert statuses.count(200) >= 1 and statuses.count(429) >= 1, statuses
     for status, headers, body in results:
@@ -687,9 +746,16 @@ def test_expensive_requests_are_admitted_by_budget(models: dict[str, Path], tmp_
 
 
 def test_head_works_wherever_get_does(server: str) -> None:
-    for path in ("/", "/healthz", "/api/models", "/openapi.json", "/static/page.js",
-                 "/api/face.png?seed=3&size=64", "/api/grid.png?n=4&seed=1",
-                 "/api/interpolate.gif?from=1&to=2&frames=3"):
+    for path in (
+        "/",
+        "/healthz",
+        "/api/models",
+        "/openapi.json",
+        "/static/page.js",
+        "/api/face.png?seed=3&size=64",
+        "/api/grid.png?n=4&seed=1",
+        "/api/interpolate.gif?from=1&to=2&frames=3",
+    ):
         status, headers, body = request(server + path, "HEAD")
         assert status == 200, (path, status)
         assert body == b""
@@ -705,7 +771,8 @@ def test_head_works_wherever_get_does(server: str) -> None:
 
 
 def test_seeded_images_are_cacheable_forever_with_a_model_version_etag(
-        server: str, models: dict[str, Path]) -> None:
+    server: str, models: dict[str, Path]
+) -> None:
     version = model_version(load_generator(models["tiny32"]))  # as the server loads it
     url = f"{server}/api/face.png?seed=5&model=tiny32&size=64"
     headers = get_ok(url)[0]
@@ -713,9 +780,14 @@ def test_seeded_images_are_cacheable_forever_with_a_model_version_etag(
     tag = headers["etag"]
     assert re.fullmatch(rf'"{version}-[0-9a-f]{{16}}"', tag), tag  # strong, names the weights
     assert get_ok(url)[0]["etag"] == tag
-    others = {get_ok(u)[0]["etag"] for u in (f"{server}/api/face.png?seed=6&model=tiny32&size=64",
-                                              f"{server}/api/face.png?seed=5&model=tiny32&size=128",
-                                              f"{server}/api/face.png?seed=5&model=tiny64&size=64")}
+    others = {
+        get_ok(u)[0]["etag"]
+        for u in (
+            f"{server}/api/face.png?seed=6&model=tiny32&size=64",
+            f"{server}/api/face.png?seed=5&model=tiny32&size=128",
+            f"{server}/api/face.png?seed=5&model=tiny64&size=64",
+        )
+    }
     assert tag not in others and len(others) == 3
     # Revalidation: a matching If-None-Match (alone, weak or in a list) is a bodiless 304.
     for inm in (tag, f"W/{tag}", f'"nope", {tag}', "*"):
@@ -736,18 +808,17 @@ def test_seeded_images_are_cacheable_forever_with_a_model_version_etag(
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_workers_share_the_port_and_stop_cleanly(models: dict[str, Path], tmp_path: Path,
-                                                 sig: signal.Signals) -> None:
+def test_workers_share_the_port_and_stop_cleanly(
+    models: dict[str, Path], tmp_path: Path, sig: signal.Signals
+) -> None:
     log = tmp_path / "server.log"
     with server_process(models, log, ["--workers", "2"]) as (base, proc):
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        workers = [int(c) for c in children
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         assert len(workers) == 2, children
         assert json.loads(get_ok(f"{base}/healthz")[1])["ok"] is True
         with ThreadPoolExecutor(4) as pool:
-            tags = set(pool.map(lambda i: get_ok(f"{base}/api/face.png?seed={i % 2}")[0]["etag"],
-                                range(16)))
+            tags = set(pool.map(lambda i: get_ok(f"{base}/api/face.png?seed={i % 2}")[0]["etag"], range(16)))
         assert len(tags) == 2  # every worker names a face by the same ETag
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0, log.read_text()

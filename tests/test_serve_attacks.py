@@ -41,7 +41,8 @@ def closed_by_server(sock: socket.socket) -> bool:
 
 
 def test_a_thousand_slow_clients_from_30_addresses_leave_real_clients_served(
-        models: dict[str, Path], tmp_path: Path) -> None:
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     """1000 connections, 33 or 34 from each of 30 addresses (more than the per-address share of the
     old connection cap, enough to fill the server's old global limit 4 times over), each sends part of
     a head and waits. 10 real clients, each from its own address, are all served within 2 s; the
@@ -61,8 +62,11 @@ def test_a_thousand_slow_clients_from_30_addresses_leave_real_clients_served(
                     sock.sendall(PARTIAL)
             t0 = time.monotonic()
             with ThreadPoolExecutor(10) as pool:
-                answers = list(pool.map(lambda i: request(f"{url}/healthz", source=f"127.0.0.{2 + i}",
-                                                          timeout=5), range(10)))
+                answers = list(
+                    pool.map(
+                        lambda i: request(f"{url}/healthz", source=f"127.0.0.{2 + i}", timeout=5), range(10)
+                    )
+                )
             took = time.monotonic() - t0
             statuses = [status for status, _, _ in answers]
             assert statuses == [200] * 10, [(a[0], a[2][:100]) for a in answers]
@@ -85,8 +89,10 @@ def upgrade(port: int, source: str) -> bytes:
         sock.bind((source, 0))
         sock.settimeout(5)
         sock.connect(("127.0.0.1", port))
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         got = b""
         with contextlib.suppress(TimeoutError, ConnectionResetError):
             while chunk := sock.recv(65536):

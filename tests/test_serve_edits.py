@@ -22,8 +22,10 @@ from facegan.serve.params import DEFAULT_TRUNCATION
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     models = make_models(tmp_path_factory.mktemp("models"))
-    app = build_app({name: load_generator(path) for name, path in models.items()},
-                    sources={k: str(v) for k, v in models.items()})
+    app = build_app(
+        {name: load_generator(path) for name, path in models.items()},
+        sources={k: str(v) for k, v in models.items()},
+    )
     with TestClient(app) as c:
         yield c
 
@@ -51,18 +53,22 @@ def test_edited_face_is_the_one_the_python_api_draws(client: TestClient, tmp_pat
 
     models = make_models(tmp_path)
     g = facegan.load(str(models["tiny64"]), amp="off")  # as the server here loads it
-    want = png_bytes(to_pil(g.generate([42], edit={"Smiling": 1.0}, truncation=DEFAULT_TRUNCATION,
-                                       output="tensor")[0]))
+    want = png_bytes(
+        to_pil(g.generate([42], edit={"Smiling": 1.0}, truncation=DEFAULT_TRUNCATION, output="tensor")[0])
+    )
     assert face(client, "edit=Smiling:1&size=native") == want
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("edit=Frowning:1", "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair"),
-    ("edit=Smiling:2", "from -1 to 1"),
-    ("edit=Smiling:nan", "from -1 to 1"),
-    ("edit=Smiling", "bad edit 'Smiling'"),
-    ("edit=Smiling:x", "bad edit"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("edit=Frowning:1", "unknown edit 'Frowning'; this model's edits: Smiling, Blond_Hair"),
+        ("edit=Smiling:2", "from -1 to 1"),
+        ("edit=Smiling:nan", "from -1 to 1"),
+        ("edit=Smiling", "bad edit 'Smiling'"),
+        ("edit=Smiling:x", "bad edit"),
+    ],
+)
 def test_bad_edits_are_400_with_one_line(client: TestClient, query: str, message: str) -> None:
     for path in ("/api/face.png", "/api/grid.png", "/"):
         reply = client.get(f"{path}?model=tiny64&seed=1&{query}")

@@ -25,17 +25,26 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(asyncio.wait_for(coro, 10))  # bounded: a bug must not hang the suite
 
 
-def http_scope(client: str, target: str = "/", headers: list[tuple[bytes, bytes]] | None = None,
-               version: str = "1.1") -> dict[str, Any]:
+def http_scope(
+    client: str, target: str = "/", headers: list[tuple[bytes, bytes]] | None = None, version: str = "1.1"
+) -> dict[str, Any]:
     path, _, query = target.partition("?")
-    return {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
-            "query_string": query.encode(), "headers": headers or [(b"host", b"x")],
-            "http_version": version, "client": (client, 1234)}
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": headers or [(b"host", b"x")],
+        "http_version": version,
+        "client": (client, 1234),
+    }
 
 
 def test_requests_in_flight_are_capped_per_address_and_always_released() -> None:
     """Only requests count (a connection without one holds nothing); a slot is released whether
     the app answers, fails or is cancelled; a trusted proxy's requests count per forwarded client."""
+
     async def main() -> None:
         release = asyncio.Event()
 
@@ -54,6 +63,7 @@ def test_requests_in_flight_are_capped_per_address_and_always_released() -> None
             async def send(message: Any) -> None:
                 if message["type"] == "http.response.start":
                     sent.append((client, message["status"]))
+
             await guard(http_scope(client, path, headers), _no_body, send)
 
         held = [asyncio.create_task(call("192.0.2.1")) for _ in range(2)]
@@ -100,8 +110,13 @@ def test_check_head_limits_are_exact() -> None:
     """At each limit a head passes, one byte or field more is refused."""
     limits = ServeLimits(max_target=100, max_header_bytes=200, max_headers=3)
 
-    def status(target: str = "/", fields: int = 1, size: int = 0, version: str = "1.1",
-               extra: list[tuple[bytes, bytes]] | None = None) -> int | None:
+    def status(
+        target: str = "/",
+        fields: int = 1,
+        size: int = 0,
+        version: str = "1.1",
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> int | None:
         headers = [(b"h%d" % i, b"1") for i in range(fields)]
         if size:
             headers = [(b"x", b"b" * (size - 5))]  # "x: " + value + CRLF
@@ -147,8 +162,10 @@ def serving(app: Any, limits: ServeLimits) -> Iterator[int]:
         while not stop.is_set():
             await asyncio.sleep(0.05)
 
-    thread = threading.Thread(target=lambda: asyncio.run(hypercorn.asyncio.serve(
-        app, config, shutdown_trigger=stopped)), daemon=True)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(hypercorn.asyncio.serve(app, config, shutdown_trigger=stopped)),
+        daemon=True,
+    )
     thread.start()
     port = sock.getsockname()[1]
     try:
@@ -184,7 +201,7 @@ def exchange(port: int, raw: bytes, piece: int = 0) -> tuple[int, dict[str, str]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may answer before the end
             for start in range(0, len(raw), piece or len(raw)):
-                sock.sendall(raw[start:start + (piece or len(raw))])
+                sock.sendall(raw[start : start + (piece or len(raw))])
                 if piece:
                     time.sleep(0.002)
         resp = http.client.HTTPResponse(sock)
@@ -220,13 +237,17 @@ def test_a_long_request_target_gets_a_414_or_the_servers_431(guarded_port: int) 
 def test_too_many_or_too_large_headers_get_a_431(guarded_port: int) -> None:
     fields = "".join(f"X-H{i}: 1\r\n" for i in range(97))  # + Host, Connection: 99 fields
     assert exchange(guarded_port, get_raw("/healthz", fields))[0] == 200
-    for headers in ("".join(f"X-H{i}: 1\r\n" for i in range(99)),  # 101 fields
-                    "X-Big: " + "a" * 17_000 + "\r\n"):
+    for headers in (
+        "".join(f"X-H{i}: 1\r\n" for i in range(99)),  # 101 fields
+        "X-Big: " + "a" * 17_000 + "\r\n",
+    ):
         status, _, body = exchange(guarded_port, get_raw("/healthz", headers))
         assert status == 431, (len(headers), status, body[:200])
         assert "header" in one_line_error(body)
-    for headers in ("".join(f"X-H{i}: {'b' * 200}\r\n" for i in range(500)),  # past the head buffer
-                    "X-Big: " + "a" * 100_000 + "\r\n"):
+    for headers in (
+        "".join(f"X-H{i}: {'b' * 200}\r\n" for i in range(500)),  # past the head buffer
+        "X-Big: " + "a" * 100_000 + "\r\n",
+    ):
         assert exchange(guarded_port, get_raw("/healthz", headers), piece=16_384)[0] == 431
 
 
@@ -236,26 +257,33 @@ def test_heads_a_proxy_may_frame_differently_are_refused(guarded_port: int) -> N
     are read as RFC 9112 allows (h11 unfolds and accepts them): served, never a 5xx."""
     cases = {
         "HTTP/1.1": b"GET /healthz HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "Content-Length and Transfer-Encoding": get_raw("/healthz", "Content-Length: 4\r\n"
-                                                        "Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+        "Content-Length and Transfer-Encoding": get_raw(
+            "/healthz", "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
+        )
+        + b"0\r\n\r\n",
     }
     for hint, raw in cases.items():
         status, _, body = exchange(guarded_port, raw)
         assert status == 400, (raw, status, body[:200])
         assert hint in one_line_error(body), raw
     assert exchange(guarded_port, b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")[0] == 200
-    for raw in (get_raw("/healthz", "X-Fold: a\r\n  b\r\n"),
-                b"GET /healthz HTTP/1.1\nHost: x\r\nConnection: close\r\n\r\n"):
+    for raw in (
+        get_raw("/healthz", "X-Fold: a\r\n  b\r\n"),
+        b"GET /healthz HTTP/1.1\nHost: x\r\nConnection: close\r\n\r\n",
+    ):
         assert exchange(guarded_port, raw)[0] == 200
 
 
-def test_a_bad_chunk_is_a_4xx_without_a_traceback(guarded_port: int,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_chunk_is_a_4xx_without_a_traceback(
+    guarded_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     """POST /healthz (a 405 for the app) with a malformed chunked body: the client gets a 4xx (the
     server's 400 for the body, or the app's 405 if that came first), nothing is logged as an error,
     and the server carries on."""
-    raw = (b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-           b"zz\r\nab\r\n")
+    raw = (
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"zz\r\nab\r\n"
+    )
     with caplog.at_level(logging.INFO):
         status, _, _ = exchange(guarded_port, raw)
         time.sleep(0.3)  # the app's task runs after the refusal
@@ -278,5 +306,5 @@ def test_pipelined_requests_are_each_checked(guarded_port: int) -> None:
                 data += chunk
     statuses = [int(s) for s in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
     assert statuses == [200, 200, 414]  # the last request, after the refusal, is not served
-    refusal_body = data[data.rindex(b"HTTP/1.1 414"):].split(b"\r\n\r\n", 1)[1]
+    refusal_body = data[data.rindex(b"HTTP/1.1 414") :].split(b"\r\n\r\n", 1)[1]
     assert "8192 bytes" in one_line_error(refusal_body)

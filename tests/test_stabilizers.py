@@ -71,8 +71,9 @@ def test_one_sided_label_smoothing_changes_only_the_real_term() -> None:
     smooth = GANConfig(label_smoothing=0.1)
     other_fake = FAKE * -2
     delta = d_loss(smooth, REAL, FAKE) - d_loss(GANConfig(), REAL, FAKE)
-    expected = (F.binary_cross_entropy_with_logits(REAL, torch.full_like(REAL, 0.9))
-                - F.binary_cross_entropy_with_logits(REAL, torch.ones_like(REAL)))
+    expected = F.binary_cross_entropy_with_logits(
+        REAL, torch.full_like(REAL, 0.9)
+    ) - F.binary_cross_entropy_with_logits(REAL, torch.ones_like(REAL))
     assert delta.item() == pytest.approx(expected.item(), abs=1e-6)
     # the fake term is untouched: the difference does not depend on the fake logits
     delta_other = d_loss(smooth, REAL, other_fake) - d_loss(GANConfig(), REAL, other_fake)
@@ -177,8 +178,14 @@ def test_diffaug_p_augments_that_share_of_the_images_and_p_1_is_the_plain_op() -
 def test_translation_shifts_and_cutout_covers_a_quarter() -> None:
     x = images(n=16)
     moved = augment.translation(x, torch.Generator().manual_seed(0))
-    assert all(any(torch.equal(m[:, 4:-4, 4:-4], torch.roll(xi, (dy, dx), (1, 2))[:, 4:-4, 4:-4])
-                   for dy in range(-4, 5) for dx in range(-4, 5)) for m, xi in zip(moved, x))
+    assert all(
+        any(
+            torch.equal(m[:, 4:-4, 4:-4], torch.roll(xi, (dy, dx), (1, 2))[:, 4:-4, 4:-4])
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+        )
+        for m, xi in zip(moved, x)
+    )
     zeroed = (augment.cutout(torch.ones(64, 3, 32, 32), torch.Generator().manual_seed(0)) == 0).float()
     frac = zeroed.mean(dim=(1, 2, 3))
     assert (frac > 0).all() and (frac <= 0.25).all() and frac.mean() > 0.15
@@ -198,8 +205,9 @@ def test_spectral_norm_bounds_every_d_conv_and_drops_batchnorm() -> None:
             d(images())
         sigmas = [torch.linalg.matrix_norm(m.weight.flatten(1), ord=2).item() for m in convs]
     assert sigmas == pytest.approx([1.0] * len(convs), abs=0.02)
-    raw = [torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), ord=2).item()
-           for m in convs]
+    raw = [
+        torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), ord=2).item() for m in convs
+    ]
     assert min(raw) < 0.9 or max(raw) > 1.1  # it really rescaled something
 
 
@@ -343,19 +351,22 @@ def test_config_section_presets_and_old_checkpoints() -> None:
     assert tweaked.gan == dataclasses.replace(plus.gan, diffaug="translation", ema_kimg=0.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"loss": "wgan"}, "--loss must be one of"),
-    ({"loss": "hinge", "label_smoothing": 0.1}, "bce loss only"),
-    ({"loss": "wgan-gp", "d_norm": "batch"}, "per-sample D"),
-    ({"diffaug": "color,zoom"}, "--diffaug must be"),
-    ({"diffaug": "color,color"}, "--diffaug must be"),
-    ({"r1_every": 0}, "--r1-every must be >= 1"),
-    ({"ema_kimg": -1.0}, "--ema-kimg must be >= 0"),
-    ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
-    ({"mbstd_group": -1}, "--mbstd-group must be >= 0"),
-    ({"diffaug_p": 1.5}, "--diffaug-p must be in"),
-    ({"diffaug_p": float("nan")}, "--diffaug-p must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"loss": "wgan"}, "--loss must be one of"),
+        ({"loss": "hinge", "label_smoothing": 0.1}, "bce loss only"),
+        ({"loss": "wgan-gp", "d_norm": "batch"}, "per-sample D"),
+        ({"diffaug": "color,zoom"}, "--diffaug must be"),
+        ({"diffaug": "color,color"}, "--diffaug must be"),
+        ({"r1_every": 0}, "--r1-every must be >= 1"),
+        ({"ema_kimg": -1.0}, "--ema-kimg must be >= 0"),
+        ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
+        ({"mbstd_group": -1}, "--mbstd-group must be >= 0"),
+        ({"diffaug_p": 1.5}, "--diffaug-p must be in"),
+        ({"diffaug_p": float("nan")}, "--diffaug-p must be a finite number"),
+    ],
+)
 def test_bad_stabilizer_settings_are_one_line_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(FaceganError, match=match):
         GANConfig(**kwargs)
@@ -365,21 +376,78 @@ TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--bat
 
 
 def test_cli_flags_reach_the_config_and_cannot_change_on_resume(
-        prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
-    assert main(["train", "--data", str(prepared), *TINY, "--steps", "2", "--outdir", str(runs), "--quiet",
-                 "--loss", "hinge", "--ema-kimg", "1", "--spectral-norm", "--diffaug", "translation,cutout",
-                 "--r1-gamma", "0.5", "--r1-every", "2", "--gp-weight", "5", "--lr-d", "4e-4",
-                 "--mbstd-group", "4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                *TINY,
+                "--steps",
+                "2",
+                "--outdir",
+                str(runs),
+                "--quiet",
+                "--loss",
+                "hinge",
+                "--ema-kimg",
+                "1",
+                "--spectral-norm",
+                "--diffaug",
+                "translation,cutout",
+                "--r1-gamma",
+                "0.5",
+                "--r1-every",
+                "2",
+                "--gp-weight",
+                "5",
+                "--lr-d",
+                "4e-4",
+                "--mbstd-group",
+                "4",
+            ]
+        )
+        == 0
+    )
     (run,) = runs.iterdir()
     gan = json.loads((run / "config.json").read_text())["gan"]
-    assert gan == {**GANConfig().__dict__, "loss": "hinge", "ema_kimg": 1.0, "spectral_norm": True,
-                   "diffaug": "translation,cutout", "r1_gamma": 0.5, "r1_every": 2, "gp_weight": 5.0,
-                   "mbstd_group": 4}
+    assert gan == {
+        **GANConfig().__dict__,
+        "loss": "hinge",
+        "ema_kimg": 1.0,
+        "spectral_norm": True,
+        "diffaug": "translation,cutout",
+        "r1_gamma": 0.5,
+        "r1_every": 2,
+        "gp_weight": 5.0,
+        "mbstd_group": 4,
+    }
     assert main(["train", "--resume", str(run), "--steps", "4", "--ema-kimg", "2", "--quiet"]) == 2
     assert "--ema-kimg (checkpoint 1.0, given 2.0): cannot change when resuming" in capsys.readouterr().err
-    assert main(["train", "--data", str(prepared), *TINY, "--steps", "1", "--outdir", str(runs),
-                 "--preset", "sngan-da", "--no-spectral-norm", "--diffaug", "none", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                *TINY,
+                "--steps",
+                "1",
+                "--outdir",
+                str(runs),
+                "--preset",
+                "sngan-da",
+                "--no-spectral-norm",
+                "--diffaug",
+                "none",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     latest = max(runs.iterdir())
     gan = json.loads((latest / "config.json").read_text())["gan"]
     assert gan["spectral_norm"] is False and gan["diffaug"] == "" and gan["loss"] == "hinge"
@@ -389,14 +457,33 @@ def test_cli_flags_reach_the_config_and_cannot_change_on_resume(
 
 
 def test_resume_with_ema_and_diffaug_equals_the_uninterrupted_run(prepared: Path, tmp_path: Path) -> None:
-    base = with_overrides(preset_config("dcgan-plus"), {
-        "size": 32, "latent_dim": 16, "ngf": 8, "ndf": 8, "batch_size": 16, "data": str(prepared),
-        "ema_kimg": 0.05, "r1_gamma": 0.1, "r1_every": 4, "steps": 6, "ckpt_every": 3, "sample_every": 3,
-        "num_samples": 4})  # R1 runs at steps 0 and 4: once before and once after the resume
+    base = with_overrides(
+        preset_config("dcgan-plus"),
+        {
+            "size": 32,
+            "latent_dim": 16,
+            "ngf": 8,
+            "ndf": 8,
+            "batch_size": 16,
+            "data": str(prepared),
+            "ema_kimg": 0.05,
+            "r1_gamma": 0.1,
+            "r1_every": 4,
+            "steps": 6,
+            "ckpt_every": 3,
+            "sample_every": 3,
+            "num_samples": 4,
+        },
+    )  # R1 runs at steps 0 and 4: once before and once after the resume
     whole = train(base, tmp_path / "a", quiet=True)
     first = train(base.replace(train=dataclasses.replace(base.train, steps=3)), tmp_path / "b", quiet=True)
-    second = train(None, tmp_path / "b", resume=str(first.run_dir), overrides_on_resume={"steps": 6},  # type: ignore[arg-type]
-                   quiet=True)
+    second = train(
+        None,
+        tmp_path / "b",
+        resume=str(first.run_dir),
+        overrides_on_resume={"steps": 6},  # type: ignore[arg-type]
+        quiet=True,
+    )
     assert second.step == whole.step == 6
     a = load_checkpoint(whole.run_dir / "checkpoints" / "latest.pt")
     b = load_checkpoint(second.run_dir / "checkpoints" / "latest.pt")
@@ -407,5 +494,6 @@ def test_resume_with_ema_and_diffaug_equals_the_uninterrupted_run(prepared: Path
     # the averaged generator is the one users get: generate and the exported file
     loaded = load_generator(whole.run_dir).state_dict()
     exported = load_file(str(whole.run_dir / "generator.safetensors"))
-    assert all(torch.equal(loaded[k], a["G_ema"][k]) and torch.equal(exported[k], a["G_ema"][k])
-               for k in a["G_ema"])
+    assert all(
+        torch.equal(loaded[k], a["G_ema"][k]) and torch.equal(exported[k], a["G_ema"][k]) for k in a["G_ema"]
+    )

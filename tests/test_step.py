@@ -43,8 +43,10 @@ def test_step_matches_the_seed_recipe() -> None:
         stats = train_step(g, d, *opts, real, rng)
         # The recipe's D ends in a Sigmoid and is trained with BCELoss on probabilities.
         reference_step(g2, nn.Sequential(d2, nn.Sigmoid()), *opts2, nn.BCELoss(), real, z)
-    for a, b in zip([*g.state_dict().values(), *d.state_dict().values()],
-                    [*g2.state_dict().values(), *d2.state_dict().values()]):
+    for a, b in zip(
+        [*g.state_dict().values(), *d.state_dict().values()],
+        [*g2.state_dict().values(), *d2.state_dict().values()],
+    ):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
     assert all(s.dim() == 0 and torch.isfinite(s) for s in stats)
     assert 0 < stats.d_real.item() < 1

@@ -54,8 +54,23 @@ def page_faces(model: str, seeds: tuple[int, ...]) -> list[np.ndarray]:
 @pytest.mark.parametrize("model", ["celeba64", "anime64"])
 def test_a_seed_gives_the_same_pixels_through_every_surface(model: str, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    subprocess.run([sys.executable, "-m", "facegan", "generate", "--pretrained", model, "--seed",
-                    ",".join(map(str, SEEDS)), "--out", f"{out}/"], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facegan",
+            "generate",
+            "--pretrained",
+            model,
+            "--seed",
+            ",".join(map(str, SEEDS)),
+            "--out",
+            f"{out}/",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     cli = [as_array(Image.open(out / f"seed{seed:06d}.png")) for seed in SEEDS]
     api = [as_array(im) for im in facegan.load(model).generate(list(SEEDS))]
     hub = torch.hub.load(str(REPO), model, source="local", trust_repo=True)
@@ -98,16 +113,29 @@ def test_every_surface_defaults_to_exact_fp32() -> None:
 def test_hubconf_lists_what_loading_a_generator_imports() -> None:
     """torch.hub checks `dependencies` before it runs an entry: the list names every third-party
     package a load + generate imports (torch's own dependencies aside), and nothing more."""
-    code = ("import sys, torch, hubconf; before = set(sys.modules); "
-            "hubconf.celeba64().generate([1]); "
-            "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
-            "print(','.join(sorted(new - set(sys.stdlib_module_names))))")
+    code = (
+        "import sys, torch, hubconf; before = set(sys.modules); "
+        "hubconf.celeba64().generate([1]); "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(','.join(sorted(new - set(sys.stdlib_module_names))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)
     torch_own = {"torch", "torchgen", "triton", "sympy", "mpmath", "cuda"}  # torch imports these lazily
-    imported = {m for m in out.stdout.strip().split(",") if m and not m.startswith("_")} - torch_own - {
-        "facegan", "hubconf"}
-    spec_deps = set(__import__("ast").literal_eval(
-        next(line for line in (REPO / "hubconf.py").read_text().splitlines()
-             if line.startswith("dependencies =")).split("=", 1)[1].strip()))
+    imported = (
+        {m for m in out.stdout.strip().split(",") if m and not m.startswith("_")}
+        - torch_own
+        - {"facegan", "hubconf"}
+    )
+    spec_deps = set(
+        __import__("ast").literal_eval(
+            next(
+                line
+                for line in (REPO / "hubconf.py").read_text().splitlines()
+                if line.startswith("dependencies =")
+            )
+            .split("=", 1)[1]
+            .strip()
+        )
+    )
     assert imported <= spec_deps, imported - spec_deps
     assert spec_deps - {"torch"} <= imported, spec_deps - imported  # torch itself is imported first

@@ -17,9 +17,33 @@ from conftest import make_image_folder
 from facegan.cli import main
 from facegan.errors import FaceganError
 
-TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16",
-        "--device", "cpu", "--log-every", "2", "--sample-every", "2", "--ckpt-every", "2",
-        "--eval-every", "2", "--eval-metrics", "swd", "--eval-num-fake", "64", "--quiet"]
+TINY = [
+    "--size",
+    "32",
+    "--latent-dim",
+    "16",
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--batch-size",
+    "16",
+    "--device",
+    "cpu",
+    "--log-every",
+    "2",
+    "--sample-every",
+    "2",
+    "--ckpt-every",
+    "2",
+    "--eval-every",
+    "2",
+    "--eval-metrics",
+    "swd",
+    "--eval-num-fake",
+    "64",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +61,16 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME", "NETRC"):
             mp.delenv(var, raising=False)
         mp.chdir(root)
-        argv = ["train", "--data", str(data), *TINY, "--outdir", str(root / "runs"),
-                "--tracker", "tensorboard,mlflow,wandb"]
+        argv = [
+            "train",
+            "--data",
+            str(data),
+            *TINY,
+            "--outdir",
+            str(root / "runs"),
+            "--tracker",
+            "tensorboard,mlflow,wandb",
+        ]
         assert main([*argv, "--steps", "4"]) == 0
         (run,) = (root / "runs").iterdir()
         assert main(["train", "--resume", str(run), "--steps", "6", "--quiet"]) == 0
@@ -70,8 +102,9 @@ def test_mlflow_holds_params_metrics_and_artifacts_in_one_run(tracked: dict[str,
     assert {"config.json", "samples", "generator"} <= artifacts
     samples = {f.path for f in client.list_artifacts(run.info.run_id, "samples")}
     assert samples == {f"samples/step-{s:08d}.png" for s in (2, 4, 6)}
-    local = client.download_artifacts(run.info.run_id, "generator/generator.safetensors",
-                                      str(tracked["root"] / "dl"))
+    local = client.download_artifacts(
+        run.info.run_id, "generator/generator.safetensors", str(tracked["root"] / "dl")
+    )
     assert Path(local).read_bytes() == (tracked["run"] / "generator.safetensors").read_bytes()
 
 
@@ -96,7 +129,7 @@ def wandb_records(path: Path) -> list[Any]:
         if kind == 0 and length == 0:  # zero padding
             pos += _BLOCK - pos % _BLOCK
             continue
-        parts += data[pos + _HEADER:pos + _HEADER + length]
+        parts += data[pos + _HEADER : pos + _HEADER + length]
         pos += _HEADER + length
         if kind in (1, 4):  # FULL or LAST: a whole record
             record = wandb_internal_pb2.Record()
@@ -148,10 +181,29 @@ def test_tensorboard_is_still_written(tracked: dict[str, Any]) -> None:
 
 
 def test_missing_tracker_package_is_one_line_before_a_run_starts(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed: find_spec gives None
-    rc = main(["train", "--synthetic-count", "16", "--size", "32", "--batch-size", "8", "--steps", "1",
-               "--device", "cpu", "--tracker", "mlflow", "--outdir", str(tmp_path / "runs"), "--quiet"])
+    rc = main(
+        [
+            "train",
+            "--synthetic-count",
+            "16",
+            "--size",
+            "32",
+            "--batch-size",
+            "8",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--tracker",
+            "mlflow",
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
     assert "pip install 'facegan[mlflow]'" in err
@@ -179,7 +231,8 @@ def test_tracker_none_writes_stats_only(tmp_path: Path) -> None:
 
 
 def test_a_failing_tracker_is_dropped_with_a_warning_and_the_run_goes_on(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from facegan.tracking import RunLogger
 
     class Broken:

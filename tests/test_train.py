@@ -24,8 +24,14 @@ TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--bat
 
 def facegan(*args: str, **kw: object) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "facegan", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "facegan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def run_ok(*args: str) -> str:
@@ -68,14 +74,41 @@ def only_run(root: Path) -> Path:
 
 def test_training_writes_every_artifact(prepared: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    code = main(["train", "--data", str(prepared), *TINY, "--steps", "8", "--log-every", "2",
-                 "--sample-every", "4", "--ckpt-every", "4", "--num-samples", "16", "--outdir", str(runs),
-                 "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(prepared),
+            *TINY,
+            "--steps",
+            "8",
+            "--log-every",
+            "2",
+            "--sample-every",
+            "4",
+            "--ckpt-every",
+            "4",
+            "--num-samples",
+            "16",
+            "--outdir",
+            str(runs),
+            "--quiet",
+        ]
+    )
     assert code == 0
     run = only_run(runs)
     assert run.name == "00000-prepared-dcgan32"
-    for name in ("config.json", "dataset_manifest.json", "architecture.txt", "stats.jsonl", "loss.png",
-                 "scores.png", "progress.gif", "real_vs_fake.png", "generator.safetensors"):
+    for name in (
+        "config.json",
+        "dataset_manifest.json",
+        "architecture.txt",
+        "stats.jsonl",
+        "loss.png",
+        "scores.png",
+        "progress.gif",
+        "real_vs_fake.png",
+        "generator.safetensors",
+    ):
         assert (run / name).is_file(), name
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["size"] == 32 and cfg["optim"]["lr_g"] == 2e-4
@@ -94,16 +127,40 @@ def test_training_writes_every_artifact(prepared: Path, tmp_path: Path) -> None:
     assert (runs / "00001-prepared-dcgan32").is_dir()
 
 
-@pytest.mark.parametrize("amp", [
-    "off",
-    pytest.param("bf16", marks=pytest.mark.skipif(
-        not cpu_has_native_bf16(),
-        reason="this CPU has no native bf16 (AVX512-BF16/AMX), so --amp auto is fp32 here")),
-])
+@pytest.mark.parametrize(
+    "amp",
+    [
+        "off",
+        pytest.param(
+            "bf16",
+            marks=pytest.mark.skipif(
+                not cpu_has_native_bf16(),
+                reason="this CPU has no native bf16 (AVX512-BF16/AMX), so --amp auto is fp32 here",
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("preset", ["dcgan", "dcgan-plus"])  # dcgan-plus: EMA and DiffAugment
 def test_sigkill_and_resume_is_bit_identical(prepared: Path, tmp_path: Path, amp: str, preset: str) -> None:
-    common = ["train", "--data", str(prepared), "--preset", preset, *TINY, "--steps", "240",
-              "--ckpt-every", "20", "--sample-every", "1000", "--log-every", "10", "--amp", amp, "--quiet"]
+    common = [
+        "train",
+        "--data",
+        str(prepared),
+        "--preset",
+        preset,
+        *TINY,
+        "--steps",
+        "240",
+        "--ckpt-every",
+        "20",
+        "--sample-every",
+        "1000",
+        "--log-every",
+        "10",
+        "--amp",
+        amp,
+        "--quiet",
+    ]
     run_ok(*common, "--outdir", str(tmp_path / "a"))
     reference = only_run(tmp_path / "a") / "checkpoints" / "latest.pt"
 
@@ -134,8 +191,19 @@ def test_rampdown_scale_falls_linearly_over_the_last_steps() -> None:
 def test_lr_rampdown_extends_a_finished_run_exactly(prepared: Path, tmp_path: Path) -> None:
     """A finished run resumed with more --steps and --lr-rampdown ends bit-identical to one that ramped
     from the start, and its learning rates have fallen to 1/rampdown of the configured ones."""
-    common = ["train", "--data", str(prepared), *TINY, "--ckpt-every", "6", "--sample-every", "100",
-              "--log-every", "3", "--quiet"]
+    common = [
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--ckpt-every",
+        "6",
+        "--sample-every",
+        "100",
+        "--log-every",
+        "3",
+        "--quiet",
+    ]
     assert main([*common, "--steps", "12", "--lr-rampdown", "6", "--outdir", str(tmp_path / "a")]) == 0
     reference = only_run(tmp_path / "a") / "checkpoints" / "latest.pt"
     ckpt = load_checkpoint(reference)
@@ -150,12 +218,24 @@ def test_lr_rampdown_extends_a_finished_run_exactly(prepared: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_sigterm_saves_a_checkpoint_and_resume_finishes(prepared: Path, tmp_path: Path,
-                                                        sig: signal.Signals) -> None:
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(
+    prepared: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
     """SIGTERM (a scheduler) and SIGHUP (a dropped SSH session) both stop cleanly with a checkpoint."""
     runs = tmp_path / "runs"
-    proc = facegan("train", "--data", str(prepared), *TINY, "--steps", "100000", "--ckpt-every", "1000",
-                   "--outdir", str(runs), "--quiet")
+    proc = facegan(
+        "train",
+        "--data",
+        str(prepared),
+        *TINY,
+        "--steps",
+        "100000",
+        "--ckpt-every",
+        "1000",
+        "--outdir",
+        str(runs),
+        "--quiet",
+    )
     deadline = time.time() + 120
     while not [p for p in runs.glob("*/stats.jsonl") if p.stat().st_size]:
         assert time.time() < deadline and proc.poll() is None
@@ -176,8 +256,22 @@ def test_generate_from_checkpoint_and_export(prepared: Path, tmp_path: Path) -> 
     main(["train", "--data", str(prepared), *TINY, "--steps", "4", "--outdir", str(runs), "--quiet"])
     run = only_run(runs)
     ckpt = run / "checkpoints" / "latest.pt"
-    assert main(["generate", "--checkpoint", str(ckpt), "--n", "9", "--seed", "5",
-                 "--out", str(tmp_path / "grid.png")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(ckpt),
+                "--n",
+                "9",
+                "--seed",
+                "5",
+                "--out",
+                str(tmp_path / "grid.png"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "grid.png").size == (3 * 34 + 2, 3 * 34 + 2)
     exported = tmp_path / "shared" / "g.safetensors"
     assert main(["export", "--checkpoint", str(run), "--out", str(exported)]) == 0
@@ -194,8 +288,21 @@ def test_generate_from_checkpoint_and_export(prepared: Path, tmp_path: Path) -> 
 
 
 def test_plot_rebuilds_figures(prepared: Path, tmp_path: Path) -> None:
-    main(["train", "--data", str(prepared), *TINY, "--steps", "4", "--log-every", "1", "--outdir",
-          str(tmp_path / "runs"), "--quiet"])
+    main(
+        [
+            "train",
+            "--data",
+            str(prepared),
+            *TINY,
+            "--steps",
+            "4",
+            "--log-every",
+            "1",
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     run = only_run(tmp_path / "runs")
     for name in ("loss.png", "scores.png", "progress.gif"):
         (run / name).unlink()
@@ -214,8 +321,28 @@ def test_presets(preset: str, latent: int) -> None:
 def test_eval_during_training_tracks_best(prepared: Path, tmp_path: Path) -> None:
     """--eval-every appends to metrics.jsonl and keeps checkpoints/best.pt at the best-scoring step."""
     runs = tmp_path / "runs"
-    assert main(["train", "--data", str(prepared), *TINY, "--steps", "6", "--eval-every", "3",
-                 "--eval-num-fake", "32", "--ckpt-every", "100", "--outdir", str(runs), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(prepared),
+                *TINY,
+                "--steps",
+                "6",
+                "--eval-every",
+                "3",
+                "--eval-num-fake",
+                "32",
+                "--ckpt-every",
+                "100",
+                "--outdir",
+                str(runs),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = only_run(runs)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6]
@@ -224,12 +351,27 @@ def test_eval_during_training_tracks_best(prepared: Path, tmp_path: Path) -> Non
     assert ckpt["step"] == best["step"] and ckpt["best"]["value"] == best["c2st_acc"]
 
 
-def test_eval_setup_errors_before_training(prepared: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_setup_errors_before_training(
+    prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
     monkeypatch.delenv("FACEGAN_INCEPTION_WEIGHTS", raising=False)
-    code = main(["train", "--data", str(prepared), *TINY, "--steps", "2", "--eval-every", "1",
-                 "--eval-metrics", "fid2k", "--outdir", str(tmp_path / "runs"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(prepared),
+            *TINY,
+            "--steps",
+            "2",
+            "--eval-every",
+            "1",
+            "--eval-metrics",
+            "fid2k",
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

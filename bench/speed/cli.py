@@ -59,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench/throughput.py",
         description="Images/s of full DCGAN training steps: the reference recipe vs facegan (default and "
-                    "fastest settings), plus generator-only inference, FLOPs, % of peak and host memory.")
-    p.add_argument("--data", help=f"zip or folder of JPEGs, or synthetic:N (default: {DEFAULT_DATA} if it "
-                                  f"exists)")
+        "fastest settings), plus generator-only inference, FLOPs, % of peak and host memory.",
+    )
+    p.add_argument(
+        "--data", help=f"zip or folder of JPEGs, or synthetic:N (default: {DEFAULT_DATA} if it exists)"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--windows", type=int, default=5, help="timed windows per row (median reported)")
@@ -72,23 +74,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-windows", type=int, help="windows per candidate when screening (default 2)")
     p.add_argument("--probe-steps", type=int, help="training steps per probe window (CPU 1, CUDA 50)")
     p.add_argument("--only", default="a,b,f,c,gen", help="rows to run, from a,b,f,c,gen (default all)")
-    p.add_argument("--candidate", action="append", dest="candidates", metavar="SPEC",
-                   help="a PerfConfig to screen for row c / gen-fastest, e.g. amp=bf16,channels_last=on; "
-                        "repeatable (default: a per-device list)")
-    p.add_argument("--threads", type=int,
-                   help="torch intra-op threads (default: torch's choice, one per core); on a shared, "
-                        "loaded machine fewer threads can stall less in OpenMP barriers")
+    p.add_argument(
+        "--candidate",
+        action="append",
+        dest="candidates",
+        metavar="SPEC",
+        help="a PerfConfig to screen for row c / gen-fastest, e.g. amp=bf16,channels_last=on; "
+        "repeatable (default: a per-device list)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads (default: torch's choice, one per core); on a shared, "
+        "loaded machine fewer threads can stall less in OpenMP barriers",
+    )
     p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (the recipe's 2)")
     p.add_argument("--size", type=int, choices=(32, 64), default=64, help="image size (64: the seed)")
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--memory", choices=("on", "off"), default="on", help="measure peak host RSS")
-    p.add_argument("--mem-train-steps", type=int,
-                   help="training steps in the memory run (default: CPU 3 + the epoch's other batches "
-                        "data-only; CUDA one full epoch)")
-    p.add_argument("--mem-full-count", type=int, default=FULL_CELEBA,
-                   help="also measure memory on the packed set tiled to this many images (0: skip)")
+    p.add_argument(
+        "--mem-train-steps",
+        type=int,
+        help="training steps in the memory run (default: CPU 3 + the epoch's other batches "
+        "data-only; CUDA one full epoch)",
+    )
+    p.add_argument(
+        "--mem-full-count",
+        type=int,
+        default=FULL_CELEBA,
+        help="also measure memory on the packed set tiled to this many images (0: skip)",
+    )
     p.add_argument("--profile", action="store_true", help="append torch.profiler tables of one step of a, b")
     p.add_argument("--json", type=Path, help="also write all results to this file")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -98,19 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
 class Session:
     """One run's fixed inputs (device, model, plan, staged data, FLOPs, environment) and its rows."""
 
-    def __init__(self, args: argparse.Namespace, device: torch.device, mc: ModelConfig, plan: Plan,
-                 specs: Sequence[str], staged: Staged, flops: dict[str, float], env: dict[str, Any],
-                 results: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        device: torch.device,
+        mc: ModelConfig,
+        plan: Plan,
+        specs: Sequence[str],
+        staged: Staged,
+        flops: dict[str, float],
+        env: dict[str, Any],
+        results: dict[str, Any],
+    ) -> None:
         self.args, self.device, self.mc, self.plan, self.specs = args, device, mc, plan, specs
         self.staged, self.flops, self.env, self.results = staged, flops, env, results
         self.rows: list[Row] = []
 
-    def row(self, key: str, label: str, settings: str, perf: Perf | None, flops: str,
-            warmup_s: float | None = None) -> Row:
+    def row(
+        self,
+        key: str,
+        label: str,
+        settings: str,
+        perf: Perf | None,
+        flops: str,
+        warmup_s: float | None = None,
+    ) -> Row:
         """A new table row, compared against the peak of the precision `perf` computes in."""
         prec = precision_of(perf, self.device)
-        row = Row(key, label, settings, prec, gflop_per_img=self.flops[flops],
-                  peak_flops=row_peak(self.device, prec, self.env), warmup_s=warmup_s)
+        row = Row(
+            key,
+            label,
+            settings,
+            prec,
+            gflop_per_img=self.flops[flops],
+            peak_flops=row_peak(self.device, prec, self.env),
+            warmup_s=warmup_s,
+        )
         self.rows.append(row)
         return row
 
@@ -125,18 +165,31 @@ class Session:
         best_c: tuple[Perf, Runner, float] | None = None
         if "c" in only:  # screened first, so no other row's workers run during the probes
             log(f"row c: screening {len(self.specs)} candidate settings")
-            best, runner, warm_s, records = search_fastest(self.specs, self.facegan_runner, device, plan,
-                                                           plan.probe_steps, training=True)
+            best, runner, warm_s, records = search_fastest(
+                self.specs, self.facegan_runner, device, plan, plan.probe_steps, training=True
+            )
             self.results["c_candidates"] = records
             best_c = (best, runner, warm_s) if best is not None and runner is not None else None
             del runner
         if "a" in only:
             log(f"row a: reference recipe (ImageFolder + DataLoader with {args.workers} workers, fp32 eager)")
-            row = self.row("a", "reference recipe", f"PIL JPEG DataLoader ×{args.workers} workers, "
-                           "Sigmoid+BCELoss, default Adam", None, "reference_step")
-            live.append(start_row(row, lambda: ReferenceRunner(self.staged.image_root, self.mc,
-                                                               args.batch_size, args.workers, device),
-                                  plan.ref_warmup, plan.steps))
+            row = self.row(
+                "a",
+                "reference recipe",
+                f"PIL JPEG DataLoader ×{args.workers} workers, Sigmoid+BCELoss, default Adam",
+                None,
+                "reference_step",
+            )
+            live.append(
+                start_row(
+                    row,
+                    lambda: ReferenceRunner(
+                        self.staged.image_root, self.mc, args.batch_size, args.workers, device
+                    ),
+                    plan.ref_warmup,
+                    plan.steps,
+                )
+            )
         fp32 = resolve(PerfConfig(amp="off"), device)
         facegan_rows = [("b", "facegan default", default)] if "b" in only else []
         if "f" in only and fp32 != default:  # the old CPU default (exact fp32), kept for the history
@@ -147,11 +200,19 @@ class Session:
             live.append(start_row(row, lambda perf=perf: self.facegan_runner(perf), plan.warmup, plan.steps))
         if "c" in only:
             if best_c is None:
-                self.rows.append(Row("c", "facegan fastest", "every candidate failed", "—",
-                                     error="every candidate failed (see candidates)"))
+                self.rows.append(
+                    Row(
+                        "c",
+                        "facegan fastest",
+                        "every candidate failed",
+                        "—",
+                        error="every candidate failed (see candidates)",
+                    )
+                )
             else:  # warm-up: the candidate's own, compile included
-                row = self.row("c", "facegan fastest", describe(best_c[0]), best_c[0], "facegan_step",
-                               warmup_s=best_c[2])
+                row = self.row(
+                    "c", "facegan fastest", describe(best_c[0]), best_c[0], "facegan_step", warmup_s=best_c[2]
+                )
                 live.append(Live(row, best_c[1], plan.steps))
             best_c = None
         log(f"timing rows {', '.join(r.row.key for r in live if r)} in {plan.windows} interleaved rounds")
@@ -163,24 +224,49 @@ class Session:
         gen_batch = self.results["gen_batch"]
         default = resolve(PerfConfig(), device)
         prec = precision_of(default, device)
-        row = Row("gen-default", "G inference, default", describe(default, training=False)
-                  + f", batch {gen_batch}", prec, gflop_per_img=self.flops["g_forward"],
-                  peak_flops=row_peak(device, prec, self.env))
+        row = Row(
+            "gen-default",
+            "G inference, default",
+            describe(default, training=False) + f", batch {gen_batch}",
+            prec,
+            gflop_per_img=self.flops["g_forward"],
+            peak_flops=row_peak(device, prec, self.env),
+        )
         log("row gen-fastest: screening inference settings")
         best, runner, warm_s, records = search_fastest(
-            self.specs, lambda perf: GeneratorRunner(perf, mc, gen_batch, device), device, plan,
-            plan.gen_steps, training=False)
+            self.specs,
+            lambda perf: GeneratorRunner(perf, mc, gen_batch, device),
+            device,
+            plan,
+            plan.gen_steps,
+            training=False,
+        )
         self.results["gen_candidates"] = records
         self.rows.append(row)
-        live = [start_row(row, lambda: GeneratorRunner(default, mc, gen_batch, device), plan.warmup,
-                          plan.gen_steps)]
+        live = [
+            start_row(
+                row, lambda: GeneratorRunner(default, mc, gen_batch, device), plan.warmup, plan.gen_steps
+            )
+        ]
         if best is None or runner is None:
-            self.rows.append(Row("gen-fastest", "G inference, fastest", "every candidate failed", "—",
-                                 error="every candidate failed (see candidates)"))
+            self.rows.append(
+                Row(
+                    "gen-fastest",
+                    "G inference, fastest",
+                    "every candidate failed",
+                    "—",
+                    error="every candidate failed (see candidates)",
+                )
+            )
         else:
-            fast = self.row("gen-fastest", "G inference, fastest",
-                            describe(best, training=False) + f", batch {gen_batch}", best, "g_forward",
-                            warmup_s=warm_s)
+            fast = self.row(
+                "gen-fastest",
+                "G inference, fastest",
+                describe(best, training=False) + f", batch {gen_batch}",
+                best,
+                "g_forward",
+                warmup_s=warm_s,
+            )
             live.append(Live(fast, runner, plan.gen_steps))
         del runner
         log("timing rows gen-default, gen-fastest in interleaved rounds")
@@ -189,23 +275,46 @@ class Session:
     def memory(self, tmp: Path) -> list[dict[str, Any]]:
         """Peak host RSS while training from the packed set, and from it tiled to full-CelebA size."""
         args, mc, staged, device = self.args, self.mc, self.staged, self.device
-        mem_steps = args.mem_train_steps if args.mem_train_steps is not None else (
-            0 if device.type == "cuda" else 3)  # 0 = the whole epoch
+        mem_steps = (
+            args.mem_train_steps if args.mem_train_steps is not None else (0 if device.type == "cuda" else 3)
+        )  # 0 = the whole epoch
         log("memory: peak RSS while training from the packed dataset (fresh process)")
-        out = [run_memory(staged.packed, f"{staged.count:,} images at {mc.size}²", device, mc,
-                          args.batch_size, mem_steps, args.threads)]
+        out = [
+            run_memory(
+                staged.packed,
+                f"{staged.count:,} images at {mc.size}²",
+                device,
+                mc,
+                args.batch_size,
+                mem_steps,
+                args.threads,
+            )
+        ]
         if args.mem_full_count:
             free = shutil.disk_usage(tmp).free
             need = args.mem_full_count * 3 * mc.size * mc.size
             if need * 1.2 > free:
-                out.append({"label": "tiled", "error": f"needs {need / 1e9:.1f} GB of temp disk, "
-                            f"{free / 1e9:.1f} GB free"})
+                out.append(
+                    {
+                        "label": "tiled",
+                        "error": f"needs {need / 1e9:.1f} GB of temp disk, {free / 1e9:.1f} GB free",
+                    }
+                )
             else:
                 log(f"memory: tiling the packed set to {args.mem_full_count:,} images ({need / 1e9:.2f} GB)")
                 tiled = make_tiled_dataset(staged.packed, tmp / "tiled", args.mem_full_count)
                 full = " (full-CelebA size)" if args.mem_full_count == FULL_CELEBA else ""
-                out.append(run_memory(tiled, f"tiled to {args.mem_full_count:,} images at {mc.size}²{full}",
-                                      device, mc, args.batch_size, mem_steps, args.threads))
+                out.append(
+                    run_memory(
+                        tiled,
+                        f"tiled to {args.mem_full_count:,} images at {mc.size}²{full}",
+                        device,
+                        mc,
+                        args.batch_size,
+                        mem_steps,
+                        args.threads,
+                    )
+                )
                 shutil.rmtree(tiled)
         return out
 
@@ -237,16 +346,25 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     env = environment(device, argv)
     log(f"device {env['device']}; {env['cpu_peak_derivation']}")
 
-    results: dict[str, Any] = {"env": env, "model": asdict(mc), "batch_size": args.batch_size,
-                               "gen_batch": gen_batch, "plan": asdict(plan)}
+    results: dict[str, Any] = {
+        "env": env,
+        "model": asdict(mc),
+        "batch_size": args.batch_size,
+        "gen_batch": gen_batch,
+        "plan": asdict(plan),
+    }
     with tempfile.TemporaryDirectory(prefix="facegan-bench-") as tmp_name:
         tmp = Path(tmp_name)
         staged = stage_data(args.data, mc.size, tmp)
-        results["data"] = {"description": staged.description, "images": staged.count,
-                           "prepare_s": staged.prepare_s}
+        results["data"] = {
+            "description": staged.description,
+            "images": staged.count,
+            "prepare_s": staged.prepare_s,
+        }
         if staged.count < args.batch_size:
-            raise FaceganError(f"--batch-size {args.batch_size} is larger than the data "
-                               f"({staged.count} images)")
+            raise FaceganError(
+                f"--batch-size {args.batch_size} is larger than the data ({staged.count} images)"
+            )
         log("counting FLOPs (FlopCounterMode, one step at batch 16 on the CPU)")
         results["flops"] = step_flops(mc)
         results["params"] = check_architecture(mc)
@@ -266,10 +384,21 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     env["loadavg_end"] = os.getloadavg()
     rows = session.rows
     ref = next((r for r in rows if r.key == "a" and r.median), None)
-    results["rows"] = [{**asdict(r), "median": r.median, "achieved_flops": r.achieved_flops,
-                        "pct_peak": r.pct_peak, "paired_ratio_to_a": paired_ratio(r, ref),
-                        "ratio_to_a": (r.median / ref.median if ref and ref.median and r.median
-                                       and not r.key.startswith("gen") else None)} for r in rows]
+    results["rows"] = [
+        {
+            **asdict(r),
+            "median": r.median,
+            "achieved_flops": r.achieved_flops,
+            "pct_peak": r.pct_peak,
+            "paired_ratio_to_a": paired_ratio(r, ref),
+            "ratio_to_a": (
+                r.median / ref.median
+                if ref and ref.median and r.median and not r.key.startswith("gen")
+                else None
+            ),
+        }
+        for r in rows
+    ]
     results["report"] = render(results, rows, device)
     return results
 
@@ -284,8 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.data is None:
         if not DEFAULT_DATA.exists():
-            parser.error(f"no --data given and {DEFAULT_DATA} does not exist; pass --data PATH (a zip or "
-                         f"folder of JPEGs) or --data synthetic:N")
+            parser.error(
+                f"no --data given and {DEFAULT_DATA} does not exist; pass --data PATH (a zip or "
+                f"folder of JPEGs) or --data synthetic:N"
+            )
         args.data = str(DEFAULT_DATA)
     try:
         results = run(args, argv)

@@ -74,9 +74,15 @@ def cpu_info() -> CpuInfo:
         mhz, source = float(fields["cpu MHz"]), "/proc/cpuinfo 'cpu MHz'"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     family = int(fields["cpu family"]) if fields.get("cpu family", "").isdigit() else None
-    return CpuInfo(model=fields.get("model name") or platform.processor() or "unknown",
-                   vendor=fields.get("vendor_id", ""), family=family,
-                   flags=frozenset(fields.get("flags", "").split()), mhz=mhz, mhz_source=source, cores=cores)
+    return CpuInfo(
+        model=fields.get("model name") or platform.processor() or "unknown",
+        vendor=fields.get("vendor_id", ""),
+        family=family,
+        flags=frozenset(fields.get("flags", "").split()),
+        mhz=mhz,
+        mhz_source=source,
+        cores=cores,
+    )
 
 
 def cpu_peak(info: CpuInfo) -> tuple[float | None, str]:
@@ -93,8 +99,10 @@ def cpu_peak(info: CpuInfo) -> tuple[float | None, str]:
     else:
         per_cycle, why = 8, "SSE: 4 fp32 lanes × (1 mul + 1 add)"
     peak = info.cores * info.mhz * 1e6 * per_cycle
-    text = (f"{info.cores} cores × {info.mhz / 1000:.2f} GHz ({info.mhz_source}) × {per_cycle} FLOP/cycle "
-            f"({why}) = {peak / 1e9:.0f} GFLOP/s fp32")
+    text = (
+        f"{info.cores} cores × {info.mhz / 1000:.2f} GHz ({info.mhz_source}) × {per_cycle} FLOP/cycle "
+        f"({why}) = {peak / 1e9:.0f} GFLOP/s fp32"
+    )
     return peak, text
 
 

@@ -44,5 +44,8 @@ def step_flops(mc: ModelConfig, batch: int = 16) -> dict[str, float]:
     g.eval()
     with torch.inference_mode():
         gen = count_flops(lambda: g(sample_latent(batch, mc.latent_dim, rng)))
-    return {"reference_step": ref / batch / 1e9, "facegan_step": ours / batch / 1e9,
-            "g_forward": gen / batch / 1e9}
+    return {
+        "reference_step": ref / batch / 1e9,
+        "facegan_step": ours / batch / 1e9,
+        "g_forward": gen / batch / 1e9,
+    }

@@ -74,9 +74,15 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
         batches.batch(s)
     sync(device)
     mem["end"] = proc_memory()
-    return {"array_bytes": int(ds.images.nbytes), "images": len(ds), "train_steps": train_steps,
-            "data_only_batches": epoch - train_steps, "seconds": time.perf_counter() - t0, "rss": mem,
-            "resident": perf.resident}
+    return {
+        "array_bytes": int(ds.images.nbytes),
+        "images": len(ds),
+        "train_steps": train_steps,
+        "data_only_batches": epoch - train_steps,
+        "seconds": time.perf_counter() - t0,
+        "rss": mem,
+        "resident": perf.resident,
+    }
 
 
 def make_tiled_dataset(src: Path, out: Path, count: int) -> Path:
@@ -96,22 +102,43 @@ def make_tiled_dataset(src: Path, out: Path, count: int) -> Path:
             left -= n
     names = ds.manifest["files"]  # one entry per image, as PackedDataset checks; the split is left out
     files = [names[i % len(names)] for i in range(count)]
-    manifest = {**{k: v for k, v in ds.manifest.items() if k != "split"}, "count": count,
-                "shape": [count, *ds.images.shape[1:]], "files": files,
-                "source": f"{ds.manifest['source']} tiled to {count} images (bench only)",
-                "content_hash": f"tiled:{ds.content_hash}"}
+    manifest = {
+        **{k: v for k, v in ds.manifest.items() if k != "split"},
+        "count": count,
+        "shape": [count, *ds.images.shape[1:]],
+        "files": files,
+        "source": f"{ds.manifest['source']} tiled to {count} images (bench only)",
+        "content_hash": f"tiled:{ds.content_hash}",
+    }
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert (out / "images.u8").stat().st_size == count * per
     return out
 
 
-def run_memory(packed: Path, label: str, device: torch.device, mc: ModelConfig, batch_size: int,
-               train_steps: int, threads: int | None = None) -> dict[str, Any]:
+def run_memory(
+    packed: Path,
+    label: str,
+    device: torch.device,
+    mc: ModelConfig,
+    batch_size: int,
+    train_steps: int,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Run `memory_child` in a fresh interpreter (so earlier rows' memory is not in its peak)."""
-    spec = {"packed": str(packed), "device": str(device), "model": asdict(mc), "batch_size": batch_size,
-            "train_steps": train_steps, "threads": threads}
-    proc = subprocess.run([sys.executable, str(ENTRY), "--memory-child", json.dumps(spec)],
-                          capture_output=True, text=True, timeout=1800)
+    spec = {
+        "packed": str(packed),
+        "device": str(device),
+        "model": asdict(mc),
+        "batch_size": batch_size,
+        "train_steps": train_steps,
+        "threads": threads,
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ENTRY), "--memory-child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"label": label, "error": f"memory child exited {proc.returncode}: {tail}"}
@@ -119,8 +146,12 @@ def run_memory(packed: Path, label: str, device: torch.device, mc: ModelConfig, 
     rss, arr = res["rss"], res["array_bytes"]
     peak = rss["end"]["ru_maxrss"]
     model_peak = rss["model"]["ru_maxrss"]
-    res.update(label=label, peak_rss=peak, peak_over_array=peak / arr,
-               delta_over_array=(peak - model_peak) / arr,
-               anon_growth=rss["end"].get("RssAnon", 0) - rss["model"].get("RssAnon", 0),
-               file_growth=rss["end"].get("RssFile", 0) - rss["model"].get("RssFile", 0))
+    res.update(
+        label=label,
+        peak_rss=peak,
+        peak_over_array=peak / arr,
+        delta_over_array=(peak - model_peak) / arr,
+        anon_growth=rss["end"].get("RssAnon", 0) - rss["model"].get("RssAnon", 0),
+        file_growth=rss["end"].get("RssFile", 0) - rss["model"].get("RssFile", 0),
+    )
     return res

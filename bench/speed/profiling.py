@@ -12,8 +12,9 @@ from facegan.config import ModelConfig, PerfConfig
 from facegan.perf import resolve
 
 
-def profile_steps(staged: Staged, mc: ModelConfig, batch_size: int, device: torch.device,
-                  limit: int = 14) -> dict[str, str]:
+def profile_steps(
+    staged: Staged, mc: ModelConfig, batch_size: int, device: torch.device, limit: int = 14
+) -> dict[str, str]:
     """torch.profiler tables (self CPU time) of one warmed-up step of rows a (compute only) and b."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -23,12 +23,18 @@ class RefGenerator(nn.Module):
 
     def __init__(self, nz: int, ngf: int, nc: int, size: int) -> None:
         super().__init__()
-        mults = [2 ** i for i in reversed(range(int(math.log2(size)) - 2))]  # 64 px: [8, 4, 2, 1]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ngf * mults[0], 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(ngf * mults[0]), nn.ReLU(True)]
+        mults = [2**i for i in reversed(range(int(math.log2(size)) - 2))]  # 64 px: [8, 4, 2, 1]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(nz, ngf * mults[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * mults[0]),
+            nn.ReLU(True),
+        ]
         for m_in, m_out in pairwise(mults):
-            layers += [nn.ConvTranspose2d(ngf * m_in, ngf * m_out, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(ngf * m_out), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ngf * m_in, ngf * m_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf * m_out),
+                nn.ReLU(True),
+            ]
         layers += [nn.ConvTranspose2d(ngf * mults[-1], nc, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
@@ -41,11 +47,14 @@ class RefDiscriminator(nn.Module):
 
     def __init__(self, ndf: int, nc: int, size: int) -> None:
         super().__init__()
-        mults = [2 ** i for i in range(int(math.log2(size)) - 2)]  # 64 px: [1, 2, 4, 8]
+        mults = [2**i for i in range(int(math.log2(size)) - 2)]  # 64 px: [1, 2, 4, 8]
         layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         for m_in, m_out in pairwise(mults):
-            layers += [nn.Conv2d(ndf * m_in, ndf * m_out, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(ndf * m_out), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(ndf * m_in, ndf * m_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * m_out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         # The recipe ends D in a Sigmoid and trains it with BCELoss on probabilities.
         layers += [nn.Conv2d(ndf * mults[-1], 1, 4, 1, 0, bias=False), nn.Sigmoid()]
         self.main = nn.Sequential(*layers)
@@ -64,9 +73,15 @@ def ref_weights_init(m: nn.Module) -> None:
         nn.init.constant_(m.bias.data, 0)
 
 
-def reference_step(net_g: nn.Module, net_d: nn.Module, opt_g: torch.optim.Optimizer,
-                   opt_d: torch.optim.Optimizer, criterion: nn.Module, real: torch.Tensor,
-                   noise: int | torch.Tensor) -> tuple[float, float, float, float, float]:
+def reference_step(
+    net_g: nn.Module,
+    net_d: nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    criterion: nn.Module,
+    real: torch.Tensor,
+    noise: int | torch.Tensor,
+) -> tuple[float, float, float, float, float]:
     """One iteration of the recipe's loop body; returns (Loss_D, Loss_G, D(x), D(G(z)) before, after).
 
     `net_d` outputs probabilities (the recipe's Sigmoid). `noise` is the latent batch, or its length
@@ -117,5 +132,7 @@ def reference_models(mc: ModelConfig, device: torch.device) -> tuple[nn.Module, 
 
 def reference_optimizers(net_g: nn.Module, net_d: nn.Module) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam(2e-4, β=(0.5, 0.999)) with torch's default implementation choice, as the recipe."""
-    return (torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999)),
-            torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999)))
+    return (
+        torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+        torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+    )

@@ -38,24 +38,31 @@ class Runner:
 class ReferenceRunner(Runner):
     """Row a: ImageFolder + DataLoader(2 workers, shuffle) feeding `reference_step`, epoch after epoch."""
 
-    def __init__(self, image_root: Path, mc: ModelConfig, batch_size: int, workers: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self, image_root: Path, mc: ModelConfig, batch_size: int, workers: int, device: torch.device
+    ) -> None:
         from torchvision import datasets, transforms
 
         torch.manual_seed(0)
-        tf = transforms.Compose([
-            transforms.Resize(mc.size),
-            transforms.CenterCrop(mc.size),
-            transforms.ToTensor(),
-            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-        ])
+        tf = transforms.Compose(
+            [
+                transforms.Resize(mc.size),
+                transforms.CenterCrop(mc.size),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        )
         self.dataset = datasets.ImageFolder(root=str(image_root), transform=tf)
         # The recipe's loader, except that workers persist across epochs: on the full 202,599-image
         # CelebA the recipe restarts its workers once per 1,583 steps, on a 6,000-image subset once per
         # 47, so restarts would charge the reference a cost that the real dataset amortises.
         self.loader: torch.utils.data.DataLoader | None = torch.utils.data.DataLoader(
-            self.dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-            persistent_workers=workers > 0)
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
         self.batches: Iterator[Any] | None = iter(self.loader)
         self.device, self.nz = device, mc.latent_dim
         self.net_g, self.net_d = reference_models(mc, device)
@@ -72,8 +79,9 @@ class ReferenceRunner(Runner):
             self.batches = iter(self.loader)
             data = next(self.batches)
         real = data[0].to(self.device)
-        self.last = reference_step(self.net_g, self.net_d, self.opt_g, self.opt_d, self.criterion, real,
-                                   self.nz)
+        self.last = reference_step(
+            self.net_g, self.net_d, self.opt_g, self.opt_d, self.criterion, real, self.nz
+        )
         return real.size(0)  # the epoch's last batch is smaller; count what was really trained on
 
     def end_window(self) -> None:
@@ -106,8 +114,9 @@ class FaceganRunner(Runner):
     stacked and summed on the device; the sums are read back at window ends, the loop's log interval.
     """
 
-    def __init__(self, packed: Path, perf: Perf, mc: ModelConfig, batch_size: int,
-                 device: torch.device, seed: int = 0) -> None:
+    def __init__(
+        self, packed: Path, perf: Perf, mc: ModelConfig, batch_size: int, device: torch.device, seed: int = 0
+    ) -> None:
         cfg = bench_config(mc, batch_size, perf, seed)
         self.training = build_training(cfg, device, PackedDataset(packed))
         self.perf, self.device = self.training.perf, device
@@ -146,14 +155,19 @@ class GeneratorRunner(Runner):
         g, d = build_models(mc)
         self.g = g.to(device).eval()
         # Same transformations as training (memory format, torch.compile); D is never called.
-        self.g_call, _ = prepare_models(self.g, d, Perf(perf.amp_dtype, perf.channels_last,
-                                                        perf.compile_mode, False, False))
+        self.g_call, _ = prepare_models(
+            self.g, d, Perf(perf.amp_dtype, perf.channels_last, perf.compile_mode, False, False)
+        )
         self.rng = torch.Generator(device).manual_seed(0)
         self.images_per_step = batch_size
 
     def step(self) -> int:
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.perf.amp_dtype,
-                                                    enabled=self.perf.amp_dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type, dtype=self.perf.amp_dtype, enabled=self.perf.amp_dtype is not None
+            ),
+        ):
             self.g_call(sample_latent(self.batch_size, self.latent_dim, self.rng))
         return self.batch_size
 

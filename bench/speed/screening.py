@@ -33,8 +33,10 @@ def describe(perf: Perf, training: bool = True) -> str:
     """Short settings string, e.g. 'channels_last, fused Adam, memmap, eager'."""
     parts = ["channels_last" if perf.channels_last else "NCHW"]
     if training:
-        parts += ["fused Adam" if perf.fused_adam else "foreach Adam",
-                  "resident" if perf.resident else "memmap"]
+        parts += [
+            "fused Adam" if perf.fused_adam else "foreach Adam",
+            "resident" if perf.resident else "memmap",
+        ]
     parts.append(f"compile={perf.compile_mode}" if perf.compile_mode else "eager")
     return ", ".join(parts)
 
@@ -65,9 +67,15 @@ class Probe:
         self.runner = None
 
 
-def search_fastest(specs: Sequence[str], build: Callable[[Perf], Runner], device: torch.device,
-                   plan: Plan, steps: int, training: bool, interleaved: bool | None = None
-                   ) -> tuple[Perf | None, Runner | None, float, list[dict[str, Any]]]:
+def search_fastest(
+    specs: Sequence[str],
+    build: Callable[[Perf], Runner],
+    device: torch.device,
+    plan: Plan,
+    steps: int,
+    training: bool,
+    interleaved: bool | None = None,
+) -> tuple[Perf | None, Runner | None, float, list[dict[str, Any]]]:
     """Screen candidate settings with short probes; keep the fastest one's warmed-up runner alive.
 
     Returns (best perf, its runner, its warm-up seconds, one record per candidate). Keeping the winner
@@ -83,17 +91,26 @@ def search_fastest(specs: Sequence[str], build: Callable[[Perf], Runner], device
     for spec in specs:
         perf = resolve(parse_candidate(spec), device)
         key = (perf.amp_dtype, perf.channels_last, perf.compile_mode) + (
-            (perf.fused_adam, perf.resident) if training else ())
+            (perf.fused_adam, perf.resident) if training else ()
+        )
         if key in seen:  # e.g. fused_adam is irrelevant for inference
             continue
         seen.add(key)
-        probe = Probe(perf, {"candidate": spec, "precision": precision_of(perf, device),
-                             "settings": describe(perf, training)}, None)
+        probe = Probe(
+            perf,
+            {
+                "candidate": spec,
+                "precision": precision_of(perf, device),
+                "settings": describe(perf, training),
+            },
+            None,
+        )
         probes.append(probe)
         try:
             probe.runner = build(perf)
-            probe.rec["warmup_s"] = warm_up(probe.runner, plan.warmup_compiled if perf.compile_mode
-                                            else plan.warmup)
+            probe.rec["warmup_s"] = warm_up(
+                probe.runner, plan.warmup_compiled if perf.compile_mode else plan.warmup
+            )
         except Exception as err:  # e.g. a compile mode this torch/device cannot do: report, go on
             probe.fail(err)
             continue
@@ -126,9 +143,11 @@ def search_fastest(specs: Sequence[str], build: Callable[[Perf], Runner], device
     for probe in probes:
         if probe.rates:
             probe.rec["probe_img_s"] = statistics.median(probe.rates)
-            log(f"  candidate {probe.rec['candidate']}: {probe.rec['probe_img_s']:,.1f} img/s "
+            log(
+                f"  candidate {probe.rec['candidate']}: {probe.rec['probe_img_s']:,.1f} img/s "
                 f"(probe windows {', '.join(f'{r:,.1f}' for r in probe.rates)}; "
-                f"warm-up {probe.rec['warmup_s']:.1f} s)")
+                f"warm-up {probe.rec['warmup_s']:.1f} s)"
+            )
     records = [p.rec for p in probes]
     if best is None or best.runner is None:
         return None, None, 0.0, records

@@ -35,7 +35,7 @@ def make_synthetic_jpegs(root: Path, n: int) -> Path:
     folder.mkdir(parents=True)
     left = (SYNTH_H - SYNTH_W) // 2
     for i in range(n):
-        face = synthetic_face(i, SYNTH_H)[:, left:left + SYNTH_W]  # (109, 89, 3): portrait like CelebA
+        face = synthetic_face(i, SYNTH_H)[:, left : left + SYNTH_W]  # (109, 89, 3): portrait like CelebA
         Image.fromarray(face).save(folder / f"{i + 1:06d}.jpg", quality=95)
     return root
 

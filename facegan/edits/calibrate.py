@@ -32,8 +32,9 @@ def mean_probability(g: nn.Module, net: AttributeNet, z: torch.Tensor, attr: int
     return float(probs[:, attr].mean())
 
 
-def shortest_step(measure: Callable[[float], float], reached: Callable[[float], bool], max_step: float,
-                  iters: int = 5) -> tuple[float, bool]:
+def shortest_step(
+    measure: Callable[[float], float], reached: Callable[[float], bool], max_step: float, iters: int = 5
+) -> tuple[float, bool]:
     """The smallest step in [0, max_step] (to max_step / 2^iters) where `reached(measure(step))`, by
     bisection, assuming the measure moves monotonically; (max_step, False) when even that falls short."""
     if not reached(measure(max_step)):
@@ -48,9 +49,19 @@ def shortest_step(measure: Callable[[float], float], reached: Callable[[float], 
     return hi, True
 
 
-def calibrate(g: nn.Module, net: AttributeNet, attrs: list[int], vectors: torch.Tensor, seeds: list[int], *,
-              lo: float = LO, hi: float = HI, max_step: float = MAX_STEP, iters: int = 5,
-              share: float = SHARE) -> tuple[torch.Tensor, list[dict[str, float | bool]]]:
+def calibrate(
+    g: nn.Module,
+    net: AttributeNet,
+    attrs: list[int],
+    vectors: torch.Tensor,
+    seeds: list[int],
+    *,
+    lo: float = LO,
+    hi: float = HI,
+    max_step: float = MAX_STEP,
+    iters: int = 5,
+    share: float = SHARE,
+) -> tuple[torch.Tensor, list[dict[str, float | bool]]]:
     """Steps (K, 2) for directions `vectors` (K, latent) whose attributes are `attrs` (classifier
     indices), and per edit what was reached.
 
@@ -74,8 +85,13 @@ def calibrate(g: nn.Module, net: AttributeNet, attrs: list[int], vectors: torch.
             part = z[pick]
             rec[f"{key}_faces"] = len(pick)
 
-            def measure(step: float, sign: float = sign, d: torch.Tensor = d, attr: int = attr,
-                        part: torch.Tensor = part) -> float:
+            def measure(
+                step: float,
+                sign: float = sign,
+                d: torch.Tensor = d,
+                attr: int = attr,
+                part: torch.Tensor = part,
+            ) -> float:
                 return mean_probability(g, net, part + (sign * step) * d.reshape(1, -1, 1, 1), attr)
 
             def reached(p: float, sign: float = sign, target: float = target) -> bool:

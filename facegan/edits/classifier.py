@@ -45,8 +45,9 @@ def read_attributes(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]
         if not parts:
             continue
         if len(parts) != len(names) + 1 or any(v not in ("1", "-1") for v in parts[1:]):
-            raise FaceganError(f"{str(path)!r} line {number}: expected a file name and {len(names)} values "
-                               f"of 1 or -1")
+            raise FaceganError(
+                f"{str(path)!r} line {number}: expected a file name and {len(names)} values of 1 or -1"
+            )
         rows[parts[0]] = np.array([int(v) for v in parts[1:]], dtype=np.int8)
     return names, rows
 
@@ -55,15 +56,17 @@ def labels_for(files: list[str], attrs: dict[str, np.ndarray]) -> np.ndarray:
     """(N, A) float32 labels in {0, 1} for a prepared dataset's `files` (matched by base name)."""
     missing = [f for f in files if Path(f).name not in attrs]
     if missing:
-        raise FaceganError(f"{len(missing)} of {len(files)} images have no attribute row (first: "
-                           f"{missing[0]!r}); the attribute file must describe every image")
+        raise FaceganError(
+            f"{len(missing)} of {len(files)} images have no attribute row (first: "
+            f"{missing[0]!r}); the attribute file must describe every image"
+        )
     return np.stack([attrs[Path(f).name] for f in files]).astype(np.float32).__gt__(0).astype(np.float32)
 
 
 def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint, sorted index halves of n faces, fixed by `seed` (half A finds, half B measures)."""
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
+    return np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
 
 
 class AttributeNet(nn.Module):
@@ -83,8 +86,9 @@ class AttributeNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 256) pooled features (the identity embedding, before normalisation)."""
         if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )
         return self.body(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,9 +114,17 @@ class TrainReport:
     held_out_accuracy: dict[str, float]  # per attribute, on the other half (honest)
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, names: list[str], *, epochs: int = 12,
-                     batch: int = 64, seed: int = 0, held_out: tuple[np.ndarray, np.ndarray] | None = None,
-                     log: bool = False) -> tuple[AttributeNet, TrainReport]:
+def train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    *,
+    epochs: int = 12,
+    batch: int = 64,
+    seed: int = 0,
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
+    log: bool = False,
+) -> tuple[AttributeNet, TrainReport]:
     """Train an AttributeNet on uint8 images (N, 3, S, S) with {0, 1} labels (N, A): Adam, BCE, random
     horizontal flips (every CelebA attribute is mirror-symmetric). Deterministic in `seed` on one
     thread. `held_out` (images, labels) of the other half gives the accuracies in the report."""
@@ -129,7 +141,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, names: list[str], *
             order = torch.randperm(len(images), generator=gen)
             total = 0.0
             for i in range(0, len(order) - batch + 1, batch):
-                idx = order[i:i + batch].numpy()
+                idx = order[i : i + batch].numpy()
                 x = torch.from_numpy(np.asarray(images[np.sort(idx)])).float().div_(127.5).sub_(1.0)
                 y = y_all[np.sort(idx)]
                 flip = torch.rand(len(x), generator=gen) < 0.5
@@ -156,8 +168,12 @@ def save_classifier(net: AttributeNet, path: str | Path, info: dict[str, object]
     """Weights + names (and `info`, e.g. which half trained it) in one .safetensors file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "facegan-attribute-classifier", "names": json.dumps(net.names),
-            "size": str(net.size), "info": json.dumps(info or {})}
+    meta = {
+        "format": "facegan-attribute-classifier",
+        "names": json.dumps(net.names),
+        "size": str(net.size),
+        "info": json.dumps(info or {}),
+    }
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata=meta)
     return path
 
@@ -178,8 +194,9 @@ def load_classifier(path: str | Path) -> tuple[AttributeNet, dict[str, object]]:
     return net.eval(), json.loads(meta.get("info", "{}"))
 
 
-def labelled_faces(data: str, attrs_path: str | Path, size: int = 64
-                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def labelled_faces(
+    data: str, attrs_path: str | Path, size: int = 64
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 images (N, 3, S, S), {0, 1} labels (N, A), names) of a dataset (zip, folder or prepared
     folder, prepared as `facegan prepare` does) and its attribute file."""
     from facegan.data import resolve_dataset
@@ -192,8 +209,16 @@ def labelled_faces(data: str, attrs_path: str | Path, size: int = 64
     return np.asarray(ds.images), labels_for(files, rows), names
 
 
-def classifier_for_half(data: str, attrs_path: str | Path, half: str, *, epochs: int = 12, seed: int = 0,
-                        cache: str | Path | None = None, log: bool = False) -> AttributeNet:
+def classifier_for_half(
+    data: str,
+    attrs_path: str | Path,
+    half: str,
+    *,
+    epochs: int = 12,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    log: bool = False,
+) -> AttributeNet:
     """The classifier of `half` ("A" finds and calibrates, "B" measures), trained on that half of the
     split and checked on the other; read from `cache` when that file exists, else trained (and saved
     there when given). Training is deterministic on one torch thread."""
@@ -205,10 +230,26 @@ def classifier_for_half(data: str, attrs_path: str | Path, half: str, *, epochs:
     images, labels, names = labelled_faces(data, attrs_path)
     a, b = split_halves(len(images), seed)
     mine, other = (a, b) if half == "A" else (b, a)
-    net, report = train_classifier(images[mine], labels[mine], names, epochs=epochs, seed=seed,
-                                   held_out=(images[other], labels[other]), log=log)
+    net, report = train_classifier(
+        images[mine],
+        labels[mine],
+        names,
+        epochs=epochs,
+        seed=seed,
+        held_out=(images[other], labels[other]),
+        log=log,
+    )
     if cache is not None:
-        save_classifier(net, cache, {"half": half, "split_seed": seed, "epochs": epochs,
-                                     "train_count": report.train_count, "seconds": round(report.seconds, 1),
-                                     "held_out_accuracy": report.held_out_accuracy})
+        save_classifier(
+            net,
+            cache,
+            {
+                "half": half,
+                "split_seed": seed,
+                "epochs": epochs,
+                "train_count": report.train_count,
+                "seconds": round(report.seconds, 1),
+                "held_out_accuracy": report.held_out_accuracy,
+            },
+        )
     return net

@@ -48,13 +48,20 @@ class CondGenerator(nn.Module):
     def base_conditions(self, seeds: list[int]) -> torch.Tensor:
         """c₀ (N, K) of each seed: a prior row drawn from a generator of its own, so it does not depend
         on the batch (offset so it is not z's own stream)."""
-        rows = [int(torch.randint(len(self.prior), (1,),
-                                  generator=torch.Generator().manual_seed(s ^ 0x5EED)).item()) for s in seeds]
+        rows = [
+            int(
+                torch.randint(
+                    len(self.prior), (1,), generator=torch.Generator().manual_seed(s ^ 0x5EED)
+                ).item()
+            )
+            for s in seeds
+        ]
         return self.prior[rows].clone()
 
     @torch.no_grad()
-    def render(self, seeds: list[int], edits: dict[str, float], truncation: float | None = None
-               ) -> torch.Tensor:
+    def render(
+        self, seeds: list[int], edits: dict[str, float], truncation: float | None = None
+    ) -> torch.Tensor:
         """Faces of `seeds` with each named condition moved by its amount in [-1, 1]."""
         z = latents(seeds, self.cfg.latent_dim, truncation).flatten(1)
         c = self.base_conditions(seeds)
@@ -90,9 +97,18 @@ def from_unconditional(g: Generator, names: list[str], prior: torch.Tensor) -> C
     return cg
 
 
-def train_conditional(g: Generator, images: np.ndarray, labels: np.ndarray, names: list[str], *,
-                      minutes: float, out: str | Path, batch: int = 64, seed: int = 0, log_every: int = 50
-                      ) -> dict[str, float]:
+def train_conditional(
+    g: Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    *,
+    minutes: float,
+    out: str | Path,
+    batch: int = 64,
+    seed: int = 0,
+    log_every: int = 50,
+) -> dict[str, float]:
     """Fine-tune `g` into a CondGenerator on uint8 `images` with {0, 1} `labels` (N, K) for `minutes` of
     wall time (non-saturating BCE, Adam 2e-4 β 0.5/0.999, DiffAugment color,translation, EMA of G);
     writes the EMA generator to `out` and returns the run's figures."""
@@ -115,8 +131,10 @@ def train_conditional(g: Generator, images: np.ndarray, labels: np.ndarray, name
         zc = torch.cat([torch.randn(batch, nz, generator=gen), c_fake], 1)[:, :, None, None]
         fake = cg(zc)
         aug = ["color", "translation"]
-        d_loss = (F.softplus(-d(diff_augment(real, aug, gen), c_real)).mean()
-                  + F.softplus(d(diff_augment(fake.detach(), aug, gen), c_fake)).mean())
+        d_loss = (
+            F.softplus(-d(diff_augment(real, aug, gen), c_real)).mean()
+            + F.softplus(d(diff_augment(fake.detach(), aug, gen), c_fake)).mean()
+        )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -131,8 +149,10 @@ def train_conditional(g: Generator, images: np.ndarray, labels: np.ndarray, name
                 be.copy_(b)
         step += 1
         if step % log_every == 0:
-            print(f"step {step} d {d_loss.item():.3f} g {g_loss.item():.3f} "
-                  f"{time.perf_counter() - start:.0f}s", flush=True)
+            print(
+                f"step {step} d {d_loss.item():.3f} g {g_loss.item():.3f} {time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
     seconds = time.perf_counter() - start
     save_conditional(ema, out, {"steps": step, "seconds": round(seconds, 1), "batch": batch})
     return {"steps": step, "seconds": seconds}
@@ -141,8 +161,12 @@ def train_conditional(g: Generator, images: np.ndarray, labels: np.ndarray, name
 def save_conditional(cg: CondGenerator, path: str | Path, info: dict[str, object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "facegan-conditional-generator", "names": json.dumps(cg.names),
-            "config": json.dumps(cg.cfg.__dict__), "info": json.dumps(info)}
+    meta = {
+        "format": "facegan-conditional-generator",
+        "names": json.dumps(cg.names),
+        "config": json.dumps(cg.cfg.__dict__),
+        "info": json.dumps(info),
+    }
     save_file({k: v.contiguous() for k, v in cg.state_dict().items()}, str(path), metadata=meta)
     return path
 
@@ -156,8 +180,9 @@ def load_conditional(path: str | Path) -> CondGenerator:
         if meta.get("format") != "facegan-conditional-generator":
             raise ValueError("not a facegan conditional generator")
         state = load_file(str(path))
-        cg = CondGenerator(ModelConfig(**json.loads(meta["config"])), json.loads(meta["names"]),
-                           state["prior"])
+        cg = CondGenerator(
+            ModelConfig(**json.loads(meta["config"])), json.loads(meta["names"]), state["prior"]
+        )
         cg.load_state_dict(state)
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as err:
         raise FaceganError(f"could not load the conditional generator {str(path)!r}: {err}") from None

@@ -48,10 +48,15 @@ class Directions:
         if bad:
             raise FaceganError(f"edit names must be letters, digits, _ or - (got {bad[0]!r})")
         if self.vectors.dim() != 2 or len(self.vectors) != k or tuple(self.steps.shape) != (k, 2):
-            raise FaceganError(f"edit directions: {k} names need vectors (K, latent) and steps (K, 2), got "
-                               f"{tuple(self.vectors.shape)} and {tuple(self.steps.shape)}")
-        if not (torch.isfinite(self.vectors).all() and torch.isfinite(self.steps).all()
-                and (self.steps >= 0).all()):
+            raise FaceganError(
+                f"edit directions: {k} names need vectors (K, latent) and steps (K, 2), got "
+                f"{tuple(self.vectors.shape)} and {tuple(self.steps.shape)}"
+            )
+        if not (
+            torch.isfinite(self.vectors).all()
+            and torch.isfinite(self.steps).all()
+            and (self.steps >= 0).all()
+        ):
             raise FaceganError("edit directions hold non-finite vectors or negative steps")
         self.vectors = self.vectors.float()
         self.steps = self.steps.float()
@@ -73,8 +78,9 @@ class Directions:
                 raise FaceganError(f"edit {name}: the amount must be a number from -1 to 1, got {amount!r}")
             value = float(amount)
             if not (math.isfinite(value) and -1.0 <= value <= 1.0):
-                raise FaceganError(f"edit {name}: the amount must be from -1 to 1, got {amount!r} "
-                                   f"(edits: {self.choices()})")
+                raise FaceganError(
+                    f"edit {name}: the amount must be from -1 to 1, got {amount!r} (edits: {self.choices()})"
+                )
             out[name] = value
         return out
 
@@ -96,8 +102,10 @@ class Directions:
         if not edits:
             return z
         if z.shape[1] != self.latent_dim:
-            raise FaceganError(f"these edit directions are for latent size {self.latent_dim}, the "
-                               f"generator's is {z.shape[1]}")
+            raise FaceganError(
+                f"these edit directions are for latent size {self.latent_dim}, the "
+                f"generator's is {z.shape[1]}"
+            )
         off = self.offset(edits)
         if off is None:
             return z
@@ -107,8 +115,9 @@ class Directions:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "names": json.dumps(self.names), "info": json.dumps(self.info)}
-        save_file({"vectors": self.vectors.contiguous(), "steps": self.steps.contiguous()}, str(path),
-                  metadata=meta)
+        save_file(
+            {"vectors": self.vectors.contiguous(), "steps": self.steps.contiguous()}, str(path), metadata=meta
+        )
         return path
 
 
@@ -157,8 +166,10 @@ def parse_edits(specs: list[str] | str | None, directions: Directions | None) ->
         return {}
     parts = [p.strip() for spec in ([specs] if isinstance(specs, str) else specs) for p in spec.split(",")]
     if directions is None:
-        raise FaceganError("this model has no edit directions (no edits file beside its weights); "
-                           "find some with `facegan directions`")
+        raise FaceganError(
+            "this model has no edit directions (no edits file beside its weights); "
+            "find some with `facegan directions`"
+        )
     edits: dict[str, float] = {}
     for part in parts:
         name, sep, value = part.replace(":", "=", 1).partition("=")
@@ -168,8 +179,10 @@ def parse_edits(specs: list[str] | str | None, directions: Directions | None) ->
                 raise ValueError
             amount = float(value)
         except ValueError:
-            raise FaceganError(f"bad edit {part!r}: use NAME=AMOUNT (or NAME:AMOUNT) with AMOUNT from -1 to "
-                               f"1; this model's edits: {directions.choices()}") from None
+            raise FaceganError(
+                f"bad edit {part!r}: use NAME=AMOUNT (or NAME:AMOUNT) with AMOUNT from -1 to "
+                f"1; this model's edits: {directions.choices()}"
+            ) from None
         if name in edits:
             raise FaceganError(f"edit {name!r} is given twice")
         edits[name] = amount

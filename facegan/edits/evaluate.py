@@ -30,8 +30,14 @@ def to_u8(images: torch.Tensor) -> torch.Tensor:
     return images.clamp(-1, 1).add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)
 
 
-def evaluate_edits(render: Render, edits: list[str], net: AttributeNet, real_u8: np.ndarray | torch.Tensor,
-                   seeds: list[int], swd_seed: int = 0) -> dict[str, Any]:
+def evaluate_edits(
+    render: Render,
+    edits: list[str],
+    net: AttributeNet,
+    real_u8: np.ndarray | torch.Tensor,
+    seeds: list[int],
+    swd_seed: int = 0,
+) -> dict[str, Any]:
     """The measurements above for `edits` (names of the classifier's attributes), as a JSON-able dict."""
     start = time.perf_counter()
     real = torch.as_tensor(np.asarray(real_u8[: len(seeds)]))
@@ -59,35 +65,53 @@ def evaluate_edits(render: Render, edits: list[str], net: AttributeNet, real_u8:
         others = [(abs(d), n, d) for n, d in zip(net.names, delta) if n != name]
         worst = max(others)
         rows[name] = {
-            "target": [round(float(lo["p"][attr]), 3), round(float(p0[:, attr].mean()), 3),
-                       round(float(hi["p"][attr]), 3)],
+            "target": [
+                round(float(lo["p"][attr]), 3),
+                round(float(p0[:, attr].mean()), 3),
+                round(float(hi["p"][attr]), 3),
+            ],
             "swing": round(float(hi["p"][attr] - lo["p"][attr]), 3),
             "entanglement": {n: round(d, 3) for n, d in zip(net.names, delta)},
             "most_entangled": [worst[1], round(worst[2], 3)],
             "identity_drift": [round(lo["drift"], 3), round(hi["drift"], 3)],
             "swd": [round(lo["swd"], 2), round(hi["swd"], 2)],
         }
-    return {"edits": rows, "swd_unedited": round(swd0, 2), "count": len(seeds),
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "edits": rows,
+        "swd_unedited": round(swd0, 2),
+        "count": len(seeds),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def markdown(result: dict[str, Any], title: str = "") -> str:
     """The model card's table and entanglement matrix (the edits' own attributes) of `evaluate_edits`."""
     edits = list(result["edits"])
     lines = [title] if title else []
-    lines += [f"{result['count']} seeds; unedited SWD {result['swd_unedited']}.", "",
-              "| edit | p(attr) at −1 / 0 / +1 | swing | most changed other attribute (Δp) "
-              "| identity drift −1 / +1 | SWD −1 / +1 |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        f"{result['count']} seeds; unedited SWD {result['swd_unedited']}.",
+        "",
+        "| edit | p(attr) at −1 / 0 / +1 | swing | most changed other attribute (Δp) "
+        "| identity drift −1 / +1 | SWD −1 / +1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in result["edits"].items():
         t, (other, d), (dl, dh), (sl, sh) = r["target"], r["most_entangled"], r["identity_drift"], r["swd"]
-        lines.append(f"| {name} | {t[0]:.2f} / {t[1]:.2f} / {t[2]:.2f} | {r['swing']:+.2f} | {other} "
-                     f"({d:+.2f}) | {dl:.2f} / {dh:.2f} | {sl:.1f} / {sh:.1f} |")
-    lines += ["", "Entanglement: Δp of each attribute (column) from −1 to +1 of each edit (row).", "",
-              "| edit | " + " | ".join(edits) + " |", "|---|" + "---|" * len(edits)]
+        lines.append(
+            f"| {name} | {t[0]:.2f} / {t[1]:.2f} / {t[2]:.2f} | {r['swing']:+.2f} | {other} "
+            f"({d:+.2f}) | {dl:.2f} / {dh:.2f} | {sl:.1f} / {sh:.1f} |"
+        )
+    lines += [
+        "",
+        "Entanglement: Δp of each attribute (column) from −1 to +1 of each edit (row).",
+        "",
+        "| edit | " + " | ".join(edits) + " |",
+        "|---|" + "---|" * len(edits),
+    ]
     for name, r in result["edits"].items():
-        cells = [f"**{r['entanglement'][e]:+.2f}**" if e == name else f"{r['entanglement'][e]:+.2f}"
-                 for e in edits]
+        cells = [
+            f"**{r['entanglement'][e]:+.2f}**" if e == name else f"{r['entanglement'][e]:+.2f}" for e in edits
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -98,9 +122,11 @@ def summary(result: dict[str, Any]) -> dict[str, float]:
     rows = list(result["edits"].values())
     names = list(result["edits"])
     off = [abs(r["entanglement"][o]) for n, r in result["edits"].items() for o in names if o != n]
-    return {"swing": round(float(np.mean([r["swing"] for r in rows])), 3),
-            "min_swing": round(float(np.min([r["swing"] for r in rows])), 3),
-            "entanglement": round(float(np.mean(off)), 3),
-            "identity_drift": round(float(np.mean([r["identity_drift"] for r in rows])), 3),
-            "swd": round(float(np.mean([r["swd"] for r in rows])), 2),
-            "swd_unedited": result["swd_unedited"]}
+    return {
+        "swing": round(float(np.mean([r["swing"] for r in rows])), 3),
+        "min_swing": round(float(np.min([r["swing"] for r in rows])), 3),
+        "entanglement": round(float(np.mean(off)), 3),
+        "identity_drift": round(float(np.mean([r["identity_drift"] for r in rows])), 3),
+        "swd": round(float(np.mean([r["swd"] for r in rows])), 2),
+        "swd_unedited": result["swd_unedited"],
+    }

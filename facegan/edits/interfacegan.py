@@ -23,12 +23,13 @@ CORRELATED = 0.2
 
 
 @torch.no_grad()
-def sample_scores(g: nn.Module, net: AttributeNet, seeds: list[int], chunk: int = 512
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_scores(
+    g: nn.Module, net: AttributeNet, seeds: list[int], chunk: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(z (N, latent_dim), classifier logits (N, A)) of the faces of `seeds`."""
     zs, logits = [], []
     for i in range(0, len(seeds), chunk):
-        z = latents(seeds[i:i + chunk], g.cfg.latent_dim)
+        z = latents(seeds[i : i + chunk], g.cfg.latent_dim)
         images = forward_fixed(g, z)
         net.eval()
         logits.append(torch.cat([net(x) for x in images.split(256)]))
@@ -36,8 +37,9 @@ def sample_scores(g: nn.Module, net: AttributeNet, seeds: list[int], chunk: int 
     return torch.cat(zs), torch.cat(logits)
 
 
-def fit_normal(z: torch.Tensor, score: torch.Tensor, extremes: float = EXTREMES, l2: float = 1e-3
-               ) -> tuple[torch.Tensor, float]:
+def fit_normal(
+    z: torch.Tensor, score: torch.Tensor, extremes: float = EXTREMES, l2: float = 1e-3
+) -> tuple[torch.Tensor, float]:
     """Unit normal (latent_dim,) of a logistic boundary separating the top from the bottom `extremes`
     of `score`, and its accuracy on those faces."""
     order = score.argsort()
@@ -78,15 +80,21 @@ def conditioned(all_normals: torch.Tensor, target: int, others: list[int]) -> to
     return (out / out.norm()).float()
 
 
-def correlated_with(all_normals: torch.Tensor, target: int, among: list[int],
-                    threshold: float = CORRELATED) -> list[int]:
+def correlated_with(
+    all_normals: torch.Tensor, target: int, among: list[int], threshold: float = CORRELATED
+) -> list[int]:
     """The attributes of `among` whose normals have |cos| > threshold with the target's."""
     cos = all_normals[among] @ all_normals[target]
     return [a for a, c in zip(among, cos.tolist()) if a != target and abs(c) > threshold]
 
 
-def edit_vectors(all_normals: torch.Tensor, names: list[str], edits: list[str], conditional: bool,
-                 conditions: list[str] | None = None) -> tuple[torch.Tensor, dict[str, list[str]]]:
+def edit_vectors(
+    all_normals: torch.Tensor,
+    names: list[str],
+    edits: list[str],
+    conditional: bool,
+    conditions: list[str] | None = None,
+) -> tuple[torch.Tensor, dict[str, list[str]]]:
     """(K, latent_dim) unit directions for `edits`; with `conditional`, each one orthogonalised against
     the correlated attributes among `conditions` (default: the other edits). Returns also which
     attributes each direction was conditioned on."""

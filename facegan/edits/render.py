@@ -15,8 +15,14 @@ from facegan.generate import decode, latents, writing
 MAX_COLUMNS = 21
 
 
-def edit_faces(g: nn.Module, directions: Directions | None, seeds: list[int], edits: dict[str, float] | None,
-               truncation: float | None = None, batch_size: int = 256) -> torch.Tensor:
+def edit_faces(
+    g: nn.Module,
+    directions: Directions | None,
+    seeds: list[int],
+    edits: dict[str, float] | None,
+    truncation: float | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Faces (N, 3, S, S) in [-1, 1] of `seeds` with `edits` applied to their latents (after truncation,
     so an edit moves the seed's own z). No edits, or all amounts 0: exactly `facegan.generate.faces`."""
     z = latents(seeds, g.cfg.latent_dim, truncation)
@@ -34,8 +40,14 @@ def amounts(columns: int) -> list[float]:
     return [round(-1 + 2 * i / (columns - 1), 6) for i in range(columns)]
 
 
-def sweep(g: nn.Module, directions: Directions, seeds: list[int], name: str, columns: int = 7,
-          truncation: float | None = None) -> torch.Tensor:
+def sweep(
+    g: nn.Module,
+    directions: Directions,
+    seeds: list[int],
+    name: str,
+    columns: int = 7,
+    truncation: float | None = None,
+) -> torch.Tensor:
     """Faces for a sweep grid of edit `name`: row i is seed i, columns the amounts -1 … 1."""
     directions.check({name: 0.0})
     z = latents(seeds, g.cfg.latent_dim, truncation)

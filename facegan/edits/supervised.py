@@ -39,9 +39,17 @@ def fit_boundaries(g: nn.Module, net: AttributeNet, samples: int = 6000) -> Boun
     return Boundaries(found, accuracy, samples, time.perf_counter() - start)
 
 
-def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundaries, *, conditional: bool,
-            calibration: int = 128, max_step: float = MAX_STEP, conditions: list[str] | None = None
-            ) -> Directions:
+def package(
+    g: nn.Module,
+    net: AttributeNet,
+    edits: list[str],
+    bounds: Boundaries,
+    *,
+    conditional: bool,
+    calibration: int = 128,
+    max_step: float = MAX_STEP,
+    conditions: list[str] | None = None,
+) -> Directions:
     """Directions for `edits` from fitted boundaries: when `conditional`, orthogonalised against the
     correlated attributes among `conditions` (default: the other edits); calibrated on `calibration`
     faces not used to fit."""
@@ -50,25 +58,47 @@ def package(g: nn.Module, net: AttributeNet, edits: list[str], bounds: Boundarie
     attrs = [net.names.index(e) for e in edits]
     seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + calibration))
     steps, report = calibrate(g, net, attrs, vectors, seeds, max_step=max_step)
-    info = {"method": "interfacegan-conditional" if conditional else "interfacegan",
-            "conditions": conditions if conditional else None,
-            "samples": bounds.samples, "calibration_faces": calibration, "lo": LO, "hi": HI,
-            "max_step": max_step, "boundary_accuracy": {e: round(bounds.accuracy[a], 3) for e, a in
-                                                        zip(edits, attrs)},
-            "conditioned_on": used, "calibration": dict(zip(edits, report)),
-            "fit_seconds": round(bounds.seconds, 1),
-            "calibration_seconds": round(time.perf_counter() - start, 1)}
+    info = {
+        "method": "interfacegan-conditional" if conditional else "interfacegan",
+        "conditions": conditions if conditional else None,
+        "samples": bounds.samples,
+        "calibration_faces": calibration,
+        "lo": LO,
+        "hi": HI,
+        "max_step": max_step,
+        "boundary_accuracy": {e: round(bounds.accuracy[a], 3) for e, a in zip(edits, attrs)},
+        "conditioned_on": used,
+        "calibration": dict(zip(edits, report)),
+        "fit_seconds": round(bounds.seconds, 1),
+        "calibration_seconds": round(time.perf_counter() - start, 1),
+    }
     return Directions(list(edits), vectors, steps, info)
 
 
-def find_supervised(g: nn.Module, net: AttributeNet, edits: list[str], *, samples: int = 6000,
-                    calibration: int = 128, conditional: bool = True, max_step: float = MAX_STEP,
-                    conditions: list[str] | None = None, log: Callable[[str], None] | None = None
-                    ) -> Directions:
+def find_supervised(
+    g: nn.Module,
+    net: AttributeNet,
+    edits: list[str],
+    *,
+    samples: int = 6000,
+    calibration: int = 128,
+    conditional: bool = True,
+    max_step: float = MAX_STEP,
+    conditions: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Directions:
     """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
     calibrated on `calibration` others."""
     bounds = fit_boundaries(g, net, samples)
     if log:
         log(f"fitted {len(net.names)} boundaries on {samples} faces in {bounds.seconds:.0f}s")
-    return package(g, net, edits, bounds, conditional=conditional, calibration=calibration,
-                   max_step=max_step, conditions=conditions)
+    return package(
+        g,
+        net,
+        edits,
+        bounds,
+        conditional=conditional,
+        calibration=calibration,
+        max_step=max_step,
+        conditions=conditions,
+    )

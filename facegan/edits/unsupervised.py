@@ -77,8 +77,12 @@ def ganspace(g: nn.Module, k: int, samples: int = 4096, seed: int = 0) -> tuple[
 def unnamed(vectors: torch.Tensor, step: float, method: str) -> Directions:
     """Directions called d0, d1, … with the same step on both sides."""
     k = len(vectors)
-    return Directions([f"d{i}" for i in range(k)], vectors, torch.full((k, 2), float(step)),
-                      {"method": method, "step": step})
+    return Directions(
+        [f"d{i}" for i in range(k)],
+        vectors,
+        torch.full((k, 2), float(step)),
+        {"method": method, "step": step},
+    )
 
 
 def read_names(path: str | Path) -> dict[str, tuple[int, int, float | None, str]]:
@@ -95,10 +99,15 @@ def read_names(path: str | Path) -> dict[str, tuple[int, int, float | None, str]
         if not isinstance(name, str) or not NAME.match(name) or not isinstance(spec, dict):
             raise FaceganError(f"{str(path)!r}: bad entry {name!r} (want Name: {{direction: N, sign: 1}})")
         index, sign, step = spec.get("direction"), spec.get("sign", 1), spec.get("step")
-        if (isinstance(index, bool) or not isinstance(index, int) or sign not in (1, -1)
-                or not (step is None or (isinstance(step, (int, float)) and 0 < step <= 20))):
-            raise FaceganError(f"{str(path)!r}: {name}: direction must be an integer, sign 1 or -1, "
-                               f"step a number in (0, 20]")
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or sign not in (1, -1)
+            or not (step is None or (isinstance(step, (int, float)) and 0 < step <= 20))
+        ):
+            raise FaceganError(
+                f"{str(path)!r}: {name}: direction must be an integer, sign 1 or -1, step a number in (0, 20]"
+            )
         out[name] = (index, int(sign), None if step is None else float(step), str(spec.get("note", "")))
     return out
 
@@ -114,5 +123,4 @@ def named(found: Directions, names: dict[str, tuple[int, int, float | None, str]
         size = float(found.steps[index, 1]) if step is None else step
         steps.append([size, size])
         notes[name] = {"direction": index, "sign": sign, "step": size, "note": note}
-    return Directions(list(names), torch.stack(vectors), torch.tensor(steps),
-                      {**found.info, "names": notes})
+    return Directions(list(names), torch.stack(vectors), torch.tensor(steps), {**found.info, "names": notes})

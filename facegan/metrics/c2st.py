@@ -91,14 +91,10 @@ def c2st(
     """
     xr, xf = _prepare(real, max_size), _prepare(fake, max_size)
     if xr.shape[2:] != xf.shape[2:]:
-        raise ValueError(
-            f"real and fake sizes differ: {tuple(xr.shape[2:])} vs {tuple(xf.shape[2:])}"
-        )
+        raise ValueError(f"real and fake sizes differ: {tuple(xr.shape[2:])} vs {tuple(xf.shape[2:])}")
     n = min(len(xr), len(xf))
     if n < 4:
-        raise ValueError(
-            f"C2ST needs at least 4 images per set, got {len(xr)} real and {len(xf)} fake"
-        )
+        raise ValueError(f"C2ST needs at least 4 images per set, got {len(xr)} real and {len(xf)} fake")
     rng = np.random.default_rng(seed)
     pr = torch.from_numpy(rng.permutation(len(xr))[:n])
     pf = torch.from_numpy(rng.permutation(len(xf))[:n])

@@ -43,8 +43,12 @@ def default_metrics_cache_dir() -> Path:
 
 def cache_key(content_hash: str, max_real: int, extractor_id: str) -> dict[str, object]:
     """Everything the cached real features depend on (stored in the file and checked on load)."""
-    return {"version": CACHE_VERSION, "content_hash": content_hash, "max_real": max_real,
-            "extractor": extractor_id}
+    return {
+        "version": CACHE_VERSION,
+        "content_hash": content_hash,
+        "max_real": max_real,
+        "extractor": extractor_id,
+    }
 
 
 def cache_path(cache_dir: Path, key: dict[str, object]) -> Path:
@@ -74,7 +78,12 @@ def save_real_stats(path: Path, key: dict[str, object], stats: RealStats) -> Non
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(json.dumps(key, sort_keys=True)), features=stats.features,
-                     mu=stats.mu, sigma=stats.sigma)
+            np.savez(
+                fh,
+                key=np.array(json.dumps(key, sort_keys=True)),
+                features=stats.features,
+                mu=stats.mu,
+                sigma=stats.sigma,
+            )
 
     atomic_write(path, write)

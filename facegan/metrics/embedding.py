@@ -108,9 +108,16 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
     return F.cross_entropy(sim, target)
 
 
-def train_embedding(images: np.ndarray, *, steps: int = 400, batch_size: int = 128, seed: int = 0,
-                    width: int = 16, lr: float = 2e-3,
-                    progress: Callable[[int, float], None] | None = None) -> FaceEmbedding:
+def train_embedding(
+    images: np.ndarray,
+    *,
+    steps: int = 400,
+    batch_size: int = 128,
+    seed: int = 0,
+    width: int = 16,
+    lr: float = 2e-3,
+    progress: Callable[[int, float], None] | None = None,
+) -> FaceEmbedding:
     """Train a FaceEmbedding on uint8 faces `images` (N, 3, S, S) (the training split), seeded.
 
     Runs on the CPU in torch's current thread count and leaves torch's global RNG untouched.
@@ -140,9 +147,12 @@ def train_embedding(images: np.ndarray, *, steps: int = 400, batch_size: int = 1
 
 def save_embedding(model: FaceEmbedding, path: str | Path, info: dict[str, object] | None = None) -> Path:
     """Weights + shape (+ `info`, e.g. the data it was trained on) as one safetensors file."""
-    meta = {"format": "facegan-face-embedding", "recipe": RECIPE,
-            "config": json.dumps({"size": model.size, "width": model.width, "dim": model.dim}),
-            "info": json.dumps(info or {})}
+    meta = {
+        "format": "facegan-face-embedding",
+        "recipe": RECIPE,
+        "config": json.dumps({"size": model.size, "width": model.width, "dim": model.dim}),
+        "info": json.dumps(info or {}),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
@@ -162,6 +172,8 @@ def load_embedding(path: str | Path) -> FaceEmbedding:
         model = FaceEmbedding(int(cfg["size"]), width=int(cfg["width"]), dim=int(cfg["dim"]))
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        raise FaceganError(f"cannot load the face embedding {str(path)!r}: {str(err).splitlines()[0]}; "
-                           f"it should be a file written by facegan") from None
+        raise FaceganError(
+            f"cannot load the face embedding {str(path)!r}: {str(err).splitlines()[0]}; "
+            f"it should be a file written by facegan"
+        ) from None
     return model.eval().requires_grad_(False)

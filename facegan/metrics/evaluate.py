@@ -65,18 +65,19 @@ def cancellable(batches: Iterable[torch.Tensor], cancel: Callable[[], bool] | No
 def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, S, S) batches of the dataset rows `indices`, read from the memory map lazily."""
     for start in range(0, len(indices), batch_size):
-        yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start:start + batch_size]]))
+        yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start : start + batch_size]]))
 
 
-def fake_batches(g: Generator | np.ndarray, seeds: list[int], batch_size: int,
-                 truncation: float | None = None) -> Iterator[torch.Tensor]:
+def fake_batches(
+    g: Generator | np.ndarray, seeds: list[int], batch_size: int, truncation: float | None = None
+) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face); for an image
     array (`evaluate --fakes`) the "seeds" are its rows."""
     for start in range(0, len(seeds), batch_size):
         if isinstance(g, np.ndarray):
-            yield torch.from_numpy(np.ascontiguousarray(g[seeds[start:start + batch_size]]))
+            yield torch.from_numpy(np.ascontiguousarray(g[seeds[start : start + batch_size]]))
         else:
-            yield to_uint8(faces(g, seeds[start:start + batch_size], batch_size, truncation))
+            yield to_uint8(faces(g, seeds[start : start + batch_size], batch_size, truncation))
 
 
 def extract_features(
@@ -90,8 +91,7 @@ def extract_features(
 ) -> np.ndarray:
     """Run every uint8 batch through `extractor` on `device`; float32 features (N, D) on the CPU."""
     out: list[np.ndarray] = []
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True)
     with bar, torch.inference_mode():
         for batch in batches:
             feats = extractor(batch.to(device))
@@ -99,9 +99,7 @@ def extract_features(
             if not ok:
                 is_tensor = isinstance(feats, torch.Tensor)
                 got = tuple(feats.shape) if is_tensor else type(feats).__name__
-                raise ValueError(
-                    f"feature extractor must return (B, D) for B={len(batch)}, got {got}"
-                )
+                raise ValueError(f"feature extractor must return (B, D) for B={len(batch)}, got {got}")
             out.append(feats.detach().float().cpu().numpy())
             bar.update(len(batch))
     return np.concatenate(out)
@@ -135,9 +133,14 @@ def real_stats(
         if cached is not None:
             return cached
     idx = rows[real_indices(len(rows), max_real)]
-    feats = extract_features(extractor, cancellable(real_batches(ds, idx, batch_size), cancel),
-                             device=device,
-                             total=len(idx), desc=f"real features ({len(idx)})", progress=progress)
+    feats = extract_features(
+        extractor,
+        cancellable(real_batches(ds, idx, batch_size), cancel),
+        device=device,
+        total=len(idx),
+        desc=f"real features ({len(idx)})",
+        progress=progress,
+    )
     stats = RealStats.from_features(feats)
     if key is not None and path is not None:
         try:
@@ -241,16 +244,28 @@ def evaluate(
             # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
             seeds = first_seeds(max(n_fake(p) for p in feature_protocols))
             fake = extract_features(
-                extractor, generated(seeds), device=device,
-                total=len(seeds), desc=f"generated features ({len(seeds)})", progress=progress,
+                extractor,
+                generated(seeds),
+                device=device,
+                total=len(seeds),
+                desc=f"generated features ({len(seeds)})",
+                progress=progress,
             )
             reals: dict[int, RealStats] = {}
             for p in feature_protocols:
                 if p.max_real not in reals:
-                    reals[p.max_real] = real_stats(dataset, p.max_real, extractor, device=device,
-                                                   cache_dir=cache_dir, batch_size=batch_size,
-                                                   progress=progress, cancel=cancel, ref=ref)
-                real, f = reals[p.max_real], fake[:n_fake(p)]
+                    reals[p.max_real] = real_stats(
+                        dataset,
+                        p.max_real,
+                        extractor,
+                        device=device,
+                        cache_dir=cache_dir,
+                        batch_size=batch_size,
+                        progress=progress,
+                        cancel=cancel,
+                        ref=ref,
+                    )
+                real, f = reals[p.max_real], fake[: n_fake(p)]
                 results[f"{p.name}_real_n"] = float(len(real.features))
                 if p.kind == "fid":
                     results[p.name] = frechet_distance(real.mu, real.sigma, *gaussian_stats(f))
@@ -272,12 +287,17 @@ def evaluate(
             results[f"{p.name}_real_n"] = float(n)
             if p.kind == "swd":
                 real_img = torch.from_numpy(dataset.images[real_rows])
-                results.update({k.replace("swd", p.name, 1): v
-                                for k, v in swd(real_img, fake_img[:n], seed=seed).items()})
+                results.update(
+                    {
+                        k.replace("swd", p.name, 1): v
+                        for k, v in swd(real_img, fake_img[:n], seed=seed).items()
+                    }
+                )
             if p.kind == "c2st":
                 real_img = dataset.images[real_rows]
-                res = c2st(real_img, fake_img[:n], seed=seed, device=device,
-                           check=lambda: check_cancel(cancel))
+                res = c2st(
+                    real_img, fake_img[:n], seed=seed, device=device, check=lambda: check_cancel(cancel)
+                )
                 results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
                 results[f"{p.name}_n"] = float(res.n_test)
             if p.kind == "prdc":

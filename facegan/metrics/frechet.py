@@ -32,7 +32,7 @@ def gaussian_stats(features: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     mu = f.mean(axis=0, dtype=np.float64)
     sigma = np.zeros((f.shape[1], f.shape[1]), dtype=np.float64)
     for start in range(0, f.shape[0], _CHUNK):
-        centred = f[start:start + _CHUNK].astype(np.float64) - mu
+        centred = f[start : start + _CHUNK].astype(np.float64) - mu
         sigma += centred.T @ centred
     return mu, sigma / (f.shape[0] - 1)
 

@@ -75,8 +75,7 @@ def _existing(path: Path, source: str) -> Path:
     path = path.expanduser()
     if not path.is_file():
         raise FaceganError(
-            f"{source} {str(path)!r} is not a file; "
-            f"it should be {WEIGHTS_FILE} (from {WEIGHTS_URL})"
+            f"{source} {str(path)!r} is not a file; it should be {WEIGHTS_FILE} (from {WEIGHTS_URL})"
         )
     return path
 
@@ -97,9 +96,7 @@ class InceptionFeatures(nn.Module):
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(
-                f"expected uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"
-            )
+            raise ValueError(f"expected uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
         (features,) = self.net(images)
         return features.float()
 
@@ -112,9 +109,7 @@ def inception_extractor(
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError:
-        raise FaceganError(
-            "FID/KID need the torch-fidelity package (pip install torch-fidelity)"
-        ) from None
+        raise FaceganError("FID/KID need the torch-fidelity package (pip install torch-fidelity)") from None
     # Read once, as a regular file, and unpickled with weights_only=True (refuses pickles that could run
     # code). torch-fidelity would re-open the path and unpickle it without that guard, so it is handed
     # a serialisation of the vetted tensors instead: a file swapped in after the check is never read.
@@ -123,11 +118,15 @@ def inception_extractor(
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file gets the same advice
-        raise FaceganError(f"cannot read Inception weights {str(path)!r} ({type(err).__name__}); {advice}"
-                           ) from None
+        raise FaceganError(
+            f"cannot read Inception weights {str(path)!r} ({type(err).__name__}); {advice}"
+        ) from None
     del data
-    if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state \
-            or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if (
+        not isinstance(state, dict)
+        or "Mixed_7c.branch_pool.conv.weight" not in state
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
         raise FaceganError(f"{str(path)!r} is not the FID Inception weights; {advice}")
     vetted = io.BytesIO()
     torch.save(state, vetted)  # plain tensors, written by this process
@@ -137,8 +136,9 @@ def inception_extractor(
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], vetted)
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys or shape mismatch
         first = str(err).splitlines()[0]
-        raise FaceganError(f"{str(path)!r} does not fit the FID Inception network ({first}); {advice}"
-                           ) from None
+        raise FaceganError(
+            f"{str(path)!r} does not fit the FID Inception network ({first}); {advice}"
+        ) from None
     return InceptionFeatures(net).to(device).eval()
 
 

@@ -40,15 +40,24 @@ def _nearest(queries: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndar
     return idx.numpy(), (1.0 - best).clamp_min(0.0).numpy()
 
 
-def nearest_check(fakes: np.ndarray, ds: PackedDataset, embedding: FaceEmbedding, out: str | Path,
-                  *, show: int = 16, batch_size: int = 256) -> dict[str, float]:
+def nearest_check(
+    fakes: np.ndarray,
+    ds: PackedDataset,
+    embedding: FaceEmbedding,
+    out: str | Path,
+    *,
+    show: int = 16,
+    batch_size: int = 256,
+) -> dict[str, float]:
     """Compare uint8 fakes (N, 3, S, S) with `ds`'s training and held-out faces; write `out`/nearest.png
     (rows of fake | nearest training | nearest held-out, for the `show` fakes nearest to training) and
     `out`/nearest.json (every fake's neighbours and distances, and the summary returned)."""
     held = ds.heldout_rows
     if len(held) < 2:
-        raise FaceganError(f"--nearest needs a held-out split; {str(ds.root)!r} has none (re-create it with "
-                           f"`facegan prepare --force`)")
+        raise FaceganError(
+            f"--nearest needs a held-out split; {str(ds.root)!r} has none (re-create it with "
+            f"`facegan prepare --force`)"
+        )
     train = np.sort(np.random.default_rng(SUBSET_SEED).choice(ds.train_rows, size=len(held), replace=False))
 
     def feats(images: np.ndarray) -> np.ndarray:
@@ -74,16 +83,26 @@ def nearest_check(fakes: np.ndarray, ds: PackedDataset, embedding: FaceEmbedding
         "nearest_copies": float(np.mean(d_full < threshold)),
         "nearest_copy_threshold": threshold,
     }
-    summary["nearest_flagged"] = float(summary["nearest_ratio"] < FLAG_RATIO
-                                       or summary["nearest_copies"] > FLAG_COPIES)
+    summary["nearest_flagged"] = float(
+        summary["nearest_ratio"] < FLAG_RATIO or summary["nearest_copies"] > FLAG_COPIES
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(d_full)[:show]
-    rows = [torch.from_numpy(np.stack([fakes[i], ds.images[all_train[i_full[i]]],
-                                       ds.images[held[i_held[i]]]])) for i in order]
+    rows = [
+        torch.from_numpy(np.stack([fakes[i], ds.images[all_train[i_full[i]]], ds.images[held[i_held[i]]]]))
+        for i in order
+    ]
     save_image(torch.cat(rows).float().div(255), out / "nearest.png", nrow=3, padding=2)
-    per_fake = [{"fake": int(i), "train_row": int(all_train[i_full[i]]), "train_distance": float(d_full[i]),
-                 "heldout_row": int(held[i_held[i]]), "heldout_distance": float(d_held[i])}
-                for i in range(len(fakes))]
+    per_fake = [
+        {
+            "fake": int(i),
+            "train_row": int(all_train[i_full[i]]),
+            "train_distance": float(d_full[i]),
+            "heldout_row": int(held[i_held[i]]),
+            "heldout_distance": float(d_held[i]),
+        }
+        for i in range(len(fakes))
+    ]
     (out / "nearest.json").write_text(json.dumps({"summary": summary, "fakes": per_fake}, indent=1))
     return summary

@@ -38,20 +38,38 @@ class Protocol:
     kid_subset_size: int = 1000
 
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol("fid2k", "fid", 2_000, 2_000, "smoke test: 2k generated vs 2k real (biased high)"),
-    Protocol("fid10k", "fid", 10_000, 50_000, "10k generated vs the real set (up to 50k)"),
-    Protocol("fid50k", "fid", 50_000, 50_000, "50k generated vs the real set (up to 50k)"),
-    Protocol("kid2k", "kid", 2_000, 2_000, "smoke test: KID, 2k generated vs 2k real"),
-    Protocol("kid10k", "kid", 10_000, 50_000, "KID, 10k generated vs the real set (up to 50k)"),
-    Protocol("c2st", "c2st", 2_000, 2_000,
-             "classifier two-sample test, 2k real vs 2k generated, half held out; no download"),
-    Protocol("swd", "swd", 2_000, 2_000,
-             "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download"),
-    Protocol("prdc", "prdc", 2_000, 2_000,
-             "precision/recall/density/coverage (k=5), 2k vs 2k in a face embedding trained on the "
-             "training split (facegan.metrics.embedding); no download"),
-)}
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol("fid2k", "fid", 2_000, 2_000, "smoke test: 2k generated vs 2k real (biased high)"),
+        Protocol("fid10k", "fid", 10_000, 50_000, "10k generated vs the real set (up to 50k)"),
+        Protocol("fid50k", "fid", 50_000, 50_000, "50k generated vs the real set (up to 50k)"),
+        Protocol("kid2k", "kid", 2_000, 2_000, "smoke test: KID, 2k generated vs 2k real"),
+        Protocol("kid10k", "kid", 10_000, 50_000, "KID, 10k generated vs the real set (up to 50k)"),
+        Protocol(
+            "c2st",
+            "c2st",
+            2_000,
+            2_000,
+            "classifier two-sample test, 2k real vs 2k generated, half held out; no download",
+        ),
+        Protocol(
+            "swd",
+            "swd",
+            2_000,
+            2_000,
+            "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download",
+        ),
+        Protocol(
+            "prdc",
+            "prdc",
+            2_000,
+            2_000,
+            "precision/recall/density/coverage (k=5), 2k vs 2k in a face embedding trained on the "
+            "training split (facegan.metrics.embedding); no download",
+        ),
+    )
+}
 
 
 # How to read each figure: what it measures (fidelity, diversity, or both in one distance) and which way
@@ -64,12 +82,12 @@ READINGS: dict[str, str] = {
     "swd": "fidelity and diversity (7x7 patch statistics) in one distance; lower is better",
     "c2st_acc": "fidelity: a classifier's accuracy at telling fakes from reals; 0.5 is ideal",
     "prdc_precision": "fidelity: share of fakes inside the reals' k-NN balls; near the reals' own value is "
-                      "ideal (noise raises it, so higher is not better)",
+    "ideal (noise raises it, so higher is not better)",
     "prdc_density": "fidelity: k-NN ball hits per fake / k; about 1 for reals (noise raises it)",
     "prdc_recall": "diversity: share of reals inside the fakes' k-NN balls; higher is better",
     "prdc_coverage": "diversity: share of reals with a fake in their k-NN ball; higher is better",
     "nearest_ratio": "memorisation: median distance to training / to held-out faces; about 1 is healthy, "
-                     "towards 0 means copying",
+    "towards 0 means copying",
 }
 
 
@@ -90,9 +108,7 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise FaceganError(
-            f"unknown metric {name!r}; choose from: {', '.join(PROTOCOLS)}"
-        ) from None
+        raise FaceganError(f"unknown metric {name!r}; choose from: {', '.join(PROTOCOLS)}") from None
 
 
 def parse_metrics(spec: str | list[str]) -> list[Protocol]:

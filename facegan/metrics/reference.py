@@ -45,8 +45,11 @@ class Reference:
     @property
     def note(self) -> str:
         """One line for the report."""
-        what = {"heldout": "held-out images (never trained on unless --train-on-heldout)",
-                "train": "training images", "all": "all images, the training ones included"}[self.split]
+        what = {
+            "heldout": "held-out images (never trained on unless --train-on-heldout)",
+            "train": "training images",
+            "all": "all images, the training ones included",
+        }[self.split]
         return f"{len(self.rows)} {what}"
 
 
@@ -55,9 +58,11 @@ def reference(ds: PackedDataset, split: str = "auto") -> Reference:
     if split not in SPLITS:
         raise FaceganError(f"--real-split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split == "heldout" and not ds.has_split:
-        raise FaceganError(f"{str(ds.root)!r} has no held-out split (prepared before splits existed, or "
-                           f"under 100 images); re-create it with `facegan prepare --force`, or pass "
-                           f"--real-split all")
+        raise FaceganError(
+            f"{str(ds.root)!r} has no held-out split (prepared before splits existed, or "
+            f"under 100 images); re-create it with `facegan prepare --force`, or pass "
+            f"--real-split all"
+        )
     if split == "auto":
         split = "heldout" if ds.has_split else "all"
     rows = {"heldout": ds.heldout_rows, "train": ds.train_rows, "all": np.arange(len(ds))}[split]
@@ -86,29 +91,43 @@ def load_fakes(source: str, size: int, limit: int | None = None) -> np.ndarray:
     return np.stack(kept)
 
 
-def embedding_for(ds: PackedDataset, path: str | Path | None = None, *, steps: int | None = None,
-                  cache_dir: str | Path | None = None, progress: bool = False) -> FaceEmbedding:
+def embedding_for(
+    ds: PackedDataset,
+    path: str | Path | None = None,
+    *,
+    steps: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FaceEmbedding:
     """The face embedding for `ds`: `path` if given; else a shipped or cached one trained on exactly
     `ds`'s training rows; else one trained now on them (minutes on a CPU core) and cached."""
     if path is not None:
         model = load_embedding(path)
         if model.size != ds.size:
-            raise FaceganError(f"the embedding {str(path)!r} is for {model.size}px faces, the data is "
-                               f"{ds.size}px")
+            raise FaceganError(
+                f"the embedding {str(path)!r} is for {model.size}px faces, the data is {ds.size}px"
+            )
         return model
     if steps is None:  # read at call time: tests shorten it (FACEGAN_EMBEDDING_STEPS reaches subprocesses)
         steps = int(os.environ.get("FACEGAN_EMBEDDING_STEPS", EMBEDDING_STEPS))
     train_rows = ds.train_rows
-    ident = {"recipe": RECIPE, "content_hash": ds.content_hash, "train_rows": rows_digest(train_rows),
-             "steps": steps}
+    ident = {
+        "recipe": RECIPE,
+        "content_hash": ds.content_hash,
+        "train_rows": rows_digest(train_rows),
+        "steps": steps,
+    }
     name = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20] + ".safetensors"
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "metrics"
     for candidate in (SHIPPED_EMBEDDINGS / name, folder / f"embedding-{name}"):
         if candidate.is_file():
             return load_embedding(candidate)
     if progress:
-        print(f"training a face embedding on the {len(train_rows)} training images ({steps} steps; once, "
-              f"then cached)", file=sys.stderr)
+        print(
+            f"training a face embedding on the {len(train_rows)} training images ({steps} steps; once, "
+            f"then cached)",
+            file=sys.stderr,
+        )
     model = train_embedding(np.asarray(ds.images[train_rows]), steps=steps)
     try:
         save_embedding(model, folder / f"embedding-{name}", ident)

@@ -54,8 +54,9 @@ def _descriptors(level: torch.Tensor, per_image: int, gen: torch.Generator) -> t
     return desc.reshape(len(desc), -1)
 
 
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator, directions: int = 128,
-                       repeats: int = 4) -> float:
+def sliced_wasserstein(
+    a: torch.Tensor, b: torch.Tensor, gen: torch.Generator, directions: int = 128, repeats: int = 4
+) -> float:
     """Mean 1-D Wasserstein-1 distance of `a` and `b` (same row count) along random unit directions."""
     total = 0.0
     for _ in range(repeats):
@@ -68,8 +69,9 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator, d
 
 
 @torch.no_grad()
-def swd(real_u8: torch.Tensor, fake_u8: torch.Tensor, *, seed: int = 0, per_image: int = 32,
-        min_size: int = 16) -> dict[str, float]:
+def swd(
+    real_u8: torch.Tensor, fake_u8: torch.Tensor, *, seed: int = 0, per_image: int = 32, min_size: int = 16
+) -> dict[str, float]:
     """SWD×1e3 per pyramid level ("swd_<res>") and their mean ("swd") of two uint8 image sets.
 
     Both sets must hold the same number of images (N, 3, S, S). Deterministic in `seed`.

@@ -1,4 +1,4 @@
-""""This face does not exist": a small web app and JSON/image API over one or more generators.
+""" "This face does not exist": a small web app and JSON/image API over one or more generators.
 
 Routes (all GET, and HEAD wherever GET works):
   /                     HTML page: a random face per load, `?seed=` permalinks, `?model=` switch
@@ -49,10 +49,24 @@ if TYPE_CHECKING:
     from facegan.serve.run import serve, worker_app
     from facegan.serve.worker import GeneratorWorker
 
-_EXPORTS = {"build_app": "app", "ServeConfig": "config", "ServeLimits": "limits",
-            "DEFAULT_TRUNCATION": "params", "serve": "run", "worker_app": "run", "GeneratorWorker": "worker"}
-__all__ = ["DEFAULT_TRUNCATION", "GeneratorWorker", "ServeConfig", "ServeLimits", "build_app", "serve",
-           "worker_app"]
+_EXPORTS = {
+    "build_app": "app",
+    "ServeConfig": "config",
+    "ServeLimits": "limits",
+    "DEFAULT_TRUNCATION": "params",
+    "serve": "run",
+    "worker_app": "run",
+    "GeneratorWorker": "worker",
+}
+__all__ = [
+    "DEFAULT_TRUNCATION",
+    "GeneratorWorker",
+    "ServeConfig",
+    "ServeLimits",
+    "build_app",
+    "serve",
+    "worker_app",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -25,9 +25,14 @@ from facegan.serve.responses import add_error_handlers
 from facegan.serve.routes import router
 
 
-def build_app(generators: dict[str, nn.Module], device: torch.device | str = "cpu", *,
-              sources: dict[str, str] | None = None, limits: ServeLimits | None = None,
-              budget: CostBudget | None = None) -> FastAPI:
+def build_app(
+    generators: dict[str, nn.Module],
+    device: torch.device | str = "cpu",
+    *,
+    sources: dict[str, str] | None = None,
+    limits: ServeLimits | None = None,
+    budget: CostBudget | None = None,
+) -> FastAPI:
     """The web app serving `generators` (name → G). They are moved to `device` and put in eval
     mode; `sources` (name → where it was loaded from) is shown by /api/models as a file name only
     (the server's directory layout is none of the client's business). `limits` (default: ServeLimits'
@@ -49,9 +54,14 @@ def build_app(generators: dict[str, nn.Module], device: torch.device | str = "cp
         yield
         server.stop()  # let the generator threads finish their last batch and end
 
-    app = FastAPI(title="facegan", version=__version__, docs_url=None, redoc_url=None,
-                  lifespan=lifespan,
-                  description="This face does not exist: faces from facegan generators, by seed.")
+    app = FastAPI(
+        title="facegan",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        description="This face does not exist: faces from facegan generators, by seed.",
+    )
     app.state.server, app.state.page = server, page  # what the routes read (facegan/serve/routes.py)
     # Outermost last: security headers on every answer, the guard's refusals included.
     app.add_middleware(RelativeRedirects)

@@ -24,8 +24,10 @@ DEVICES = ("cuda", "cpu")  # what --device may name (facegan.device.pick_device'
 def check_name(name: str) -> str:
     """`name` if it may name a served model, else one line saying what a name may be."""
     if not NAME_RE.fullmatch(name):
-        raise FaceganError(f"bad model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
-                           f"starting with a letter or digit")
+        raise FaceganError(
+            f"bad model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit"
+        )
     return name
 
 
@@ -34,19 +36,28 @@ class ServeConfig:
     """What `facegan serve` serves, where and how (the limits hold per --workers process)."""
 
     checkpoint: tuple[str, ...] = setting(
-        (), "checkpoint (.pt), run folder or exported .safetensors, named NAME (default: the file's stem "
-        "or the run folder's name); repeat for several models", metavar="[NAME=]PATH")
+        (),
+        "checkpoint (.pt), run folder or exported .safetensors, named NAME (default: the file's stem "
+        "or the run folder's name); repeat for several models",
+        metavar="[NAME=]PATH",
+    )
     pretrained: tuple[str, ...] = setting(
-        (), "a shipped generator (celeba64, anime64); repeat for several. With neither this nor "
-        "--checkpoint, every shipped one is served", metavar="NAME")
+        (),
+        "a shipped generator (celeba64, anime64); repeat for several. With neither this nor "
+        "--checkpoint, every shipped one is served",
+        metavar="NAME",
+    )
     host: str = setting("127.0.0.1", "address to bind; the default is loopback only")
     port: int = setting(8000, "port; 0 picks a free one")
     device: str = setting("auto", "auto, cpu or cuda")
-    amp: str = setting(INFERENCE_AMP_DEFAULT, "inference precision: off (default: exact fp32, the same "
-                       "pixels as generate and the Python API), auto (bf16 + channels_last on CUDA and on "
-                       "CPUs with native bf16, fp32 elsewhere), bf16", choices=INFERENCE_AMP)
-    workers: int = setting(1, "server processes sharing the port, each loading the generators",
-                           metavar="N")
+    amp: str = setting(
+        INFERENCE_AMP_DEFAULT,
+        "inference precision: off (default: exact fp32, the same "
+        "pixels as generate and the Python API), auto (bf16 + channels_last on CUDA and on "
+        "CPUs with native bf16, fp32 elsewhere), bf16",
+        choices=INFERENCE_AMP,
+    )
+    workers: int = setting(1, "server processes sharing the port, each loading the generators", metavar="N")
     # Not a flag itself: each of its fields is one (facegan/cli.py adds them as their own group).
     limits: ServeLimits = field(default_factory=ServeLimits, metadata={"flag": False})
 

@@ -45,12 +45,17 @@ def head_limit(limits: ServeLimits) -> int:
 def refusal(status: int, message: str, retry_after: int | None = None) -> list[Message]:
     """The ASGI messages of a one-line JSON error that closes the connection."""
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
-    return [{"type": "http.response.start", "status": status, "headers": headers},
-            {"type": "http.response.body", "body": body}]
+    return [
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    ]
 
 
 class Trusted:
@@ -129,8 +134,9 @@ class RequestGuard:
             return
         cap = self.limits.requests_per_client
         if cap and self.by_client.get(key, 0) >= cap:
-            await self._send_all(send, refusal(429, "too many requests in flight from your address",
-                                               retry_after=1))
+            await self._send_all(
+                send, refusal(429, "too many requests in flight from your address", retry_after=1)
+            )
             return
         self.in_flight += 1
         self.by_client[key] = self.by_client.get(key, 0) + 1

@@ -39,30 +39,53 @@ class ServeLimits:
     """Everything `facegan serve` bounds, per server process (`--workers N` multiplies each by N).
     Each field is also a flag of `facegan serve` (facegan/cli_config.py)."""
 
-    header_timeout: float = setting(10.0, "seconds a connection may take to send a whole request head, "
-                                    "from connecting or from the previous answer, and may wait between two "
-                                    "reads of a body; then it is closed", metavar="S")
-    send_timeout: float = setting(60.0, "drop a connection whose client reads nothing for S seconds",
-                                  metavar="S")
-    keep_alive: int = setting(5, "seconds an idle keep-alive connection stays open (the server has one "
-                              "idle timer: the smaller of this and --header-timeout)", metavar="S")
-    requests_in_flight: int = setting(256, "requests being answered at once, all clients together; more "
-                                      "get a quick 503", metavar="N")
-    requests_per_client: int = setting(32, "requests being answered at once for one client address "
-                                       "(IPv6: per /64); more get a 429; 0 = no cap", metavar="N")
-    max_target: int = setting(8192, "bytes of request target (path and query); longer gets a 414",
-                              metavar="BYTES")
-    max_header_bytes: int = setting(16384, "bytes of request header fields in all; more get a 431",
-                                    metavar="BYTES")
+    header_timeout: float = setting(
+        10.0,
+        "seconds a connection may take to send a whole request head, "
+        "from connecting or from the previous answer, and may wait between two "
+        "reads of a body; then it is closed",
+        metavar="S",
+    )
+    send_timeout: float = setting(
+        60.0, "drop a connection whose client reads nothing for S seconds", metavar="S"
+    )
+    keep_alive: int = setting(
+        5,
+        "seconds an idle keep-alive connection stays open (the server has one "
+        "idle timer: the smaller of this and --header-timeout)",
+        metavar="S",
+    )
+    requests_in_flight: int = setting(
+        256, "requests being answered at once, all clients together; more get a quick 503", metavar="N"
+    )
+    requests_per_client: int = setting(
+        32,
+        "requests being answered at once for one client address (IPv6: per /64); more get a 429; 0 = no cap",
+        metavar="N",
+    )
+    max_target: int = setting(
+        8192, "bytes of request target (path and query); longer gets a 414", metavar="BYTES"
+    )
+    max_header_bytes: int = setting(
+        16384, "bytes of request header fields in all; more get a 431", metavar="BYTES"
+    )
     max_headers: int = setting(100, "request header fields; more get a 431", metavar="N")
-    budget_mpix: float = setting(64.0, "megapixels of images being made at once, all clients together; "
-                                 "more waits, then gets a 429", metavar="MPX")
+    budget_mpix: float = setting(
+        64.0,
+        "megapixels of images being made at once, all clients together; more waits, then gets a 429",
+        metavar="MPX",
+    )
     client_budget_mpix: float = setting(16.0, "megapixels one client may have in the making", metavar="MPX")
-    budget_wait: float = setting(2.0, "seconds a request may wait for room in the shared budget before a 429",
-                                 metavar="S")
+    budget_wait: float = setting(
+        2.0, "seconds a request may wait for room in the shared budget before a 429", metavar="S"
+    )
     forwarded_allow_ips: tuple[str, ...] = setting(
-        (), "comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names the client; they "
-        "then count per forwarded client", metavar="IPS", parse=_ip_list)
+        (),
+        "comma-separated proxy addresses/networks (or *) whose X-Forwarded-For names the client; they "
+        "then count per forwarded client",
+        metavar="IPS",
+        parse=_ip_list,
+    )
 
     def __post_init__(self) -> None:
         for name in ("header_timeout", "send_timeout", "budget_mpix", "client_budget_mpix"):
@@ -76,20 +99,24 @@ class ServeLimits:
         if self.requests_in_flight < 1:
             raise FaceganError(f"--requests-in-flight must be at least 1, got {self.requests_in_flight}")
         if self.requests_per_client < 0:
-            raise FaceganError(f"--requests-per-client must be >= 0 (0 = no cap), "
-                               f"got {self.requests_per_client}")
+            raise FaceganError(
+                f"--requests-per-client must be >= 0 (0 = no cap), got {self.requests_per_client}"
+            )
         if self.budget_wait < 0:
             raise FaceganError(f"--budget-wait must be >= 0, got {self.budget_wait}")
         if self.client_budget_mpix > self.budget_mpix:
-            raise FaceganError(f"--client-budget-mpix ({self.client_budget_mpix:g}) must not exceed "
-                               f"--budget-mpix ({self.budget_mpix:g})")
+            raise FaceganError(
+                f"--client-budget-mpix ({self.client_budget_mpix:g}) must not exceed "
+                f"--budget-mpix ({self.budget_mpix:g})"
+            )
         for entry in self.forwarded_allow_ips:
             if entry != "*":
                 try:
                     ipaddress.ip_network(entry, strict=False)
                 except ValueError:
-                    raise FaceganError(f"--forwarded-allow-ips: {entry!r} is not an IP address, a "
-                                       f"network or '*'") from None
+                    raise FaceganError(
+                        f"--forwarded-allow-ips: {entry!r} is not an IP address, a network or '*'"
+                    ) from None
 
     def budget(self) -> CostBudget:
         return CostBudget(self.budget_mpix, self.client_budget_mpix, self.budget_wait)
@@ -151,8 +178,7 @@ class CostBudget:
         cost = min(max(cost, 0.0), self.per_client)
         held = self._by_client.get(client, 0.0)
         if held + cost > self.per_client + _EPS:
-            raise OverBudget("too many expensive requests from your address at once; retry in a "
-                             "moment", 1)
+            raise OverBudget("too many expensive requests from your address at once; retry in a moment", 1)
         # The client's share is taken while it queues too, so queued requests count against it.
         self._by_client[client] = held + cost
         try:

@@ -61,20 +61,27 @@ class ServedModel:
         """The generator's edit directions (facegan.edits.Directions), or None."""
         return getattr(self.g, "edits", None)
 
-    def latents(self, seeds: list[int], truncation: float | None = None,
-                edits: dict[str, float] | None = None) -> torch.Tensor:
+    def latents(
+        self, seeds: list[int], truncation: float | None = None, edits: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """z of `seeds` exactly as in `facegan.generate`, moved by checked `edits` (see `edit_arg`)."""
         z = latents(seeds, self.latent_dim, truncation)
         return self.edits.apply(z, edits) if edits else z
 
-    async def faces(self, seeds: list[int], truncation: float | None = None,
-                    edits: dict[str, float] | None = None) -> torch.Tensor:
+    async def faces(
+        self, seeds: list[int], truncation: float | None = None, edits: dict[str, float] | None = None
+    ) -> torch.Tensor:
         """The faces named by `seeds`, with `edits` applied to their latents."""
         return await self.decode(self.latents(seeds, truncation, edits))
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "latent_dim": self.latent_dim,
-                "source": self.source, "edits": list(self.edits.names) if self.edits is not None else []}
+        return {
+            "name": self.name,
+            "size": self.size,
+            "latent_dim": self.latent_dim,
+            "source": self.source,
+            "edits": list(self.edits.names) if self.edits is not None else [],
+        }
 
 
 class Server:

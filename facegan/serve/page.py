@@ -18,8 +18,10 @@ from facegan.serve.params import DEFAULT_TRUNCATION, DISPLAY_SIZE, MAX_FRAMES, T
 PACKAGE = "facegan.serve"
 STATIC_FILES = ("page.css", "page.js")
 # What the page may load: its own images (blob: for faces fetched by the script), script and CSS.
-CSP = ("default-src 'none'; img-src 'self' blob:; connect-src 'self' blob:; script-src 'self'; "
-       "style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; img-src 'self' blob:; connect-src 'self' blob:; script-src 'self'; "
+    "style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 UPSCALING = (("lanczos", "smooth (Lanczos)"), ("nearest", "crisp pixels"))
 
 
@@ -32,8 +34,11 @@ class Page:
     """The site's templates, loaded once per app."""
 
     def __init__(self) -> None:
-        self.env = jinja2.Environment(loader=jinja2.PackageLoader(PACKAGE, "templates"), autoescape=True,
-                                      undefined=jinja2.StrictUndefined)  # a missing value is an error
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader(PACKAGE, "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )  # a missing value is an error
         # The static URLs carry a digest of the files, so a browser never runs an old script after
         # an upgrade, however long it keeps them.
         digest = hashlib.sha256()
@@ -45,9 +50,15 @@ class Page:
         """A minimal page saying what was wrong with a request for `/`."""
         return self.env.get_template("error.html").render(message=message)
 
-    def face(self, models: list[ServedModel], current: ServedModel, seed: int,
-             truncation: float = DEFAULT_TRUNCATION, resample: str = "lanczos",
-             edits: dict[str, float] | None = None) -> str:
+    def face(
+        self,
+        models: list[ServedModel],
+        current: ServedModel,
+        seed: int,
+        truncation: float = DEFAULT_TRUNCATION,
+        resample: str = "lanczos",
+        edits: dict[str, float] | None = None,
+    ) -> str:
         """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off),
         upscaling filter and attribute edits (checked ones; a slider per edit of the model)."""
         multi = len(models) > 1
@@ -57,9 +68,11 @@ class Page:
         look = {"truncation": trunc, **({"edit": edit_q} if edit_q else {})}
         # The permalink names what differs from the defaults, so it shows exactly this face.
         model_q = {"model": current.name} if multi else {}
-        page_extra = {**({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
-                      **({"resample": resample} if resample != "lanczos" else {}),
-                      **({"edit": edit_q} if edit_q else {})}
+        page_extra = {
+            **({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
+            **({"resample": resample} if resample != "lanczos" else {}),
+            **({"edit": edit_q} if edit_q else {}),
+        }
         choices = list(TRUNCATION_CHOICES)
         if all(value != truncation for value, _ in choices):
             choices.append((truncation, "custom"))
@@ -73,8 +86,9 @@ class Page:
             "seed": seed,
             "next_seed": seed + 1 if seed < MAX_SEED else seed - 1,
             "max_frames": MAX_FRAMES,
-            "face_q": urlencode(dict(seed=seed, model=current.name, size=DISPLAY_SIZE, resample=resample,
-                                     **look)),
+            "face_q": urlencode(
+                dict(seed=seed, model=current.name, size=DISPLAY_SIZE, resample=resample, **look)
+            ),
             "png_q": urlencode(dict(seed=seed, model=current.name, **look)),
             "icon_q": urlencode(dict(seed=seed, model=current.name, size="32", **look)),
             "grid_q": urlencode(dict(n=16, seed=seed, model=current.name, **look)),
@@ -84,12 +98,16 @@ class Page:
             "resample": resample,
             "face_class": "crisp" if resample == "nearest" else "smooth",
             "upscale_note": upscale_note(current.size, resample),
-            "variety": [(f"{value:g}", f"{label} ({'off' if value == 0 else f'{value:g}'})",
-                         value == truncation) for value, label in choices],
+            "variety": [
+                (f"{value:g}", f"{label} ({'off' if value == 0 else f'{value:g}'})", value == truncation)
+                for value, label in choices
+            ],
             "upscaling": [(value, label, value == resample) for value, label in UPSCALING],
             "default_truncation": f"{DEFAULT_TRUNCATION:g}",
-            "edits": [(name, f"{edits.get(name, 0.0):g}", name.replace("_", " "))
-                      for name in (current.edits.names if current.edits is not None else [])],
+            "edits": [
+                (name, f"{edits.get(name, 0.0):g}", name.replace("_", " "))
+                for name in (current.edits.names if current.edits is not None else [])
+            ],
         }
         return self.env.get_template("index.html").render(context)
 

@@ -47,13 +47,24 @@ ResampleQ = Annotated[Resample, Query(description="upscaling filter (shrinking u
 GridQ = Annotated[int, Query(ge=1, le=MAX_GRID)]
 FramesQ = Annotated[int, Query(ge=MIN_FRAMES, le=MAX_FRAMES)]
 DurationQ = Annotated[int, Query(ge=20, le=1000, description="ms per frame")]
-TruncQ = Annotated[float, Query(ge=0, le=MAX_TRUNCATION,
-                                description=f"variety: redraw latent components beyond this magnitude "
-                                            f"({MIN_TRUNCATION}-{MAX_TRUNCATION}); 0 = the full "
-                                            f"distribution")]
-EditQ = Annotated[str | None, Query(max_length=1000,
-                                   description="attribute edits NAME:AMOUNT,… with AMOUNT from -1 to 1 "
-                                               "(the model's edits are listed by /api/models)")]
+TruncQ = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_TRUNCATION,
+        description=f"variety: redraw latent components beyond this magnitude "
+        f"({MIN_TRUNCATION}-{MAX_TRUNCATION}); 0 = the full "
+        f"distribution",
+    ),
+]
+EditQ = Annotated[
+    str | None,
+    Query(
+        max_length=1000,
+        description="attribute edits NAME:AMOUNT,… with AMOUNT from -1 to 1 "
+        "(the model's edits are listed by /api/models)",
+    ),
+]
 
 # Friendly one-line messages for FastAPI's validation failures, keyed by parameter name.
 _SEED_MSG = f"must be an integer between 0 and {MAX_SEED}"

@@ -19,8 +19,9 @@ from facegan.serve.params import validation_message
 log = logging.getLogger("facegan.serve")
 
 
-def image_response(data: bytes | None, media_type: str, seed: int | None = None, tag: str | None = None
-                   ) -> Response:
+def image_response(
+    data: bytes | None, media_type: str, seed: int | None = None, tag: str | None = None
+) -> Response:
     """An image response; `tag` (the ETag of a seeded image) makes it cacheable forever, without one
     it is a random face that must not be cached. `data` None: 304 Not Modified."""
     headers = {"Cache-Control": IMMUTABLE if tag else "no-store"}

@@ -64,14 +64,26 @@ async def list_models(state: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.get("/api/face.png", response_class=Response, responses=PNG)
-async def face(request: Request, state: ServerDep, seed: SeedQ = None, model: ModelQ = None,
-               size: SizeQ = "native", resample: ResampleQ = "nearest",
-               truncation: TruncQ = DEFAULT_TRUNCATION, edit: EditQ = None) -> Response:
+async def face(
+    request: Request,
+    state: ServerDep,
+    seed: SeedQ = None,
+    model: ModelQ = None,
+    size: SizeQ = "native",
+    resample: ResampleQ = "nearest",
+    truncation: TruncQ = DEFAULT_TRUNCATION,
+    edit: EditQ = None,
+) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
     edits, edit_key = edit_arg(m.edits, edit)
-    tag = None if seed is None else etag(m.version, "face", seed, size, resample, float(truncation),
-                                         *([edit_key] if edit_key else []))
+    tag = (
+        None
+        if seed is None
+        else etag(
+            m.version, "face", seed, size, resample, float(truncation), *([edit_key] if edit_key else [])
+        )
+    )
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
     chosen = random_seed() if seed is None else seed
@@ -82,17 +94,26 @@ async def face(request: Request, state: ServerDep, seed: SeedQ = None, model: Mo
 
 
 @router.get("/api/grid.png", response_class=Response, responses=GRID)
-async def grid_route(request: Request, state: ServerDep, n: GridQ = 16, seed: SeedQ = None,
-                     model: ModelQ = None, truncation: TruncQ = DEFAULT_TRUNCATION,
-                     edit: EditQ = None) -> Response:
+async def grid_route(
+    request: Request,
+    state: ServerDep,
+    n: GridQ = 16,
+    seed: SeedQ = None,
+    model: ModelQ = None,
+    truncation: TruncQ = DEFAULT_TRUNCATION,
+    edit: EditQ = None,
+) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
     edits, edit_key = edit_arg(m.edits, edit)
     chosen = random_seed() if seed is None else seed
     if chosen + n - 1 > MAX_SEED:
         raise HTTPException(400, f"seed + n - 1 must not exceed {MAX_SEED}")
-    tag = None if seed is None else etag(m.version, "grid", seed, n, float(truncation),
-                                         *([edit_key] if edit_key else []))
+    tag = (
+        None
+        if seed is None
+        else etag(m.version, "grid", seed, n, float(truncation), *([edit_key] if edit_key else []))
+    )
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
     async with state.admit(request, image_cost(n, m.size + 2, m.size)):  # 2 px of padding
@@ -102,15 +123,36 @@ async def grid_route(request: Request, state: ServerDep, n: GridQ = 16, seed: Se
 
 
 @router.get("/api/interpolate.gif", response_class=Response, responses=GIF)
-async def interpolate(request: Request, state: ServerDep, start: FromQ, end: ToQ, frames: FramesQ = 24,
-                      method: Method = "slerp", size: SizeQ = "native", resample: ResampleQ = "nearest",
-                      duration: DurationQ = 80, model: ModelQ = None,
-                      truncation: TruncQ = DEFAULT_TRUNCATION, edit: EditQ = None) -> Response:
+async def interpolate(
+    request: Request,
+    state: ServerDep,
+    start: FromQ,
+    end: ToQ,
+    frames: FramesQ = 24,
+    method: Method = "slerp",
+    size: SizeQ = "native",
+    resample: ResampleQ = "nearest",
+    duration: DurationQ = 80,
+    model: ModelQ = None,
+    truncation: TruncQ = DEFAULT_TRUNCATION,
+    edit: EditQ = None,
+) -> Response:
     m = state.pick(model)
     trunc = truncation_arg(truncation)
     edits, edit_key = edit_arg(m.edits, edit)
-    tag = etag(m.version, "walk", start, end, frames, method, size, resample, duration, float(truncation),
-               *([edit_key] if edit_key else []))
+    tag = etag(
+        m.version,
+        "walk",
+        start,
+        end,
+        frames,
+        method,
+        size,
+        resample,
+        duration,
+        float(truncation),
+        *([edit_key] if edit_key else []),
+    )
     if is_cached(request, tag):
         return image_response(None, "image/gif", tag=tag)
     async with state.admit(request, image_cost(frames, side(size, m.size), m.size)):
@@ -121,9 +163,15 @@ async def interpolate(request: Request, state: ServerDep, start: FromQ, end: ToQ
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def page(state: ServerDep, html: PageDep, seed: SeedQ = None, model: ModelQ = None,
-               truncation: TruncQ = DEFAULT_TRUNCATION, resample: ResampleQ = "lanczos",
-               edit: EditQ = None) -> Response:
+async def page(
+    state: ServerDep,
+    html: PageDep,
+    seed: SeedQ = None,
+    model: ModelQ = None,
+    truncation: TruncQ = DEFAULT_TRUNCATION,
+    resample: ResampleQ = "lanczos",
+    edit: EditQ = None,
+) -> Response:
     m = state.pick(model)
     truncation_arg(truncation)
     edits, _ = edit_arg(m.edits, edit)

@@ -99,11 +99,16 @@ def serve(cfg: ServeConfig) -> None:
     shown = f"[{host}]" if ":" in host else host
     summary = ", ".join(f"{n} ({g.cfg.size}px)" for n, g in generators.items())
     procs = f", {workers} worker processes" if workers > 1 else ""
-    print(f"facegan: serving {summary} on {dev}{procs} at http://{shown}:{bound_port}/ "
-          f"(Ctrl-C to stop)", flush=True)
+    print(
+        f"facegan: serving {summary} on {dev}{procs} at http://{shown}:{bound_port}/ (Ctrl-C to stop)",
+        flush=True,
+    )
     if not _is_loopback(host):
-        print(f"facegan: note: {host} is not a loopback address; anyone who can reach this "
-              f"machine can use the server", flush=True)
+        print(
+            f"facegan: note: {host} is not a loopback address; anyone who can reach this "
+            f"machine can use the server",
+            flush=True,
+        )
     config = server_config(limits, sock, workers)
     try:
         if workers == 1:
@@ -112,8 +117,15 @@ def serve(cfg: ServeConfig) -> None:
             asyncio.run(hypercorn.asyncio.serve(app, config))
         else:
             del generators  # each worker loads its own
-            os.environ[WORKER_ENV] = json.dumps({"sources": sources, "device": str(dev), "amp": cfg.amp,
-                                                 "workers": workers, "limits": asdict(limits)})
+            os.environ[WORKER_ENV] = json.dumps(
+                {
+                    "sources": sources,
+                    "device": str(dev),
+                    "amp": cfg.amp,
+                    "workers": workers,
+                    "limits": asdict(limits),
+                }
+            )
             # hypercorn starts each worker with multiprocessing's spawn (torch and its thread pools do
             # not survive fork) on the one listening socket, and stops them all on SIGINT/SIGTERM.
             if hypercorn.run.run(config) != 0:

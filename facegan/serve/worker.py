@@ -28,8 +28,7 @@ class GeneratorWorker:
 
     def __init__(self, g: nn.Module, name: str) -> None:
         self.g = g
-        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, Future[torch.Tensor]] | None] = (
-            queue.SimpleQueue())
+        self._jobs: queue.SimpleQueue[tuple[torch.Tensor, Future[torch.Tensor]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"facegan-g-{name}", daemon=True)
         self._thread.start()
 
