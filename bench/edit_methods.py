@@ -3,6 +3,9 @@
     # supervised, CelebA: InterFaceGAN (plain / conditional) vs a conditional generator
     python bench/edit_methods.py supervised --data DATA --attrs list_attr_celeba.txt \
         --classifiers DIR [--find-half A] [--conditional cond.safetensors] --out DIR
+    # the conditional-generator baseline (then: supervised --variants none --conditional cond.safetensors)
+    python bench/edit_methods.py train-conditional --data DATA --attrs list_attr_celeba.txt --minutes 35 \
+        --out cond.safetensors
     # unsupervised, any model: SeFa vs GANSpace
     python bench/edit_methods.py unsupervised --pretrained anime64 --data DATA --out DIR
 
@@ -182,6 +185,19 @@ def unsupervised(args: argparse.Namespace) -> None:
         _save(out, f"unsupervised-{args.pretrained}", rows)
 
 
+def train_cond(args: argparse.Namespace) -> None:
+    """The conditional-generator baseline: celeba64 fine-tuned with EDITS as conditions on half A."""
+    from facegan.edits.conditional import train_conditional
+
+    images, labels, names = labelled_faces(args.data, args.attrs)
+    a, _ = split_halves(len(images))
+    cols = [names.index(n) for n in EDITS]
+    g = load_generator(pretrained.path("celeba64"), amp="off")
+    res = train_conditional(g, images[a], labels[a][:, cols], EDITS, minutes=args.minutes, out=args.out,
+                            batch=args.batch, log_every=25)
+    print(json.dumps(res))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -207,6 +223,13 @@ def main() -> None:
     u.add_argument("--n", type=int, default=128)
     u.add_argument("--out", required=True)
     u.set_defaults(func=unsupervised)
+    c = sub.add_parser("train-conditional")
+    c.add_argument("--data", required=True)
+    c.add_argument("--attrs", required=True)
+    c.add_argument("--minutes", type=float, default=35)
+    c.add_argument("--batch", type=int, default=32)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=train_cond)
     args = p.parse_args()
     args.func(args)
 
