@@ -193,8 +193,16 @@ def train_cond(args: argparse.Namespace) -> None:
     a, _ = split_halves(len(images))
     cols = [names.index(n) for n in EDITS]
     g = load_generator(pretrained.path("celeba64"), amp="off")
-    res = train_conditional(g, images[a], labels[a][:, cols], EDITS, minutes=args.minutes, out=args.out,
-                            batch=args.batch, log_every=25)
+    res = train_conditional(
+        g,
+        images[a],
+        labels[a][:, cols],
+        EDITS,
+        minutes=args.minutes,
+        out=args.out,
+        batch=args.batch,
+        log_every=25,
+    )
     print(json.dumps(res))
 
 
