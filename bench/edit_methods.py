@@ -202,6 +202,7 @@ def train_cond(args: argparse.Namespace) -> None:
         out=args.out,
         batch=args.batch,
         log_every=25,
+        device=args.device,
     )
     print(json.dumps(res))
 
@@ -236,6 +237,7 @@ def main() -> None:
     c.add_argument("--attrs", required=True)
     c.add_argument("--minutes", type=float, default=35)
     c.add_argument("--batch", type=int, default=32)
+    c.add_argument("--device", default="cpu", help="cpu or cuda: where the fine-tune runs")
     c.add_argument("--out", required=True)
     c.set_defaults(func=train_cond)
     args = p.parse_args()

@@ -103,6 +103,28 @@ def test_nearest_flags_a_generator_that_copies_training_faces(
     assert (tmp_path / "bad" / "nearest.png").is_file()
 
 
+# ----------------------------------------------------------------------------- diversity
+
+
+def test_close_pairs_flag_a_generator_that_repeats_faces(split_data: PackedDataset) -> None:
+    """Fakes drawn like the reals score a close-pair ratio near 1; a generator that draws 8 faces
+    over and over (each slightly perturbed) scores many times more close pairs, through `evaluate`."""
+    from facegan.metrics.close_pairs import close_pairs
+
+    rng = np.random.default_rng(0)
+    real, alike = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
+    repeats = rng.normal(size=(8, 16))[rng.integers(0, 8, 300)] + 0.05 * rng.normal(size=(300, 16))
+    fair, collapsed = close_pairs(real, alike), close_pairs(real, repeats)
+    assert fair["close_pairs_real"] == pytest.approx(0.01, abs=1e-3)
+    assert 0.5 < fair["close_pairs_ratio"] < 2.0, fair
+    assert collapsed["close_pairs_ratio"] > 5.0, collapsed
+    # Through evaluate, in the trained face embedding: 4 training faces repeated vs 30 held-out reals.
+    emb = train_embedding(np.asarray(split_data.images[split_data.train_rows]), steps=20, batch_size=64)
+    four = np.asarray(split_data.images[split_data.train_rows[:4]])
+    out = evaluate(np.concatenate([four] * 8), split_data, ["prdc"], embedding=emb)
+    assert out["prdc_close_pairs_ratio"] > 5.0, out
+
+
 def test_embedding_saves_and_loads(tmp_path: Path) -> None:
     emb = train_embedding(np.stack([synthetic_face(i, SIZE).transpose(2, 0, 1) for i in range(16)]), steps=1)
     back = load_embedding(save_embedding(emb, tmp_path / "e.safetensors"))

@@ -108,37 +108,44 @@ def train_conditional(
     batch: int = 64,
     seed: int = 0,
     log_every: int = 50,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Fine-tune `g` into a CondGenerator on uint8 `images` with {0, 1} `labels` (N, K) for `minutes` of
     wall time (non-saturating BCE, Adam 2e-4 β 0.5/0.999, DiffAugment color,translation, EMA of G);
-    writes the EMA generator to `out` and returns the run's figures."""
+    writes the EMA generator to `out` and returns the run's figures. On a GPU `device`, the images stay
+    resident there and the batches are drawn there (the indices still from the CPU generator)."""
+    dev = torch.device(device)
     cond = torch.from_numpy(labels).float() * 2 - 1
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    cg = from_unconditional(g, names, cond)
-    ema = from_unconditional(g, names, cond)
+    aug_gen = torch.Generator(dev).manual_seed(seed)
+    cg = from_unconditional(g, names, cond).to(dev)
+    ema = from_unconditional(g, names, cond).to(dev)
     cg.train()
     d = ProjectionD(g.cfg, len(names))
     d.apply(init_weights)
+    d.to(dev)
+    pool = torch.from_numpy(np.asarray(images)).to(dev)
+    cond_dev = cond.to(dev)
     opt_g = torch.optim.Adam(cg.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
     start, step, nz = time.perf_counter(), 0, g.cfg.latent_dim
     while time.perf_counter() - start < minutes * 60:
-        idx = np.sort(torch.randint(len(images), (batch,), generator=gen).numpy())
-        real = torch.from_numpy(np.asarray(images[idx])).float().div_(127.5).sub_(1.0)
-        c_real = cond[idx]
-        c_fake = cond[torch.randint(len(cond), (batch,), generator=gen)]
-        zc = torch.cat([torch.randn(batch, nz, generator=gen), c_fake], 1)[:, :, None, None]
+        idx = torch.randint(len(images), (batch,), generator=gen).sort().values.to(dev)
+        real = pool[idx].float().div_(127.5).sub_(1.0)
+        c_real = cond_dev[idx]
+        c_fake = cond_dev[torch.randint(len(cond), (batch,), generator=gen).to(dev)]
+        zc = torch.cat([torch.randn(batch, nz, generator=gen).to(dev), c_fake], 1)[:, :, None, None]
         fake = cg(zc)
         aug = ["color", "translation"]
         d_loss = (
-            F.softplus(-d(diff_augment(real, aug, gen), c_real)).mean()
-            + F.softplus(d(diff_augment(fake.detach(), aug, gen), c_fake)).mean()
+            F.softplus(-d(diff_augment(real, aug, aug_gen), c_real)).mean()
+            + F.softplus(d(diff_augment(fake.detach(), aug, aug_gen), c_fake)).mean()
         )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        g_loss = F.softplus(-d(diff_augment(fake, aug, gen), c_fake)).mean()
+        g_loss = F.softplus(-d(diff_augment(fake, aug, aug_gen), c_fake)).mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -154,7 +161,7 @@ def train_conditional(
                 flush=True,
             )
     seconds = time.perf_counter() - start
-    save_conditional(ema, out, {"steps": step, "seconds": round(seconds, 1), "batch": batch})
+    save_conditional(ema.cpu(), out, {"steps": step, "seconds": round(seconds, 1), "batch": batch})
     return {"steps": step, "seconds": seconds}
 
 

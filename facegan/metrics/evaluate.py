@@ -30,6 +30,7 @@ from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.frechet import frechet_distance, gaussian_stats
 from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
 from facegan.metrics.kid import kid
+from facegan.metrics.close_pairs import close_pairs
 from facegan.metrics.prdc import embed, prdc
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
 from facegan.metrics.reference import Reference, embedding_for, reference, rows_digest
@@ -308,6 +309,7 @@ def evaluate(
                 real_feats = embed(net, reals)
                 fake_feats = embed(net, cancellable(fake_img[:n].split(batch_size), cancel))
                 results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
+                results.update({f"{p.name}_{k}": v for k, v in close_pairs(real_feats, fake_feats).items()})
     finally:
         if isinstance(generator, torch.nn.Module):
             generator.train(was_training)

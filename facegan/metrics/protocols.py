@@ -65,7 +65,7 @@ PROTOCOLS: dict[str, Protocol] = {
             "prdc",
             2_000,
             2_000,
-            "precision/recall/density/coverage (k=5), 2k vs 2k in a face embedding trained on the "
+            "precision/recall/density/coverage (k=5) and close pairs, 2k vs 2k in a face embedding trained on the "
             "training split (facegan.metrics.embedding); no download",
         ),
     )
@@ -86,6 +86,8 @@ READINGS: dict[str, str] = {
     "prdc_density": "fidelity: k-NN ball hits per fake / k; about 1 for reals (noise raises it)",
     "prdc_recall": "diversity: share of reals inside the fakes' k-NN balls; higher is better",
     "prdc_coverage": "diversity: share of reals with a fake in their k-NN ball; higher is better",
+    "prdc_close_pairs_ratio": "diversity: near-duplicate pairs among the fakes ÷ among as many reals "
+    "(close = under the reals' 1 % pair-distance quantile); about 1 is ideal, higher repeats faces",
     "nearest_ratio": "memorisation: median distance to training / to held-out faces; about 1 is healthy, "
     "towards 0 means copying",
 }
