@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
 from facegan import __version__
@@ -29,6 +29,7 @@ from facegan.files import atomic_write
 from facegan.generate import load_generator
 
 HUB_WEIGHTS = "model.safetensors"
+HUB_EDITS = "edits.safetensors"  # attribute edit directions (facegan.edits), when the model has them
 HUB_CONFIG = "config.json"
 HUB_CARD = "README.md"
 HUB_SAMPLES = "samples.png"
@@ -88,7 +89,7 @@ class HubGenerator(
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / HUB_CONFIG, lambda tmp: tmp.write_text(text))
         if getattr(g, "edits", None) is not None:  # attribute edits (facegan.edits) travel with it
-            g.edits.save(save_directory / "edits.safetensors")
+            g.edits.save(save_directory / HUB_EDITS)
         if self.samples is not None:
             samples = self.samples
             atomic_write(save_directory / HUB_SAMPLES, lambda tmp: shutil.copyfile(samples, tmp))
@@ -138,6 +139,22 @@ class HubGenerator(
                     )
                 )
             except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as err:
+                raise FaceganError(_fetch_failed(model_id, err)) from None
+            # The edits file lands in the same snapshot folder, where load_generator finds it beside the
+            # weights. A repo without one (or offline with none cached) simply has no edits.
+            try:
+                hf_hub_download(
+                    model_id,
+                    HUB_EDITS,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            except (EntryNotFoundError, LocalEntryNotFoundError):
+                pass
+            except (HfHubHTTPError, OSError, ValueError) as err:
                 raise FaceganError(_fetch_failed(model_id, err)) from None
         return cls(load_generator(weights, device, amp))
 

@@ -180,3 +180,38 @@ def test_an_unreachable_repo_id_is_one_clear_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FaceganError, match="could not get Hub repo 'nobody/no-such-gan'"):
         facegan.load("hf:nobody/no-such-gan")
+
+
+def test_a_hub_id_brings_the_model_s_edits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`facegan.load("hf:owner/name")` fetches edits.safetensors with the weights, so a shared model's
+    edits work from the Hub id. No network: a stand-in for hf_hub_download copies only the file asked
+    for from a folder playing the remote repo into a snapshot folder, as a download does."""
+    import shutil
+
+    from huggingface_hub.errors import EntryNotFoundError
+
+    import facegan
+    from facegan import hub
+
+    remote = tmp_path / "remote"
+    assert main(["export", "--pretrained", "celeba64", "--format", "hub", "--out", str(remote)]) == 0
+    assert (remote / "edits.safetensors").is_file()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+
+    def download(repo_id: str, filename: str, **_: object) -> str:
+        assert repo_id == "someone/celeba64"
+        if not (remote / filename).is_file():
+            raise EntryNotFoundError(f"{filename} is not in {repo_id}")
+        return shutil.copyfile(remote / filename, snapshot / filename)
+
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    monkeypatch.setattr("huggingface_hub.hub_mixin.hf_hub_download", download)
+    g = facegan.load("hf:someone/celeba64")
+    assert "Smiling" in g.edits and len(g.edits) >= 8
+    smiling = g.generate(seeds=[0], edit={"Smiling": 1.0}, output="tensor")
+    assert not torch.equal(smiling, g.generate(seeds=[0], output="tensor"))
+    # A repo without edits still loads, with none.
+    for path in (remote / "edits.safetensors", snapshot / "edits.safetensors"):
+        path.unlink()
+    assert facegan.load("hf:someone/celeba64").edits == []

@@ -26,11 +26,11 @@ from facegan.metrics.cache import (
     load_real_stats,
     save_real_stats,
 )
+from facegan.metrics.close_pairs import close_pairs
 from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.frechet import frechet_distance, gaussian_stats
 from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
 from facegan.metrics.kid import kid
-from facegan.metrics.close_pairs import close_pairs
 from facegan.metrics.prdc import embed, prdc
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
 from facegan.metrics.reference import Reference, embedding_for, reference, rows_digest

@@ -65,8 +65,8 @@ PROTOCOLS: dict[str, Protocol] = {
             "prdc",
             2_000,
             2_000,
-            "precision/recall/density/coverage (k=5) and close pairs, 2k vs 2k in a face embedding trained on the "
-            "training split (facegan.metrics.embedding); no download",
+            "precision/recall/density/coverage (k=5) and close pairs, 2k vs 2k in a face embedding "
+            "trained on the training split (facegan.metrics.embedding); no download",
         ),
     )
 }
