@@ -1,10 +1,11 @@
-"""Experiment trackers beyond TensorBoard: MLflow and Weights & Biases, fed by the run's RunLogger.
+"""Experiment trackers: TensorBoard, MLflow and Weights & Biases, fed by the run's RunLogger.
 
-`--tracker tensorboard,mlflow,wandb` picks them. stats.jsonl stays the run's own record; a tracker
-mirrors it: the resolved config as parameters, the stats scalars and evaluation metrics as metrics,
-the sample grids and the exported generator as artifacts. Each library is imported only when a run
-asks for it (`pip install 'facegan[mlflow]'` / `'facegan[wandb]'`), and only the rank that writes
-TensorBoard (rank 0) creates a RunLogger, so a distributed run logs once.
+`--tracker tensorboard,mlflow,wandb` picks them from the TRACKERS registry: a new tracker joins it in
+one place, a factory decorated with `register_tracker` (see CONTRIBUTING.md). stats.jsonl stays the
+run's own record; a tracker mirrors it: the resolved config as parameters, the stats scalars and
+evaluation metrics as metrics, the sample grids and the exported generator as artifacts. Each library
+is imported only when a run asks for it (`pip install 'facegan[mlflow]'` / `'facegan[wandb]'`), and
+only rank 0 creates a RunLogger, so a distributed run logs once.
 
 A resumed run continues the same tracker run: the ids are kept in the run folder's trackers.json.
 
@@ -22,6 +23,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,27 +32,91 @@ from facegan.config import RunConfig, section_types
 from facegan.errors import FaceganError
 
 TRACKERS_FILE = "trackers.json"
-# The tracker → the module it needs and the extra that installs it.
-PACKAGES = {"mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
+
+# TensorBoard tags named as in the seeds' printout.
+TB_TAGS = {
+    "loss_d": "Loss/D",
+    "loss_g": "Loss/G",
+    "d_real": "Score/D(x)",
+    "d_fake_before": "Score/D(G(z)) before G step",
+    "d_fake_after": "Score/D(G(z)) after D step",
+    "img_per_s": "Speed/img_per_s",
+}
 
 
 class Tracker(Protocol):
-    """What RunLogger hands to every tracker."""
+    """What RunLogger hands to every tracker. `state` is what trackers.json keeps so a resumed run
+    continues the same tracker run (None: nothing to keep)."""
+
+    state: dict[str, Any] | None
 
     def scalars(self, values: dict[str, float], step: int) -> None: ...
 
-    def image(self, tag: str, path: Path, step: int) -> None: ...
+    def metrics(self, results: dict[str, float], step: int) -> None: ...
+
+    def image(self, tag: str, img: Any, path: Path | None, step: int) -> None: ...
 
     def artifact(self, path: Path, kind: str) -> None: ...
 
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class TrackerContext:
+    """What a tracker factory gets: the run folder and config, the tracker's previous state from
+    trackers.json (a resume), whether to be quiet, and the step a resume or rollback restarts from."""
+
+    run_dir: Path
+    cfg: RunConfig | None
+    previous: dict[str, Any] | None
+    quiet: bool
+    resume_step: int | None
+
+
+@dataclass(frozen=True)
+class TrackerKind:
+    """A registered tracker. `package` is (module, facegan extra) checked before a run starts;
+    `in_run_folder` trackers write inside the run folder like stats.jsonl: they open with it, reopen
+    on a rollback (dropping later steps), and a failed write is the run's own warning. Others are
+    remote: opened once per run, and dropped with one warning when they fail mid-run."""
+
+    name: str
+    open: Callable[[TrackerContext], Tracker]
+    package: tuple[str, str] | None = None
+    in_run_folder: bool = False
+
+
+TRACKERS: dict[str, TrackerKind] = {}
+
+
+def register_tracker(
+    name: str, *, package: tuple[str, str] | None = None, in_run_folder: bool = False
+) -> Callable[[Callable[[TrackerContext], Tracker]], Callable[[TrackerContext], Tracker]]:
+    """Decorator: file a tracker factory under `name` (a --tracker choice)."""
+
+    def add(factory: Callable[[TrackerContext], Tracker]) -> Callable[[TrackerContext], Tracker]:
+        if name in TRACKERS:
+            raise ValueError(f"tracker {name!r} is registered twice")
+        TRACKERS[name] = TrackerKind(name, factory, package, in_run_folder)
+        return factory
+
+    return add
+
+
+def tracker_kind(name: str) -> TrackerKind:
+    """The registered tracker `name`; one FaceganError line naming the choices otherwise."""
+    try:
+        return TRACKERS[name]
+    except KeyError:
+        raise FaceganError(f"unknown tracker {name!r}; choose from: {', '.join(TRACKERS)}") from None
+
+
 def check_available(names: tuple[str, ...]) -> None:
     """One line, before a run starts, for a tracker whose library is not installed."""
     for name in names:
-        if name in PACKAGES and importlib.util.find_spec(PACKAGES[name][0]) is None:
-            module, extra = PACKAGES[name]
+        package = tracker_kind(name).package
+        if package is not None and importlib.util.find_spec(package[0]) is None:
+            module, extra = package
             raise FaceganError(
                 f"--tracker {name} needs the {module} package, which is not installed: "
                 f"pip install 'facegan[{extra}]' (or drop {name} from --tracker)"
@@ -74,11 +141,22 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
+def open_in_run_folder(
+    run_dir: Path, names: tuple[str, ...], cfg: RunConfig | None, resume_step: int | None
+) -> list[Tracker]:
+    """Open the trackers among `names` that write inside the run folder (TensorBoard)."""
+    return [
+        tracker_kind(n).open(TrackerContext(run_dir, cfg, None, False, resume_step))
+        for n in names
+        if tracker_kind(n).in_run_folder
+    ]
+
+
 def open_trackers(run_dir: Path, cfg: RunConfig, quiet: bool = False) -> list[Tracker]:
-    """Start (or, when trackers.json names one, continue) a run in each non-TensorBoard tracker."""
+    """Start (or, when trackers.json names one, continue) a run in each remote tracker the config names."""
     from facegan.files import atomic_write
 
-    names = [n for n in cfg.train.trackers if n != "tensorboard"]
+    names = [n for n in cfg.train.trackers if not tracker_kind(n).in_run_folder]
     if not names:
         return []
     check_available(tuple(names))
@@ -86,11 +164,7 @@ def open_trackers(run_dir: Path, cfg: RunConfig, quiet: bool = False) -> list[Tr
     opened: list[Tracker] = []
     try:
         for name in names:
-            tracker = (
-                MLflowTracker(run_dir, cfg, state.get(name))
-                if name == "mlflow"
-                else WandbTracker(run_dir, cfg, state.get(name), quiet)
-            )
+            tracker = tracker_kind(name).open(TrackerContext(run_dir, cfg, state.get(name), quiet, None))
             state[name] = tracker.state
             opened.append(tracker)
     except FaceganError:
@@ -99,6 +173,53 @@ def open_trackers(run_dir: Path, cfg: RunConfig, quiet: bool = False) -> list[Tr
         raise
     atomic_write(run_dir / TRACKERS_FILE, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
     return opened
+
+
+class TensorBoardTracker:
+    """The run folder's tensorboard/ event files: the stats under the seeds' tags, evaluations under
+    Metrics/, sample grids as images. A resume or rollback purges the events after its step."""
+
+    state = None
+
+    def __init__(self, run_dir: Path, resume_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for key, tag in TB_TAGS.items():
+            if key in values:
+                self.writer.add_scalar(tag, values[key], step)
+
+    def metrics(self, results: dict[str, float], step: int) -> None:
+        for key, value in results.items():
+            self.writer.add_scalar(f"Metrics/{key}", value, step)
+
+    def image(self, tag: str, img: Any, path: Path | None, step: int) -> None:
+        self.writer.add_image(tag, img, step)
+
+    def artifact(self, path: Path, kind: str) -> None:
+        pass  # TensorBoard keeps no files; the exported generator is in the run folder already
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@register_tracker("tensorboard", in_run_folder=True)
+def _tensorboard(ctx: TrackerContext) -> Tracker:
+    return TensorBoardTracker(ctx.run_dir, ctx.resume_step)
+
+
+@register_tracker("mlflow", package=("mlflow", "mlflow"))
+def _mlflow(ctx: TrackerContext) -> Tracker:
+    assert ctx.cfg is not None
+    return MLflowTracker(ctx.run_dir, ctx.cfg, ctx.previous)
+
+
+@register_tracker("wandb", package=("wandb", "wandb"))
+def _wandb(ctx: TrackerContext) -> Tracker:
+    assert ctx.cfg is not None
+    return WandbTracker(ctx.run_dir, ctx.cfg, ctx.previous, ctx.quiet)
 
 
 def _warn(message: str) -> None:
@@ -163,8 +284,12 @@ class MLflowTracker:
         metrics = [Metric(k, float(v), now, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
-    def image(self, tag: str, path: Path, step: int) -> None:
-        self.client.log_artifact(self.run_id, str(path), "samples")
+    def metrics(self, results: dict[str, float], step: int) -> None:
+        self.scalars({f"eval/{k}": v for k, v in results.items()}, step)
+
+    def image(self, tag: str, img: Any, path: Path | None, step: int) -> None:
+        if path is not None:
+            self.client.log_artifact(self.run_id, str(path), "samples")
 
     def artifact(self, path: Path, kind: str) -> None:
         self.client.log_artifact(self.run_id, str(path), kind)
@@ -218,10 +343,14 @@ class WandbTracker:
     def scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log({**values, "step": step})
 
-    def image(self, tag: str, path: Path, step: int) -> None:
+    def metrics(self, results: dict[str, float], step: int) -> None:
+        self.scalars({f"eval/{k}": v for k, v in results.items()}, step)
+
+    def image(self, tag: str, img: Any, path: Path | None, step: int) -> None:
         import wandb
 
-        self.run.log({tag: wandb.Image(str(path)), "step": step})
+        if path is not None:
+            self.run.log({tag: wandb.Image(str(path)), "step": step})
 
     def artifact(self, path: Path, kind: str) -> None:
         import wandb

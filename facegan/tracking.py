@@ -1,4 +1,5 @@
-"""Experiment tracking for one run: stats.jsonl (the source of truth for plots) and TensorBoard."""
+"""Experiment tracking for one run: stats.jsonl (the source of truth for plots), mirrored to the
+trackers the config names (facegan.trackers: TensorBoard by default)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.tensorboard import SummaryWriter
-
 from facegan.errors import FaceganError
 
 if TYPE_CHECKING:
@@ -18,16 +17,6 @@ if TYPE_CHECKING:
 
 STATS = "stats.jsonl"
 RUN_RE = re.compile(r"^(\d{5})-")
-
-# TensorBoard tags named as in the seeds' printout.
-TB_TAGS = {
-    "loss_d": "Loss/D",
-    "loss_g": "Loss/G",
-    "d_real": "Score/D(x)",
-    "d_fake_before": "Score/D(G(z)) before G step",
-    "d_fake_after": "Score/D(G(z)) after D step",
-    "img_per_s": "Speed/img_per_s",
-}
 
 
 def next_run_dir(root: Path, name: str) -> Path:
@@ -80,8 +69,9 @@ def read_stats(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class RunLogger:
-    """Appends step records to stats.jsonl and mirrors them to the run's trackers: TensorBoard, and
-    MLflow / W&B when `cfg.train.tracker` names them (facegan/trackers.py; without `cfg`, TensorBoard)."""
+    """Appends step records to stats.jsonl and mirrors them to the trackers `cfg.train.trackers` names
+    (facegan/trackers.py; without `cfg`, TensorBoard). Trackers inside the run folder are rewound with
+    stats.jsonl on a rollback; remote ones are opened once and dropped with a warning if they fail."""
 
     def __init__(
         self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None, quiet: bool = False
@@ -93,7 +83,8 @@ class RunLogger:
         self.path = run_dir / STATS
         self.side = SideWrites()  # a failed record is a warning: the run goes on
         self._torn = False  # a failed write may have left part of a line
-        self.use_tb = cfg is None or "tensorboard" in cfg.train.trackers
+        self.cfg = cfg
+        self.names: tuple[str, ...] = cfg.train.trackers if cfg is not None else ("tensorboard",)
         self._open(resume_step)
         # Opened once per run: a rollback's rewind reopens stats.jsonl and TensorBoard, not these.
         try:
@@ -113,13 +104,11 @@ class RunLogger:
             atomic_write(
                 self.path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)), CKPT_KEPT
             )
+        from facegan.trackers import open_in_run_folder
+
         try:
             self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 — lives as long as the logger
-            self.tb = (
-                SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
-                if self.use_tb
-                else None
-            )
+            self.local: list[Tracker] = open_in_run_folder(self.run_dir, self.names, self.cfg, resume_step)
         except OSError as err:
             raise _log_error(self.run_dir, err) from None
 
@@ -138,28 +127,26 @@ class RunLogger:
         self.file.write(("\n" if self._torn else "") + json.dumps(record) + "\n")
         self._torn = False
         step = record["step"]
-        for key, tag in TB_TAGS.items():
-            if key in record and self.tb is not None:
-                self.tb.add_scalar(tag, record[key], step)
         scalars = {
             k: v for k, v in record.items() if k not in ("step", "time") and isinstance(v, (int, float))
         }
+        for tracker in self.local:
+            tracker.scalars(scalars, step)
         self._fan_out("scalars", scalars, step)
         return True
 
     def image(self, tag: str, img: Any, step: int, path: Path | None = None) -> None:
-        """A sample grid: the image to TensorBoard, its PNG file `path` to the other trackers."""
-        if self.tb is not None:
-            self.tb.add_image(tag, img, step)
+        """A sample grid: the image tensor `img` and its PNG file `path` (if written) to every tracker."""
+        for tracker in self.local:
+            tracker.image(tag, img, path, step)
         if path is not None:
-            self._fan_out("image", tag, path, step)
+            self._fan_out("image", tag, img, path, step)
 
     def metrics(self, results: dict[str, float], step: int) -> None:
         """Evaluation results (metrics.jsonl's record) to every tracker."""
-        if self.tb is not None:
-            for key, value in results.items():
-                self.tb.add_scalar(f"Metrics/{key}", value, step)
-        self._fan_out("scalars", {f"eval/{k}": v for k, v in results.items()}, step)
+        for tracker in self.local:
+            tracker.metrics(results, step)
+        self._fan_out("metrics", results, step)
 
     def artifact(self, path: Path, kind: str = "generator") -> None:
         """A file the run produced (the exported generator) to the trackers that keep artifacts."""
@@ -182,8 +169,8 @@ class RunLogger:
 
     def _close_files(self) -> None:
         self.file.close()
-        if self.tb is not None:
-            self.tb.close()
+        for tracker in self.local:
+            tracker.close()
 
     def close(self) -> None:
         self._close_files()

@@ -24,7 +24,7 @@ SLOW_EVAL = """
 import sys, time
 from pathlib import Path
 import facegan.metrics
-ev = sys.modules["facegan.metrics.evaluate"]  # the package's `evaluate` name is the function
+ev = sys.modules["facegan.metrics.measurement"]  # where every metric draws its generated faces
 real = ev.fake_batches
 
 def slow(g, seeds, batch_size, truncation=None):

@@ -349,7 +349,7 @@ def test_missing_weights_fail_fast_without_download(offline: Path) -> None:
 
 def test_evaluate_without_weights_fails_before_any_work(offline: Path, dataset: PackedDataset) -> None:
     g = tiny_generator()
-    with mock.patch("facegan.metrics.evaluate.faces") as faces:
+    with mock.patch("facegan.metrics.measurement.faces") as faces:
         with pytest.raises(FaceganError, match=WEIGHTS_FILE):
             run_with_timeout(lambda: evaluate(g, dataset, ["fid2k"], cache_dir=offline), timeout=20)
         faces.assert_not_called()
@@ -730,3 +730,29 @@ def test_evaluate_generates_the_pixel_measures_faces_once(dataset: PackedDataset
     finally:
         hook.remove()
     assert together == alone
+
+
+def test_a_new_metric_joins_the_registry_in_one_place(dataset: PackedDataset) -> None:
+    """One decorated function makes a metric that `evaluate` (and so --metrics / --eval-metrics)
+    accepts by name, drawing on the same shared pass of generated faces as the built-in ones."""
+    from facegan.metrics import registry
+    from facegan.metrics.measurement import Measurement
+    from facegan.metrics.protocols import PROTOCOLS, Protocol
+
+    seen: list[int] = []
+    try:
+
+        @registry.register_metric("mean_gap", "pixels", Protocol("brightness", "mean_gap", 40, 40, "test"))
+        def mean_gap(m: Measurement, p: Protocol) -> dict[str, float]:
+            fake = m.fake_pixels(m.n_pixel(p)).float()
+            seen.append(len(fake))
+            real = torch.from_numpy(m.dataset.images[m.real_rows(m.n_pixel(p))]).float()
+            return {p.name: float((fake.mean() - real.mean()).abs())}
+
+        out = evaluate(tiny_generator(), dataset, ["brightness", "swd"])
+    finally:
+        registry.METRICS.pop("mean_gap", None)
+        PROTOCOLS.pop("brightness", None)
+    assert out["brightness"] >= 0 and "swd" in out and seen == [16]  # the 16 held-out reals cap n
+    with pytest.raises(FaceganError, match="unknown metric 'brightness'"):
+        evaluate(tiny_generator(), dataset, ["brightness"])

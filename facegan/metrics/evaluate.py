@@ -4,151 +4,44 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+import facegan.metrics.measures  # noqa: F401  (registers the built-in metrics)
 from facegan.data import PackedDataset
 from facegan.errors import FaceganError
-from facegan.generate import check_truncation, faces
-from facegan.metrics.c2st import c2st
-from facegan.metrics.cache import (
-    RealStats,
-    cache_key,
-    cache_path,
-    default_metrics_cache_dir,
-    load_real_stats,
-    save_real_stats,
-)
-from facegan.metrics.close_pairs import close_pairs
+from facegan.generate import check_truncation
 from facegan.metrics.embedding import FaceEmbedding
-from facegan.metrics.frechet import frechet_distance, gaussian_stats
-from facegan.metrics.inception import FeatureExtractor, extractor_id, inception_extractor
-from facegan.metrics.kid import kid
-from facegan.metrics.prdc import embed, prdc
-from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
-from facegan.metrics.reference import Reference, embedding_for, reference, rows_digest
-from facegan.metrics.swd import swd
+from facegan.metrics.inception import FeatureExtractor, inception_extractor
+from facegan.metrics.measurement import (  # re-exported: callers import them from here
+    EvaluationCancelled,
+    Measurement,
+    extract_features,
+    fake_batches,
+    real_stats,
+    to_uint8,
+)
+from facegan.metrics.protocols import parse_metrics
+from facegan.metrics.reference import reference
+from facegan.metrics.registry import METRICS
 from facegan.models import Generator
 
+__all__ = [
+    "METRICS_FILE",
+    "EvaluationCancelled",
+    "append_metrics",
+    "evaluate",
+    "extract_features",
+    "fake_batches",
+    "real_stats",
+    "to_uint8",
+]
+
 METRICS_FILE = "metrics.jsonl"
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] → uint8 [0, 255]: the inverse of the data normalisation."""
-    x = torch.nan_to_num(images.float(), nan=0.0)
-    return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-class EvaluationCancelled(Exception):
-    """Raised inside `evaluate` when its `cancel` callback says stop (e.g. training got SIGTERM)."""
-
-
-def check_cancel(cancel: Callable[[], bool] | None) -> None:
-    """Raise EvaluationCancelled when `cancel()` says so."""
-    if cancel is not None and cancel():
-        raise EvaluationCancelled
-
-
-def cancellable(batches: Iterable[torch.Tensor], cancel: Callable[[], bool] | None) -> Iterator[torch.Tensor]:
-    """`batches`, asking `cancel()` before each one (see `check_cancel`)."""
-    for batch in batches:
-        check_cancel(cancel)
-        yield batch
-
-
-def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, S, S) batches of the dataset rows `indices`, read from the memory map lazily."""
-    for start in range(0, len(indices), batch_size):
-        yield torch.from_numpy(np.ascontiguousarray(ds.images[indices[start : start + batch_size]]))
-
-
-def fake_batches(
-    g: Generator | np.ndarray, seeds: list[int], batch_size: int, truncation: float | None = None
-) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face); for an image
-    array (`evaluate --fakes`) the "seeds" are its rows."""
-    for start in range(0, len(seeds), batch_size):
-        if isinstance(g, np.ndarray):
-            yield torch.from_numpy(np.ascontiguousarray(g[seeds[start : start + batch_size]]))
-        else:
-            yield to_uint8(faces(g, seeds[start : start + batch_size], batch_size, truncation))
-
-
-def extract_features(
-    extractor: FeatureExtractor,
-    batches: Iterable[torch.Tensor],
-    *,
-    device: str | torch.device = "cpu",
-    total: int | None = None,
-    desc: str = "features",
-    progress: bool = False,
-) -> np.ndarray:
-    """Run every uint8 batch through `extractor` on `device`; float32 features (N, D) on the CPU."""
-    out: list[np.ndarray] = []
-    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    with bar, torch.inference_mode():
-        for batch in batches:
-            feats = extractor(batch.to(device))
-            ok = isinstance(feats, torch.Tensor) and feats.dim() == 2 and len(feats) == len(batch)
-            if not ok:
-                is_tensor = isinstance(feats, torch.Tensor)
-                got = tuple(feats.shape) if is_tensor else type(feats).__name__
-                raise ValueError(f"feature extractor must return (B, D) for B={len(batch)}, got {got}")
-            out.append(feats.detach().float().cpu().numpy())
-            bar.update(len(batch))
-    return np.concatenate(out)
-
-
-def real_stats(
-    ds: PackedDataset,
-    max_real: int,
-    extractor: FeatureExtractor,
-    *,
-    device: str | torch.device = "cpu",
-    cache_dir: str | Path | None = None,
-    batch_size: int = 256,
-    progress: bool = False,
-    cancel: Callable[[], bool] | None = None,
-    ref: Reference | None = None,
-) -> RealStats:
-    """Features and statistics of the real images a protocol with cap `max_real` uses (of the rows of
-    `ref`, default all), from the cache when available (see facegan.metrics.cache); extractors without
-    an id are not cached."""
-    ext_id = extractor_id(extractor)
-    rows = ref.rows if ref is not None else np.arange(len(ds))
-    key = path = None
-    if ext_id is not None:
-        key = cache_key(ds.content_hash, max_real, ext_id)
-        if ref is not None and ref.split != "all":  # the old key still names "all images", so it stays valid
-            key["rows"] = f"{ref.split}-{rows_digest(rows)}"
-        folder = Path(cache_dir) if cache_dir is not None else default_metrics_cache_dir()
-        path = cache_path(folder, key)
-        cached = load_real_stats(path, key)
-        if cached is not None:
-            return cached
-    idx = rows[real_indices(len(rows), max_real)]
-    feats = extract_features(
-        extractor,
-        cancellable(real_batches(ds, idx, batch_size), cancel),
-        device=device,
-        total=len(idx),
-        desc=f"real features ({len(idx)})",
-        progress=progress,
-    )
-    stats = RealStats.from_features(feats)
-    if key is not None and path is not None:
-        try:
-            save_real_stats(path, key, stats)
-        except FaceganError as err:  # a read-only cache must not cost the user the numbers just computed
-            warnings.warn(f"real features not cached: {err}", stacklevel=2)
-    return stats
 
 
 def evaluate(
@@ -217,99 +110,39 @@ def evaluate(
             f"images; evaluate against data prepared at --size {made}"
         )
 
-    feature_protocols = [p for p in protocols if p.kind in ("fid", "kid")]
+    kinds = [METRICS[p.kind] for p in protocols]
     extractor = feature_extractor
-    if feature_protocols and extractor is None:
+    if extractor is None and any(k.needs == "inception" for k in kinds):
         # Before any other work, so missing weights fail fast.
         extractor = inception_extractor(inception_weights, device)
-
-    def n_fake(p: Protocol) -> int:
-        n = num_fake if num_fake is not None else p.num_fake
-        # A folder of fakes has N images: every protocol uses at most that many.
-        return min(n, len(generator)) if isinstance(generator, np.ndarray) else n
-
-    def first_seeds(n: int) -> list[int]:  # a folder's rows start at 0, a generator's at `seed`
-        start = 0 if isinstance(generator, np.ndarray) else seed
-        return list(range(start, start + n))
-
-    def generated(seeds: list[int]) -> Iterator[torch.Tensor]:
-        return cancellable(fake_batches(generator, seeds, batch_size, truncation), cancel)
-
+    m = Measurement(
+        generator,
+        dataset,
+        ref,
+        seed,
+        num_fake,
+        device,
+        batch_size,
+        progress,
+        truncation,
+        cancel,
+        cache_dir,
+        extractor,
+        embedding,
+    )
+    # One generated pass per kind of input, sized for the largest protocol that reads it; the Inception
+    # metrics run first, then the pixel ones, each in the order asked.
+    pairs = list(zip(protocols, kinds))
+    m.features_needed = max((m.n_fake(p) for p, k in pairs if k.needs == "inception"), default=0)
+    m.pixels_needed = max((m.n_pixel(p) for p, k in pairs if k.needs == "pixels"), default=0)
+    order = sorted(pairs, key=lambda pk: pk[1].needs != "inception")
     results: dict[str, float] = {"real_heldout": float(ref.split == "heldout")}
     was_training = isinstance(generator, torch.nn.Module) and generator.training
     if isinstance(generator, torch.nn.Module):
         generator.eval()
     try:
-        if feature_protocols:
-            assert extractor is not None
-            # One generated pass serves every FID/KID protocol: each takes a prefix of the seeds.
-            seeds = first_seeds(max(n_fake(p) for p in feature_protocols))
-            fake = extract_features(
-                extractor,
-                generated(seeds),
-                device=device,
-                total=len(seeds),
-                desc=f"generated features ({len(seeds)})",
-                progress=progress,
-            )
-            reals: dict[int, RealStats] = {}
-            for p in feature_protocols:
-                if p.max_real not in reals:
-                    reals[p.max_real] = real_stats(
-                        dataset,
-                        p.max_real,
-                        extractor,
-                        device=device,
-                        cache_dir=cache_dir,
-                        batch_size=batch_size,
-                        progress=progress,
-                        cancel=cancel,
-                        ref=ref,
-                    )
-                real, f = reals[p.max_real], fake[: n_fake(p)]
-                results[f"{p.name}_real_n"] = float(len(real.features))
-                if p.kind == "fid":
-                    results[p.name] = frechet_distance(real.mu, real.sigma, *gaussian_stats(f))
-                else:
-                    size = min(p.kid_subset_size, len(real.features), len(f))
-                    feats_real = torch.from_numpy(real.features).to(device)
-                    mean, std = kid(feats_real, f, p.kid_subsets, size, seed=seed)
-                    results[f"{p.name}_mean"], results[f"{p.name}_std"] = mean, std
-        # The pixel-space measures (SWD, C2ST, PRDC) all use the faces of seeds `seed`, `seed`+1, …,
-        # each a prefix of them, so one generated pass serves all three (it was one pass each).
-        pixel_protocols = [p for p in protocols if p.kind in ("swd", "c2st", "prdc")]
-        # Each compares n fakes with n reals (n capped by the split's size).
-        n_pixel = max((min(n_fake(p), len(ref.rows)) for p in pixel_protocols), default=0)
-        fake_img = torch.cat(list(generated(first_seeds(n_pixel)))) if n_pixel else None
-        for p in pixel_protocols:
-            assert fake_img is not None
-            n = min(n_fake(p), len(ref.rows))
-            real_rows = ref.rows[real_indices(len(ref.rows), n)]
-            results[f"{p.name}_real_n"] = float(n)
-            if p.kind == "swd":
-                real_img = torch.from_numpy(dataset.images[real_rows])
-                results.update(
-                    {
-                        k.replace("swd", p.name, 1): v
-                        for k, v in swd(real_img, fake_img[:n], seed=seed).items()
-                    }
-                )
-            if p.kind == "c2st":
-                real_img = dataset.images[real_rows]
-                res = c2st(
-                    real_img, fake_img[:n], seed=seed, device=device, check=lambda: check_cancel(cancel)
-                )
-                results[f"{p.name}_acc"], results[f"{p.name}_se"] = res.accuracy, res.stderr
-                results[f"{p.name}_n"] = float(res.n_test)
-            if p.kind == "prdc":
-                if not isinstance(embedding, FaceEmbedding):
-                    embedding = embedding_for(dataset, embedding, progress=progress)
-                net = embedding.to(device)
-                reals = cancellable(real_batches(dataset, real_rows, batch_size), cancel)
-                real_feats = embed(net, reals)
-                fake_feats = embed(net, cancellable(fake_img[:n].split(batch_size), cancel))
-                results.update({f"{p.name}_{k}": v for k, v in prdc(real_feats, fake_feats).items()})
-                results.update({f"{p.name}_{k}": v for k, v in close_pairs(real_feats, fake_feats).items()})
+        for p, k in order:
+            results.update(k.measure(m, p))
     finally:
         if isinstance(generator, torch.nn.Module):
             generator.train(was_training)

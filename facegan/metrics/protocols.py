@@ -7,13 +7,10 @@ dataset (same content hash); the protocol name is therefore the key under which 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from facegan.errors import FaceganError
-
-Kind = Literal["fid", "kid", "c2st", "swd", "prdc"]
 
 # The real subset (when a dataset is larger than a protocol's cap) is drawn with this fixed seed, so
 # it depends only on the data and the protocol, and cached real features stay valid across runs.
@@ -30,7 +27,7 @@ class Protocol:
     """
 
     name: str
-    kind: Kind
+    kind: str  # the registered measure (facegan.metrics.registry.METRICS)
     num_fake: int
     max_real: int
     summary: str
@@ -38,38 +35,9 @@ class Protocol:
     kid_subset_size: int = 1000
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    p.name: p
-    for p in (
-        Protocol("fid2k", "fid", 2_000, 2_000, "smoke test: 2k generated vs 2k real (biased high)"),
-        Protocol("fid10k", "fid", 10_000, 50_000, "10k generated vs the real set (up to 50k)"),
-        Protocol("fid50k", "fid", 50_000, 50_000, "50k generated vs the real set (up to 50k)"),
-        Protocol("kid2k", "kid", 2_000, 2_000, "smoke test: KID, 2k generated vs 2k real"),
-        Protocol("kid10k", "kid", 10_000, 50_000, "KID, 10k generated vs the real set (up to 50k)"),
-        Protocol(
-            "c2st",
-            "c2st",
-            2_000,
-            2_000,
-            "classifier two-sample test, 2k real vs 2k generated, half held out; no download",
-        ),
-        Protocol(
-            "swd",
-            "swd",
-            2_000,
-            2_000,
-            "sliced Wasserstein distance of 7x7 Laplacian-pyramid patches, 2k vs 2k; no download",
-        ),
-        Protocol(
-            "prdc",
-            "prdc",
-            2_000,
-            2_000,
-            "precision/recall/density/coverage (k=5) and close pairs, 2k vs 2k in a face embedding "
-            "trained on the training split (facegan.metrics.embedding); no download",
-        ),
-    )
-}
+# Every named protocol, filled in by facegan.metrics.registry.register_metric (the built-in ones in
+# facegan.metrics.measures, imported by the package).
+PROTOCOLS: dict[str, Protocol] = {}
 
 
 # How to read each figure: what it measures (fidelity, diversity, or both in one distance) and which way
