@@ -1,4 +1,4 @@
-"""The Python API (facegan/api.py) and torch.hub (hubconf.py): what the README's Python section promises."""
+"""The Python API (facegan/api.py) and torch.hub (hubconf.py): what docs/python.md promises."""
 
 from __future__ import annotations
 

@@ -129,7 +129,8 @@ def test_tiled_dataset_repeats_the_packed_array(prepared: Path, tmp_path: Path) 
 
 
 def test_documented_command_runs_the_package() -> None:
-    """`python bench/throughput.py ...`, as README.md, BENCHMARKS.md and bench/README.md write it."""
+    """`python bench/throughput.py ...`, as docs/training.md, docs/recipes.md, BENCHMARKS.md and
+    bench/README.md write it."""
     done = subprocess.run(
         [sys.executable, "bench/throughput.py", "--help"],
         cwd=REPO,

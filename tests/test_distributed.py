@@ -63,7 +63,7 @@ def one_process(*args: str) -> list[str]:
 
 
 def torchrun(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ()) -> list[str]:
-    """The README's command: torchrun (as `python -m torch.distributed.run`) starting `facegan train`."""
+    """docs/training.md's torchrun command (as `python -m torch.distributed.run`) starting `facegan train`."""
     return [
         sys.executable,
         "-m",

@@ -1,6 +1,6 @@
-"""The README's GPU recipes run, at tiny scale on the CPU, exactly as written (so they cannot rot).
+"""The GPU recipes (docs/recipes.md) run, at tiny scale on the CPU, exactly as written (so they cannot rot).
 
-Every `facegan prepare` / `facegan train` line between the README's gpu-recipes markers is run through
+Every `facegan prepare` / `facegan train` line between docs/recipes.md's gpu-recipes markers is run through
 the real CLI with the same flags, except: the data source is a small zip made here, the networks are
 shrunk and the run lasts 2 steps, and FID (which needs Inception weights) is measured with SWD.
 """
@@ -17,7 +17,7 @@ import pytest
 from facegan.checkpoint import load_checkpoint
 from facegan.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 TINY = [
     "--steps",
     "2",
@@ -38,9 +38,9 @@ TINY = [
 
 
 def recipe_lines() -> list[list[str]]:
-    text = README.read_text()
+    text = RECIPES.read_text(encoding="utf-8")
     block = re.search(r"<!-- gpu-recipes:begin -->(.*?)<!-- gpu-recipes:end -->", text, re.S)
-    assert block, "README.md lost its gpu-recipes section"
+    assert block, "docs/recipes.md lost its gpu-recipes section"
     joined = block.group(1).replace("\\\n", " ")
     return [
         shlex.split(line.split("#")[0])[1:]
