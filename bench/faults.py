@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python bench/faults.py                 # all four parts, about 5-6 min on 2 cores
     python bench/faults.py --parts http                      # only (d), about 30 s
-    python bench/faults.py --kills 3 --parts kill            # the reduced run tests/test_faults.py makes
+    python bench/faults.py --kills 3 --parts kill            # tests/bench/test_faults.py's reduced run
 
 (a) kill: a tiny CPU run is SIGKILLed at N random moments (every 4th one right after a checkpoint's
     temp file appears, i.e. mid-write), resumed with `--resume auto` (or restarted when it died before
@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from facegan.checkpoint import load_checkpoint
 from facegan.errors import FaceganError
+from facegan.networks.checkpoint import load_checkpoint
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
 ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
@@ -66,7 +66,7 @@ def save(obj, fh, *a, **kw):
         return None
     return real(obj, fh, *a, **kw)
 torch.save = save
-from facegan.cli import main
+from facegan.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -349,7 +349,7 @@ def _metric_cache_full(mnt: Path, data: Path, say: Any) -> dict[str, Any]:
 
     import numpy as np
 
-    from facegan.data import PackedDataset
+    from facegan.data.dataset import PackedDataset
     from facegan.metrics.evaluate import real_stats
 
     class Features:
@@ -373,7 +373,7 @@ def _metric_cache_full(mnt: Path, data: Path, say: Any) -> dict[str, Any]:
     finally:
         filler.unlink()
     intact = digest(*old) == before
-    leftovers = [p.name for p in cache.rglob(".*.tmp-*")]  # facegan.files.atomic_write's temp files
+    leftovers = [p.name for p in cache.rglob(".*.tmp-*")]  # facegan.storage.files.atomic_write's temp files
     say(
         f"disk full at metric cache: {'numbers returned with one warning' if ok else 'FAILED'}, old file "
         f"{'intact' if intact else 'DAMAGED'}, partial files left {len(leftovers)}"
@@ -391,9 +391,9 @@ def crafted_files(bad: Path) -> dict[str, Path]:
 
     from safetensors.torch import save_file
 
-    from facegan.checkpoint import CONFIG_KEY, FORMAT, save_checkpoint
-    from facegan.config import ModelConfig, RunConfig
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig, RunConfig
+    from facegan.networks.checkpoint import CONFIG_KEY, FORMAT, save_checkpoint
+    from facegan.networks.dcgan import build_models
 
     small = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, d = build_models(small)

@@ -25,18 +25,18 @@ from bench.speed.runners import FaceganRunner, GeneratorRunner, ReferenceRunner,
 from bench.speed.screening import describe, parse_candidate, search_fastest
 from bench.speed.staging import Staged, stage_data
 from bench.speed.timing import Live, Plan, Row, interleave, make_plan, paired_ratio, short_error, start_row
-from facegan.config import ModelConfig, PerfConfig
-from facegan.device import pick_device
+from facegan.config.schema import ModelConfig, PerfConfig
 from facegan.errors import FaceganError
-from facegan.models import build_models
-from facegan.perf import Perf, resolve
+from facegan.networks.dcgan import build_models
+from facegan.runtime.device import pick_device
+from facegan.runtime.perf import Perf, resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "img_align_celeba.zip"
 ROWS = ("a", "b", "f", "c", "gen")
 
 # Candidate speed settings screened for row c (and, without the optimizer fields, for gen-fastest).
-# Each is a PerfConfig; every one keeps the seed recipe's semantics (see facegan/perf.py).
+# Each is a PerfConfig; every one keeps the seed recipe's semantics (see facegan/runtime/perf.py).
 CPU_CANDIDATES = (
     "amp=off,channels_last=off,fused_adam=off",
     "amp=off,channels_last=on,fused_adam=off",

@@ -43,7 +43,7 @@ def add_generate_flags(p: argparse.ArgumentParser) -> None:
 def directions_of(g: nn.Module, path: str | None) -> Any:
     """The directions `--edits` names, else those loaded with the model (None when there are none)."""
     if path:
-        from facegan.edits.directions import load_directions
+        from facegan.sampling.directions import load_directions
 
         directions = load_directions(path)
         if directions.latent_dim != g.cfg.latent_dim:
@@ -61,9 +61,9 @@ def wants_edits(args: argparse.Namespace) -> bool:
 
 def generate_edited(args: argparse.Namespace, g: nn.Module, seeds: list[int]) -> int:
     """`facegan generate` with --list-edits, --edit-sweep or --edit (seeds already expanded)."""
-    from facegan.edits.directions import parse_edits
-    from facegan.edits.render import amounts, edit_faces, sweep, write_grid
-    from facegan.generate import write_faces
+    from facegan.sampling.directions import parse_edits
+    from facegan.sampling.generate import write_faces
+    from facegan.sampling.render import amounts, edit_faces, sweep, write_grid
 
     directions = directions_of(g, args.edits)
     if args.list_edits:
@@ -144,9 +144,9 @@ def add_directions(sub: Any, model_source: Any) -> None:
 
 
 def _cmd_directions(args: argparse.Namespace) -> int:
-    from facegan.cli import _model_path
-    from facegan.edits.render import sweep, write_grid
-    from facegan.generate import load_generator, parse_seeds
+    from facegan.cli.main import _model_path
+    from facegan.sampling.generate import load_generator, parse_seeds
+    from facegan.sampling.render import sweep, write_grid
 
     g = load_generator(_model_path(args), amp="off")
     if bool(args.attrs) != bool(args.data):
@@ -227,12 +227,12 @@ def add_evaluate_edits(sub: Any, model_source: Any) -> None:
 
 
 def _cmd_evaluate_edits(args: argparse.Namespace) -> int:
-    from facegan.cli import _model_path
+    from facegan.cli.main import _model_path
     from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
     from facegan.edits.evaluate import evaluate_edits, markdown, summary
-    from facegan.edits.render import edit_faces
     from facegan.edits.supervised import EVAL_SEED
-    from facegan.generate import load_generator
+    from facegan.sampling.generate import load_generator
+    from facegan.sampling.render import edit_faces
 
     if not 16 <= args.n <= 4096:
         raise FaceganError(f"--n must be between 16 and 4,096, got {args.n}")

@@ -26,7 +26,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from facegan.config import field_type, section_types
+from facegan.config.schema import field_type, section_types
 
 # Help-section titles: one per config section, plus "eval" for the evaluation fields of `train`.
 GROUPS = {

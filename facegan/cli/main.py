@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facegan.cli_edits import (
+from facegan.cli.edits import (
     add_directions,
     add_evaluate_edits,
     add_generate_flags,
     generate_edited,
     wants_edits,
 )
-from facegan.cli_train import add_train
-from facegan.config import INFERENCE_AMP, INFERENCE_AMP_DEFAULT
+from facegan.cli.train import add_train
+from facegan.config.schema import INFERENCE_AMP, INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
 
 
@@ -62,7 +62,7 @@ def _add_prepare(sub: Any) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from facegan.prepare import prepare
+    from facegan.data.prepare import prepare
 
     if args.attributes is not None and args.no_attributes:
         raise FaceganError("--attributes and --no-attributes contradict each other; pass one")
@@ -114,7 +114,7 @@ def _add_model_source(p: argparse.ArgumentParser, fakes: bool = False) -> None:
 
 def _model_path(args: argparse.Namespace) -> str:
     if args.pretrained:
-        from facegan import pretrained
+        from facegan.sharing import pretrained
 
         return str(pretrained.path(args.pretrained))
     return str(args.checkpoint)
@@ -163,7 +163,7 @@ def _add_generate(sub: Any) -> None:
 
 def _check_generate_args(args: argparse.Namespace, seeds: list[int]) -> list[int]:
     """Refuse bad `generate` flags before a model is loaded (one line each); returns `seeds`."""
-    from facegan.generate import ANIMATION_SUFFIXES, MAX_DISPLAY_SIZE, MAX_FACES, MAX_SEED
+    from facegan.sampling.generate import ANIMATION_SUFFIXES, MAX_DISPLAY_SIZE, MAX_FACES, MAX_SEED
 
     if not 1 <= args.n <= MAX_FACES:  # every face is held in memory at once
         raise FaceganError(f"--n must be between 1 and {MAX_FACES:,}, got {args.n}")
@@ -184,8 +184,15 @@ def _check_generate_args(args: argparse.Namespace, seeds: list[int]) -> list[int
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from facegan.device import pick_device
-    from facegan.generate import faces, interpolation, load_generator, parse_seeds, write_faces, write_walk
+    from facegan.runtime.device import pick_device
+    from facegan.sampling.generate import (
+        faces,
+        interpolation,
+        load_generator,
+        parse_seeds,
+        write_faces,
+        write_walk,
+    )
 
     seeds = _check_generate_args(args, parse_seeds(args.seed))
     g = load_generator(_model_path(args), pick_device(args.device), amp=args.amp)
@@ -247,7 +254,7 @@ def _add_export(sub: Any) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from facegan.api import export
-    from facegan.generate import load_generator
+    from facegan.sampling.generate import load_generator
 
     fmt = args.format or ("onnx" if Path(args.out).suffix == ".onnx" else "safetensors")
     if fmt != "hub" and (args.license or args.dataset):
@@ -273,7 +280,7 @@ def _add_plot(sub: Any) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from facegan import plots
+    from facegan.tracking import plots
 
     run = Path(args.run)
     if not (run / "stats.jsonl").is_file():
@@ -337,12 +344,12 @@ def _add_evaluate(sub: Any) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from facegan.data import resolve_dataset
-    from facegan.device import pick_device
-    from facegan.generate import load_generator
+    from facegan.data.dataset import resolve_dataset
     from facegan.metrics import append_metrics, evaluate, resolve_weights
     from facegan.metrics.protocols import readings
     from facegan.metrics.reference import embedding_for, load_fakes, reference
+    from facegan.runtime.device import pick_device
+    from facegan.sampling.generate import load_generator
 
     if args.fakes and (args.truncation is not None or args.run_dir):
         raise FaceganError("--truncation and --run-dir describe a generator; leave them out with --fakes")
@@ -414,7 +421,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.nearest:
         print(f"wrote {args.nearest_out}/nearest.png and nearest.json")
     if args.run_dir:
-        from facegan.checkpoint import load_checkpoint
+        from facegan.networks.checkpoint import load_checkpoint
 
         ckpt = Path(_model_path(args))
         step = 0 if ckpt.suffix == ".safetensors" else int(load_checkpoint(ckpt)["step"])
@@ -424,8 +431,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _dataset_any_size(data: str) -> Any:
     """A prepared dataset at its own size (`--fakes` has no generator to say which size)."""
-    from facegan.data import PackedDataset
-    from facegan.prepare import is_prepared
+    from facegan.data.dataset import PackedDataset
+    from facegan.data.prepare import is_prepared
 
     if not is_prepared(data):
         raise FaceganError(f"--fakes needs --data to be a prepared dataset (facegan prepare), got {data!r}")
@@ -440,7 +447,7 @@ def torch_cat_numpy(batches: Any) -> Any:
 
 
 def _add_serve(sub: Any) -> None:
-    from facegan.cli_config import add_dataclass_flags
+    from facegan.cli.flags import add_dataclass_flags
     from facegan.serve.config import ServeConfig
     from facegan.serve.limits import ServeLimits
 
@@ -456,7 +463,7 @@ def _add_serve(sub: Any) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from facegan.cli_config import given_fields
+    from facegan.cli.flags import given_fields
     from facegan.serve.config import ServeConfig
     from facegan.serve.limits import ServeLimits
 
@@ -474,7 +481,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="facegan", description="Train, evaluate, share and serve face GANs.")
-    from facegan import __version__
+    from facegan.version import __version__
 
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -16,8 +16,8 @@ from facegan.errors import FaceganError
 
 def add_train(sub: Any) -> None:
     """The `facegan train` subcommand: flags generated from the config, plus run-level options."""
-    from facegan.cli_config import add_config_flags
-    from facegan.config import DEFAULT_PRESET, preset_names
+    from facegan.cli.flags import add_config_flags
+    from facegan.config.schema import DEFAULT_PRESET, preset_names
 
     p = sub.add_parser(
         "train",
@@ -68,7 +68,7 @@ def add_train(sub: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from facegan.distributed import RelayedError, launched_by_torchrun, session
+    from facegan.training.distributed import RelayedError, launched_by_torchrun, session
 
     if args.nproc_per_node is not None and not launched_by_torchrun():
         return _launch_local(args)
@@ -90,9 +90,9 @@ def _launch_local(args: argparse.Namespace) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from facegan.cli_config import given_settings
-    from facegan.config import load_config_file, resolve_config
-    from facegan.distributed import check_batch
+    from facegan.cli.flags import given_settings
+    from facegan.config.schema import load_config_file, resolve_config
+    from facegan.training.distributed import check_batch
 
     n = args.nproc_per_node
     if n < 1:
@@ -127,10 +127,10 @@ def _check_launch(args: argparse.Namespace, world: int) -> None:
 
 def _train(args: argparse.Namespace, dist: Any) -> int:
     """`facegan train` in this process: the whole run, or one torchrun rank of it (`dist`)."""
-    from facegan.cli_config import given_settings
-    from facegan.config import flat_fields, load_config_file, resolve_config, resumable_fields, to_yaml
-    from facegan.loop import train
-    from facegan.plan import dry_run
+    from facegan.cli.flags import given_settings
+    from facegan.config.schema import flat_fields, load_config_file, resolve_config, resumable_fields, to_yaml
+    from facegan.training.loop import train
+    from facegan.training.plan import dry_run
 
     dist.share(lambda: _check_launch(args, dist.world))  # rank 0 says what is wrong, once
     if Path(args.outdir).exists() and not Path(args.outdir).is_dir():  # before any setup is printed
@@ -142,7 +142,7 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
             "--print-config and --dry-run describe a new run; they do not combine with --resume"
         )
     if args.resume == "auto":
-        from facegan.tracking import latest_run_with_checkpoint
+        from facegan.tracking.runs import latest_run_with_checkpoint
 
         if dist.share(lambda: latest_run_with_checkpoint(Path(args.outdir))) is None:  # rank 0 decides
             # Nothing to continue yet: one command line then serves the first start and every restart

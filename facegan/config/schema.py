@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from facegan.errors import FaceganError
-from facegan.sizes import check_model_size
-from facegan.untrusted import MAX_CONFIG_BYTES, parse_yaml, read_regular
+from facegan.storage.sizes import check_model_size
+from facegan.storage.untrusted import MAX_CONFIG_BYTES, parse_yaml, read_regular
 
 SIZES = (32, 64, 128, 256)
 ARCHS = ("dcgan", "r3gan")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.sources import SYNTHETIC, printable
+from facegan.data.sources import SYNTHETIC, printable
 
 ATTRIBUTES = "attributes.i8"
 DEFAULT_NAME = "list_attr_celeba.txt"

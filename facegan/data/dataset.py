@@ -1,8 +1,8 @@
 """Training-time data: a prepared dataset opened as a memory map, and the batch of every step.
 
-A prepared dataset (images.u8 + manifest.json, written by facegan.prepare) is read in place, never
+A prepared dataset (images.u8 + manifest.json, written by facegan.data.prepare) is read in place, never
 decoded again. `resolve_dataset` opens one, or prepares a folder, zip or "synthetic" into the cache
-first (facegan.prepare.prepare_cached). `BatchSource` maps a step to its batch.
+first (facegan.data.prepare.prepare_cached). `BatchSource` maps a step to its batch.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegan.attributes import ATTRIBUTES
-from facegan.config import SIZES
+from facegan.data.attributes import ATTRIBUTES
+from facegan.config.schema import SIZES
 from facegan.errors import FaceganError
-from facegan.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
-from facegan.sources import SYNTHETIC
+from facegan.data.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
+from facegan.data.sources import SYNTHETIC
 
 
 class PackedDataset:
@@ -47,7 +47,7 @@ class PackedDataset:
         self.heldout_rows = self._heldout_rows()
 
     def _heldout_rows(self) -> np.ndarray:
-        """The manifest's held-out rows (facegan.prepare.heldout_split); empty for a dataset prepared
+        """The manifest's held-out rows (facegan.data.prepare.heldout_split); empty for a dataset prepared
         before splits existed, which then trains and is measured on all of its images."""
         split = self.manifest.get("split")
         if split is None:
@@ -220,7 +220,7 @@ class BatchSource:
     def shard(self, rank: int, world: int) -> BatchSource:
         """The same batches, of which this source yields rank `rank`'s B/`world` rows (the resident
         images, if any, are shared, not copied)."""
-        from facegan.distributed import check_batch
+        from facegan.training.distributed import check_batch
 
         check_batch(self.batch_size, world)
         per = self.batch_size // world

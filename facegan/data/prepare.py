@@ -4,13 +4,13 @@ A prepared dataset is a folder holding
   images.u8      raw uint8 array, shape (N, 3, S, S), C order — np.memmap-able, no decoding at train time
   manifest.json  source, count, size, crop rule, content hash, ordered file list, every skipped file
   attributes.i8  only with an attribute file: int8 labels, shape (N, A), row i for image i
-                 (facegan.attributes: `--attributes`, or a list_attr_celeba.txt in or beside the source)
-(facegan.data opens it for training.)
+                 (facegan.data.attributes: `--attributes`, or a list_attr_celeba.txt in or beside the source)
+(facegan.data.dataset opens it for training.)
 
 Sources: an image folder (searched recursively), a zip archive read in place, or "synthetic"
-(listing and decoding live in facegan.sources, which documents the 40 Mpx per-image pixel limit and
+(listing and decoding live in facegan.data.sources, which documents the 40 Mpx per-image pixel limit and
 every reason a file is skipped). A folder or zip given to `facegan train` is prepared once into the
-cache (`prepare_cached`, under facegan.files.cache_root()), keyed by its files' names, sizes and
+cache (`prepare_cached`, under facegan.storage.files.cache_root()), keyed by its files' names, sizes and
 mtimes, so a changed source is prepared again.
 
 Preparing is safe to interrupt and to run twice at once: the dataset is built in a uniquely named
@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from facegan.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
-from facegan.config import check_size
+from facegan.data.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
+from facegan.config.schema import check_size
 from facegan.errors import FaceganError
-from facegan.files import cache_root, fsync_dir, fsync_file
-from facegan.sources import (
+from facegan.storage.files import cache_root, fsync_dir, fsync_file
+from facegan.data.sources import (
     BACKGROUND,
     FORMATS,
     IMAGE_EXTS,
@@ -78,7 +78,7 @@ DECODE_VERSION = 3
 CROP_RULE = "resize shorter side to S (bilinear, antialiased), then center-crop S×S"
 POOL_MIN_FILES = 512  # below this, starting worker processes costs more than it saves
 CHUNK = 64  # files per task sent to a worker
-# The held-out real split that metrics compare against (facegan.data.PackedDataset.heldout_rows): this
+# The held-out real split that metrics compare against (facegan.data.dataset.PackedDataset.heldout_rows): this
 # fraction of the images, at most HOLDOUT_MAX, drawn with the split seed; none below HOLDOUT_MIN_COUNT
 # images, where it would leave too few to train on (evaluate then says it measured against training images).
 HOLDOUT_FRACTION = 0.1
@@ -122,7 +122,7 @@ def prepare(
     training leaves out and metrics measure against. With `force`, a dataset already in `out` (or the
     leftovers of an interrupted prepare) is replaced; any other files in `out` are never touched.
     Labels come from the attribute file `attributes`, else (with `find_attrs`) from a
-    list_attr_celeba.txt in or beside `source` (facegan.attributes).
+    list_attr_celeba.txt in or beside `source` (facegan.data.attributes).
     """
     check_size(size)
     heldout_split(HOLDOUT_MIN_COUNT, holdout, split_seed)  # a bad --holdout fails before any decoding

@@ -374,7 +374,7 @@ class Decoder:
 
     def __call__(self, name: str) -> tuple[str, np.ndarray | None, str]:
         if self.kind == SYNTHETIC:
-            from facegan.synthetic import synthetic_face
+            from facegan.data.synthetic import synthetic_face
 
             pixels = synthetic_face(int(name.rsplit("/", 1)[1]), self.size, self.seed)
             return name, np.ascontiguousarray(pixels.transpose(2, 0, 1)), ""

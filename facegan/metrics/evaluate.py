@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from facegan.data import PackedDataset
+from facegan.data.dataset import PackedDataset
 from facegan.errors import FaceganError
-from facegan.generate import check_truncation, faces
 from facegan.metrics.c2st import c2st
 from facegan.metrics.cache import (
     RealStats,
@@ -34,7 +33,8 @@ from facegan.metrics.prdc import embed, prdc
 from facegan.metrics.protocols import Protocol, parse_metrics, real_indices
 from facegan.metrics.reference import Reference, embedding_for, reference, rows_digest
 from facegan.metrics.swd import swd
-from facegan.models import Generator
+from facegan.networks.dcgan import Generator
+from facegan.sampling.generate import check_truncation, faces
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -26,11 +26,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import nn
 
-from facegan import __version__
-from facegan.config import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
+from facegan.config.schema import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
 from facegan.errors import FaceganError
-from facegan.files import atomic_write, remove_stale_temps, temp_path, write_error
-from facegan.untrusted import check_depth, check_zip_records, open_regular, parse_json
+from facegan.storage.files import atomic_write, remove_stale_temps, temp_path, write_error
+from facegan.storage.untrusted import check_depth, check_zip_records, open_regular, parse_json
+from facegan.version import __version__
 
 FORMAT = "facegan-checkpoint"
 CKPT_RE = re.compile(r"^ckpt-(\d+)\.pt$")
@@ -78,7 +78,7 @@ def restore_rng(state: dict[str, Any], step_rng: torch.Generator) -> bool:
 def rng_for_rank(ckpt: dict[str, Any], rank: int = 0, world: int = 1) -> dict[str, Any]:
     """The RNG state rank `rank` of `world` resumes from: its own when the checkpoint was written by as
     many ranks (`rng_ranks`, one per rank, in rank order), else rank 0's `rng`. The step generator is
-    the same on every rank by construction (facegan.distributed), so a resume on another number of
+    the same on every rank by construction (facegan.training.distributed), so a resume on another number of
     ranks continues the same stream."""
     ranks = ckpt.get("rng_ranks")
     if isinstance(ranks, list) and len(ranks) == world and world > 1:
@@ -174,8 +174,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     Only a regular file is opened, and that one descriptor is read. The zip's central directory is
     checked before torch reads a record (no compressed records, no more bytes than the largest model
     needs); then `torch.load(weights_only=True)` (tensors and plain data, never code); then every field,
-    and the records' size against what the file's own config implies (facegan.ckpt_fields)."""
-    from facegan.ckpt_fields import MAX_CHECKPOINT_BYTES, check_fields, check_records
+    and the records' size against what the file's own config implies (facegan.networks.ckpt_fields)."""
+    from facegan.networks.ckpt_fields import MAX_CHECKPOINT_BYTES, check_fields, check_records
 
     path = Path(path)
     if path.is_dir():
@@ -292,7 +292,7 @@ def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     The file is opened once, as a regular file, and parsed from those bytes: the header and the config
     in its metadata are bounded in size and nesting and the config checked (its model size included)
     before the tensors are read, and the file may be no larger than that config's weights."""
-    from facegan.sizes import estimate_params
+    from facegan.storage.sizes import estimate_params
 
     where = repr(str(path))
     with open_regular(path, "export") as fh:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import torch
 
 from facegan.errors import FaceganError
-from facegan.sizes import MAX_PARAMS, estimate_params
+from facegan.storage.sizes import MAX_PARAMS, estimate_params
 
 # Bytes a checkpoint holds per parameter: G, D and G_ema as float32, and Adam's two moments of each of
 # G and D, at most 4·(4·G + 3·D). RECORD_SLACK covers the pickled config, RNG states and scaler.

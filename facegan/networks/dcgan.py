@@ -19,14 +19,14 @@ import math
 import torch
 from torch import nn
 
-from facegan.config import GANConfig, ModelConfig
+from facegan.config.schema import GANConfig, ModelConfig
 from facegan.errors import FaceganError
-from facegan.sizes import stage_widths
+from facegan.storage.sizes import stage_widths
 
 
 def _widths(size: int, base: int) -> list[int]:
     """Channel widths from the 4×4 stage up to the last hidden stage, e.g. 64px → [8b, 4b, 2b, b]
-    (facegan.sizes estimates parameters from the same widths)."""
+    (facegan.storage.sizes estimates parameters from the same widths)."""
     return stage_widths(size, base)
 
 
@@ -161,7 +161,7 @@ def add_spectral_norm(d: nn.Module) -> nn.Module:
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """An uninitialised generator of `cfg.arch` (weights are loaded or initialised by the caller)."""
     if cfg.arch == "r3gan":
-        from facegan.r3gan import ResGenerator
+        from facegan.networks.r3gan import ResGenerator
 
         return ResGenerator(cfg)
     return Generator(cfg)
@@ -184,7 +184,7 @@ def build_models(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if cfg.arch == "r3gan":
-            from facegan.r3gan import ResDiscriminator, ResGenerator, init_residual
+            from facegan.networks.r3gan import ResDiscriminator, ResGenerator, init_residual
 
             g, d = ResGenerator(cfg), ResDiscriminator(cfg)
             init_residual(g)

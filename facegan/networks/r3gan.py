@@ -21,7 +21,8 @@ G starts from a learned linear map of z to a 4×4 basis and ends in a 1×1 conv 
 (its output is clamped to [-1, 1] only for display); D ends in a depthwise 4×4 conv and a linear logit.
 
 The objective that goes with it — the relativistic pairing loss with R1 on real and R2 on fake images —
-lives in `facegan.losses` (`--loss rpgan`, `--r1-gamma`, `--r2-gamma`); the `r3gan` preset sets it all.
+lives in `facegan.training.losses` (`--loss rpgan`, `--r1-gamma`, `--r2-gamma`); the `r3gan` preset
+sets it all.
 Widths: stage r of an S-pixel model has min(8, S / 2r)·ngf channels (ngf/2 at full resolution), the
 DCGAN's widths, so `--ngf` costs the same kind of budget in both architectures.
 """
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.config import ModelConfig
+from facegan.config.schema import ModelConfig
 
 EXPANSION = 2  # channels inside a block = EXPANSION × stage width (R3GAN's inverted bottleneck)
 GROUP_WIDTH = 16  # channels per group of the 3×3 conv (R3GAN's "cardinality" via group width)

@@ -1,6 +1,6 @@
 """Fast paths: resolve the PerfConfig for a device and apply it to models, optimizers and batches.
 
-Each setting keeps the seed recipe's semantics; `tests/test_perf.py` checks the fast and plain paths
+Each setting keeps the seed recipe's semantics; `tests/runtime/test_perf.py` checks the fast and plain paths
 compute the same step.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from facegan.config import OptimConfig, PerfConfig
+from facegan.config.schema import OptimConfig, PerfConfig
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class GraphOutputs(nn.Module):
     replays (D runs on the real batch, the fakes, then the fakes again for G), and torch refuses to
     read an output that a later replay overwrote (measured on an H200: the step failed at its first
     G update). Cloning outside the compiled region is torch's documented remedy; the step also marks
-    each new step (`torch.compiler.cudagraph_mark_step_begin`, in `facegan.build.Training.step`).
+    each new step (`torch.compiler.cudagraph_mark_step_begin`, in `facegan.training.build.Training.step`).
     """
 
     def __init__(self, compiled: nn.Module) -> None:
@@ -176,7 +176,7 @@ class InferenceGenerator(nn.Module):
 
     It wraps the generator rather than changing it, so the wrapped module's weights and state-dict
     keys stay those of G (export it, not the wrapper). Output is deterministic and independent of the
-    batch a latent is generated in, as `tests/test_generate.py` checks.
+    batch a latent is generated in, as `tests/sampling/test_generate.py` checks.
     """
 
     def __init__(self, g: nn.Module, perf: Perf) -> None:

@@ -17,12 +17,18 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid, save_image
 
-from facegan.checkpoint import check_state, checkpoint_config, load_checkpoint, load_state, read_exported
-from facegan.device import pick_device
 from facegan.errors import FaceganError
-from facegan.gif import gif_bytes, shared_palette
-from facegan.models import Generator, build_generator
-from facegan.perf import for_inference
+from facegan.networks.checkpoint import (
+    check_state,
+    checkpoint_config,
+    load_checkpoint,
+    load_state,
+    read_exported,
+)
+from facegan.networks.dcgan import Generator, build_generator
+from facegan.runtime.device import pick_device
+from facegan.runtime.perf import for_inference
+from facegan.sampling.gif import gif_bytes, shared_palette
 
 MAX_SEED = 2**63 - 1
 # Images one command may make (faces, or frames of a walk): they are all held in memory at once.
@@ -37,7 +43,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     `.safetensors` file or a Hub-layout folder. A checkpoint's EMA generator (G_ema) is preferred.
 
     `amp` "off" (default) is the plain fp32 module; "auto" (what the CLI and the server use) wraps it
-    with the device's fast inference settings (`facegan.perf.for_inference`), e.g. bf16 on a CPU with
+    with the device's fast inference settings (`facegan.runtime.perf.for_inference`), e.g. bf16 on a CPU with
     native bf16: the same faces to within bf16 rounding, about twice as fast. `device` may be "auto"
     (CUDA, then MPS, then CPU); an unknown or absent device is one clear error."""
     if not str(path).strip():  # Path("") is the current folder: the error would be a missing latest.pt
@@ -68,7 +74,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: st
     out = for_inference(g, device, amp).eval()
     # Edit directions shipped beside the weights (facegan.edits); None when there are none. Set on the
     # plain generator too, so an export of it (which unwraps the inference wrapper) carries them.
-    from facegan.edits.directions import find_directions
+    from facegan.sampling.directions import find_directions
 
     out.edits = g.edits = find_directions(path)
     return out
@@ -318,7 +324,7 @@ def walk_latents(za: torch.Tensor, zb: torch.Tensor, frames: int, method: str) -
 
 
 def walk_gif(images: torch.Tensor, size: str, resample: str, duration: int) -> bytes:
-    """An animated, looping GIF of the frames, resized to `size` (facegan.gif writes it). Pillow
+    """An animated, looping GIF of the frames, resized to `size` (facegan.sampling.gif writes it). Pillow
     merges consecutive identical frames, so a walk from a seed to itself is a one-frame GIF."""
     native = [to_pil(img) for img in images]
     # One palette for the whole walk (a palette per frame makes colours flicker), built from the

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torchvision.utils import save_image
 
-from facegan.edits.directions import Directions
 from facegan.errors import FaceganError
-from facegan.generate import decode, latents, writing
+from facegan.sampling.directions import Directions
+from facegan.sampling.generate import decode, latents, writing
 
 MAX_COLUMNS = 21
 
@@ -24,7 +24,8 @@ def edit_faces(
     batch_size: int = 256,
 ) -> torch.Tensor:
     """Faces (N, 3, S, S) in [-1, 1] of `seeds` with `edits` applied to their latents (after truncation,
-    so an edit moves the seed's own z). No edits, or all amounts 0: exactly `facegan.generate.faces`."""
+    so an edit moves the seed's own z). No edits, or all amounts 0: exactly
+    `facegan.sampling.generate.faces`."""
     z = latents(seeds, g.cfg.latent_dim, truncation)
     if edits:
         if directions is None:

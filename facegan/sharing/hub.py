@@ -21,12 +21,12 @@ from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_down
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from facegan import __version__
 from facegan.api import unwrap
-from facegan.checkpoint import export_generator
 from facegan.errors import FaceganError
-from facegan.files import atomic_write
-from facegan.generate import load_generator
+from facegan.networks.checkpoint import export_generator
+from facegan.sampling.generate import load_generator
+from facegan.storage.files import atomic_write
+from facegan.version import __version__
 
 HUB_WEIGHTS = "model.safetensors"
 HUB_CONFIG = "config.json"
@@ -219,7 +219,7 @@ def card_for(
 ) -> tuple[dict[str, Any], Path | None]:
     """(card, sample image) for a generator loaded from `source`: a shipped name, a local path, or
     anything else (a repo id, None: a card of the architecture alone)."""
-    from facegan import pretrained
+    from facegan.sharing import pretrained
 
     if source in pretrained.available():
         card, samples = card_for_shipped(source)
@@ -235,7 +235,7 @@ def card_for(
 
 def card_for_shipped(name: str) -> tuple[dict[str, Any], Path]:
     """(card, sample image) of a generator shipped with facegan: its own model card as the body."""
-    from facegan import pretrained
+    from facegan.sharing import pretrained
 
     body = (
         pretrained.model_card(name)

@@ -4,7 +4,7 @@ The graph takes `z`, float32 (batch, latent_dim) drawn from N(0, I), and returns
 (batch, 3, size, size) in [-1, 1]; the batch size is dynamic. The model's config is kept in the ONNX
 metadata (`facegan_model_config`). The exported graph is the plain fp32 generator in eval mode.
 Note that a seed's face is defined by PyTorch's random generator, so to reproduce facegan's seed
-numbering outside PyTorch, draw z with `facegan.generate.latents` and pass it in.
+numbering outside PyTorch, draw z with `facegan.sampling.generate.latents` and pass it in.
 
 Needs `pip install 'facegan[onnx]'` (onnx, onnxscript for torch's exporter, onnxruntime to check it).
 """
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-from facegan.files import atomic_write
+from facegan.storage.files import atomic_write
 
 INPUT, OUTPUT = "z", "images"
 OPSET = 18

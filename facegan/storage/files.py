@@ -4,7 +4,7 @@ Every file a user or a later run relies on (checkpoints, exports, run logs rewri
 real-feature cache, ONNX and Hub exports) goes through `atomic_write`: a failed write (disk full,
 Ctrl-C, a killed process) leaves the previous file as it was and at most a hidden temp file, which
 `remove_stale_temps` clears once its writer is gone. Prepared datasets are folders, built beside
-their target and published by rename (facegan.prepare), with their files synced by `fsync_file`.
+their target and published by rename (facegan.data.prepare), with their files synced by `fsync_file`.
 """
 
 from __future__ import annotations

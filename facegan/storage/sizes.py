@@ -2,9 +2,9 @@
 refused in one line before anything is allocated (a config may come from a file someone else wrote).
 
 The estimate is an upper bound on the parameters of both architectures: the DCGAN's 4×4 convolutions
-between the stages (facegan/models.py), which the R3GAN networks (1×1 convs and grouped 3×3 ones,
-facegan/r3gan.py) stay below at every width and size; tests/test_handed_files.py checks it against
-real builds on the meta device.
+between the stages (facegan/networks/dcgan.py), which the R3GAN networks (1×1 convs and grouped 3×3 ones,
+facegan/networks/r3gan.py) stay below at every width and size; tests/storage/test_handed_files.py
+checks it against real builds on the meta device.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from facegan.files import atomic_write
-from facegan.gif import gif_bytes
-from facegan.tracking import read_stats
+from facegan.sampling.gif import gif_bytes
+from facegan.storage.files import atomic_write
+from facegan.tracking.runs import read_stats
 
 
 def _curve(

@@ -13,8 +13,8 @@ from torch.utils.tensorboard import SummaryWriter
 from facegan.errors import FaceganError
 
 if TYPE_CHECKING:
-    from facegan.config import RunConfig
-    from facegan.trackers import Tracker
+    from facegan.config.schema import RunConfig
+    from facegan.tracking.trackers import Tracker
 
 STATS = "stats.jsonl"
 RUN_RE = re.compile(r"^(\d{5})-")
@@ -81,13 +81,14 @@ def read_stats(run_dir: Path) -> list[dict[str, Any]]:
 
 class RunLogger:
     """Appends step records to stats.jsonl and mirrors them to the run's trackers: TensorBoard, and
-    MLflow / W&B when `cfg.train.tracker` names them (facegan/trackers.py; without `cfg`, TensorBoard)."""
+    MLflow / W&B when `cfg.train.tracker` names them (facegan/tracking/trackers.py; without `cfg`,
+    TensorBoard)."""
 
     def __init__(
         self, run_dir: Path, resume_step: int | None = None, cfg: RunConfig | None = None, quiet: bool = False
     ) -> None:
-        from facegan.files import SideWrites
-        from facegan.trackers import open_trackers
+        from facegan.storage.files import SideWrites
+        from facegan.tracking.trackers import open_trackers
 
         self.run_dir = run_dir
         self.path = run_dir / STATS
@@ -103,8 +104,8 @@ class RunLogger:
             raise
 
     def _open(self, resume_step: int | None) -> None:
-        from facegan.checkpoint import CKPT_KEPT
-        from facegan.files import atomic_write
+        from facegan.networks.checkpoint import CKPT_KEPT
+        from facegan.storage.files import atomic_write
 
         if resume_step is not None:
             # Drop records written after the checkpoint we resume from, so curves don't double back.
@@ -197,8 +198,8 @@ class RunLogger:
 
 def _log_error(where: Path, err: OSError) -> Exception:
     """A failed write of the run's logs as one line (disk full is the usual cause)."""
-    from facegan.checkpoint import CKPT_KEPT
-    from facegan.files import write_hint
+    from facegan.networks.checkpoint import CKPT_KEPT
+    from facegan.storage.files import write_hint
 
     return FaceganError(
         f"could not write {where}: {err.strerror or err}; {CKPT_KEPT.format(hint=write_hint(err))}"

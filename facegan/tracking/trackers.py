@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from facegan.config import RunConfig, section_types
+from facegan.config.schema import RunConfig, section_types
 from facegan.errors import FaceganError
 
 TRACKERS_FILE = "trackers.json"
@@ -76,7 +76,7 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 
 def open_trackers(run_dir: Path, cfg: RunConfig, quiet: bool = False) -> list[Tracker]:
     """Start (or, when trackers.json names one, continue) a run in each non-TensorBoard tracker."""
-    from facegan.files import atomic_write
+    from facegan.storage.files import atomic_write
 
     names = [n for n in cfg.train.trackers if n != "tensorboard"]
     if not names:

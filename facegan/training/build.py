@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from facegan.config import RunConfig
-from facegan.data import BatchSource, PackedDataset
-from facegan.distributed import Shard
-from facegan.ema import EMA
-from facegan.models import build_models
-from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models, uses_cuda_graphs
-from facegan.perf import resolve as resolve_perf
-from facegan.step import StepStats, train_step
+from facegan.config.schema import RunConfig
+from facegan.data.dataset import BatchSource, PackedDataset
+from facegan.networks.dcgan import build_models
+from facegan.networks.ema import EMA
+from facegan.runtime.perf import Perf, make_optimizers, make_scaler, prepare_models, uses_cuda_graphs
+from facegan.runtime.perf import resolve as resolve_perf
+from facegan.training.distributed import Shard
+from facegan.training.step import StepStats, train_step
 
 
 @dataclass

@@ -40,8 +40,8 @@ from torch import nn
 from facegan.errors import FaceganError
 
 if TYPE_CHECKING:
-    from facegan.build import Training
-    from facegan.step import StepStats
+    from facegan.training.build import Training
+    from facegan.training.step import StepStats
 
 T = TypeVar("T")
 # Rank 0 may evaluate (an FID pass) while the others wait for its verdict on the host-side group.

@@ -1,6 +1,6 @@
 """The learning rates the loop sets (the end-of-run ramp-down and the divergence guard's lowering), and
 the guard's record: what it has done so far, saved in every checkpoint so a resume repeats it (the loop
-in facegan/loop.py detects non-finite values and rolls back)."""
+in facegan/training/loop.py detects non-finite values and rolls back)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from facegan.config import RunConfig
+from facegan.config.schema import RunConfig
 
 
 def set_lr(opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, cfg: RunConfig, scale: float) -> None:

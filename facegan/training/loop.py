@@ -20,9 +20,10 @@ import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from facegan import plots
-from facegan.build import Training, build_training
-from facegan.checkpoint import (
+from facegan.config.schema import RunConfig
+from facegan.data.dataset import PackedDataset, real_sample, resolve_dataset
+from facegan.errors import FaceganError
+from facegan.networks.checkpoint import (
     atomic_write,
     capture_rng,
     export_generator,
@@ -30,21 +31,20 @@ from facegan.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from facegan.config import RunConfig
-from facegan.data import PackedDataset, real_sample, resolve_dataset
-from facegan.device import pick_device
-from facegan.distributed import SINGLE, Dist, RelayedError, StopVote, adapt, check_run
-from facegan.distributed import train_step as rank_step
-from facegan.errors import FaceganError
-from facegan.files import SideWrites
-from facegan.generate import grid
-from facegan.guard import GuardState, rampdown_scale, set_lr
-from facegan.perf import for_inference
-from facegan.plan import check_eval_setup
-from facegan.resume import load_training_state, open_resume
-from facegan.step import StepStats, sample_latent
-from facegan.trackers import check_available as check_trackers
-from facegan.tracking import RunLogger, new_run_dir, run_name
+from facegan.runtime.device import pick_device
+from facegan.runtime.perf import for_inference
+from facegan.sampling.generate import grid
+from facegan.storage.files import SideWrites
+from facegan.tracking import plots
+from facegan.tracking.runs import RunLogger, new_run_dir, run_name
+from facegan.tracking.trackers import check_available as check_trackers
+from facegan.training.build import Training, build_training
+from facegan.training.distributed import SINGLE, Dist, RelayedError, StopVote, adapt, check_run
+from facegan.training.distributed import train_step as rank_step
+from facegan.training.guard import GuardState, rampdown_scale, set_lr
+from facegan.training.plan import check_eval_setup
+from facegan.training.resume import load_training_state, open_resume
+from facegan.training.step import StepStats, sample_latent
 
 
 @dataclass

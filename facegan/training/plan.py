@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegan.build import build_training
-from facegan.config import RunConfig
-from facegan.data import resolve_dataset
-from facegan.device import pick_device
+from facegan.config.schema import RunConfig
+from facegan.data.dataset import resolve_dataset
+from facegan.data.prepare import is_prepared, source_listing
+from facegan.data.sources import SYNTHETIC
 from facegan.errors import FaceganError
-from facegan.prepare import is_prepared, source_listing
-from facegan.sources import SYNTHETIC
-from facegan.trackers import check_available as check_trackers
-from facegan.tracking import next_run_dir, run_name
+from facegan.runtime.device import pick_device
+from facegan.tracking.runs import next_run_dir, run_name
+from facegan.tracking.trackers import check_available as check_trackers
+from facegan.training.build import build_training
 
 
 def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:

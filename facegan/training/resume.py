@@ -11,7 +11,10 @@ from typing import Any
 
 import torch
 
-from facegan.checkpoint import (
+from facegan.config.schema import RunConfig, section_types
+from facegan.data.sources import SYNTHETIC
+from facegan.errors import FaceganError
+from facegan.networks.checkpoint import (
     check_state,
     checkpoint_config,
     load_checkpoint,
@@ -19,14 +22,11 @@ from facegan.checkpoint import (
     restore_rng,
     rng_for_rank,
 )
-from facegan.config import RunConfig, section_types
-from facegan.distributed import SINGLE, Dist
-from facegan.ema import EMA
-from facegan.errors import FaceganError
-from facegan.guard import GuardState, set_lr
-from facegan.models import build_models
-from facegan.sources import SYNTHETIC
-from facegan.tracking import latest_run_with_checkpoint
+from facegan.networks.dcgan import build_models
+from facegan.networks.ema import EMA
+from facegan.tracking.runs import latest_run_with_checkpoint
+from facegan.training.distributed import SINGLE, Dist
+from facegan.training.guard import GuardState, set_lr
 
 
 def resolve_resume(resume: str, runs_root: Path) -> Path:
@@ -94,7 +94,7 @@ def open_resume(
             cfg, overrides_on_resume, resumable, ckpt.get("dataset_hash")
         )
     if overrides_on_resume:
-        from facegan.config import with_overrides
+        from facegan.config.schema import with_overrides
 
         cfg = with_overrides(cfg, overrides_on_resume)
     if (

@@ -15,11 +15,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from facegan.augment import diff_augment
-from facegan.config import GANConfig
-from facegan.distributed import Shard
-from facegan.losses import LOSSES, d_loss_bce, d_loss_rpgan, g_loss_rpgan, gradient_penalty, r1_penalty
-from facegan.perf import GraphOutputs
+from facegan.config.schema import GANConfig
+from facegan.data.augment import diff_augment
+from facegan.runtime.perf import GraphOutputs
+from facegan.training.distributed import Shard
+from facegan.training.losses import (
+    LOSSES,
+    d_loss_bce,
+    d_loss_rpgan,
+    g_loss_rpgan,
+    gradient_penalty,
+    r1_penalty,
+)
 
 SEED_GAN = GANConfig()
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.perf import cpu_has_native_bf16
+from facegan.runtime.perf import cpu_has_native_bf16
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # bench/ is not installed: import it from the repo
 # Row f (exact fp32) exists only where the default is not fp32, i.e. on CPUs with native bf16.
 ROWS = ("a", "b", *(("f",) if cpu_has_native_bf16() else ()), "c", "gen-default", "gen-fastest")
@@ -119,7 +119,7 @@ def test_tiled_dataset_repeats_the_packed_array(prepared: Path, tmp_path: Path) 
     import numpy as np
 
     from bench.speed.memory import make_tiled_dataset
-    from facegan.data import PackedDataset
+    from facegan.data.dataset import PackedDataset
 
     src = PackedDataset(prepared)
     tiled = PackedDataset(make_tiled_dataset(prepared, tmp_path / "tiled", 150))
@@ -147,10 +147,10 @@ def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> Non
     import torch
 
     from bench.speed.runners import FaceganRunner
-    from facegan.checkpoint import load_checkpoint
-    from facegan.config import ModelConfig, PerfConfig, RunConfig, TrainConfig
-    from facegan.loop import train
-    from facegan.perf import resolve
+    from facegan.config.schema import ModelConfig, PerfConfig, RunConfig, TrainConfig
+    from facegan.networks.checkpoint import load_checkpoint
+    from facegan.runtime.perf import resolve
+    from facegan.training.loop import train
 
     mc, cpu = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), torch.device("cpu")
     cfg = RunConfig(
@@ -173,9 +173,9 @@ def test_facegan_rows_time_the_loops_step(prepared: Path, tmp_path: Path) -> Non
 
 def tiny_generator(tmp_path: Path) -> Path:
     """An untrained 32 px generator exported as safetensors (for the bench scripts' end-to-end runs)."""
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig
+    from facegan.networks.checkpoint import export_generator
+    from facegan.networks.dcgan import build_models
 
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, _ = build_models(cfg)
@@ -228,9 +228,9 @@ def test_compare_rule_needs_a_win_in_every_draw_on_every_measure() -> None:
 
 
 def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: Path, tmp_path: Path) -> None:
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig
+    from facegan.networks.checkpoint import export_generator
+    from facegan.networks.dcgan import build_models
 
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, _ = build_models(cfg)

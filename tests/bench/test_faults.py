@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[1] / "bench" / "faults.py"
+HARNESS = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
 
 
 def load_harness() -> ModuleType:
@@ -50,7 +50,7 @@ def test_next_save_removes_dead_writers_temp_files(tmp_path: Path) -> None:
     """A SIGKILL mid-write leaves `.ckpt-N.pt.tmp-PID`; the next save removes it unless PID still runs."""
     import torch
 
-    from facegan.checkpoint import save_checkpoint
+    from facegan.networks.checkpoint import save_checkpoint
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -16,7 +16,7 @@ from bench.gpu_check.cli import last_error, run_child, run_plan
 from bench.gpu_check.plan import RESERVE_S, SMOKE_SIZES, Budget, RowSpec, make_rows
 from bench.speed.staging import stage_data
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:

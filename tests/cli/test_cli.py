@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_image_folder, make_zip
 
-from facegan.cli import main
-from facegan.prepare import prepare
+from facegan.cli.main import main
+from facegan.data.prepare import prepare
+from tests.conftest import make_image_folder, make_zip
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8"]
 
@@ -109,7 +109,7 @@ def test_outdir_that_is_a_file(capsys: pytest.CaptureFixture[str], prepared: Pat
 
 def test_runs_folder_that_cannot_be_made_is_one_error(tmp_path: Path) -> None:
     from facegan.errors import FaceganError
-    from facegan.tracking import new_run_dir
+    from facegan.tracking.runs import new_run_dir
 
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(FaceganError, match=r"cannot create the runs folder .* choose another --outdir"):
@@ -143,7 +143,7 @@ def test_resume_auto_starts_then_continues(
 ) -> None:
     """One command line serves the first start and every restart: --resume auto with nothing to resume
     starts a new run (from the flags), and the same line later continues it instead of starting another."""
-    from facegan.checkpoint import load_checkpoint
+    from facegan.networks.checkpoint import load_checkpoint
 
     runs = tmp_path / "runs"
     argv = [
@@ -207,7 +207,7 @@ def test_resume_accepts_the_original_command(
     capsys: pytest.CaptureFixture[str], prepared: Path, tmp_path: Path
 ) -> None:
     """The same `facegan train ...` line plus --resume auto continues; only real changes are refused."""
-    from facegan.checkpoint import load_checkpoint
+    from facegan.networks.checkpoint import load_checkpoint
 
     argv = _first_run(prepared, tmp_path / "runs", "--lr", "2e-4", "--hflip")
     assert main([*argv, "--resume", "auto", "--steps", "4"]) == 0
@@ -230,7 +230,7 @@ def test_resume_from_a_moved_dataset(
     import json
     import shutil
 
-    from facegan.checkpoint import load_checkpoint
+    from facegan.networks.checkpoint import load_checkpoint
 
     runs = tmp_path / "runs"
     argv = _first_run(prepared, runs)
@@ -329,9 +329,9 @@ def test_bad_generate_and_export_inputs(
     argv: list[str],
     expect: str,
 ) -> None:
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig
+    from facegan.networks.checkpoint import export_generator
+    from facegan.networks.dcgan import build_models
 
     monkeypatch.chdir(tmp_path)
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from facegan.cli import build_parser, main
-from facegan.cli_config import config_fields, given_settings, option
-from facegan.config import (
+from facegan.cli.flags import config_fields, given_settings, option
+from facegan.cli.main import build_parser, main
+from facegan.config.schema import (
     AMP_MODES,
     CONFIG_SCHEMA,
     GAN_LOSSES,
@@ -194,7 +194,7 @@ def test_special_flags(argv: list[str], expect: dict[str, Any]) -> None:
 
 
 def test_presets_are_shipped_yaml_files() -> None:
-    import facegan.config as config
+    import facegan.config.schema as config
 
     names = preset_names()
     assert names[0] == "dcgan"

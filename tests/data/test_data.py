@@ -1,4 +1,4 @@
-"""Opening prepared datasets and drawing training batches from them (facegan.data)."""
+"""Opening prepared datasets and drawing training batches from them (facegan.data.dataset)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.data import BatchSource, PackedDataset, resolve_dataset
+from facegan.data.dataset import BatchSource, PackedDataset, resolve_dataset
 from facegan.errors import FaceganError
 
 

@@ -1,4 +1,4 @@
-"""Preparing datasets from folders, zips and synthetic faces (facegan.prepare, facegan.sources)."""
+"""Preparing datasets from folders, zips and synthetic faces (facegan.data.prepare, facegan.data.sources)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip, patch_zip_member
+from tests.conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip, patch_zip_member
 from PIL import Image, ImageFile
 
-from facegan import prepare as preparation
-from facegan.cli import main
-from facegan.data import PackedDataset, resolve_dataset
+from facegan.data import prepare as preparation
+from facegan.cli.main import main
+from facegan.data.dataset import PackedDataset, resolve_dataset
 from facegan.errors import FaceganError
-from facegan.prepare import prepare
-from facegan.sources import MAX_PIXELS, Decoder
+from facegan.data.prepare import prepare
+from facegan.data.sources import MAX_PIXELS, Decoder
 
 
 def test_prepare_nested_folder(image_folder: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan.synthetic import draw_face, synthetic_face
+from facegan.data.synthetic import draw_face, synthetic_face
 
 N_FACES = 64
 

@@ -13,20 +13,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 import facegan
-from facegan import pretrained
-from facegan.checkpoint import export_generator
-from facegan.cli import main
-from facegan.config import ModelConfig
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig
 from facegan.edits.calibrate import shortest_step
 from facegan.edits.classifier import AttributeNet, labels_for, read_attributes, split_halves
-from facegan.edits.directions import Directions, find_directions, load_directions, parse_edits, sidecar
 from facegan.edits.evaluate import evaluate_edits, markdown, summary
 from facegan.edits.interfacegan import conditioned, fit_normal
-from facegan.edits.render import amounts, edit_faces, sweep
 from facegan.edits.unsupervised import first_layer_weight, ganspace, named, read_names, sefa, unnamed
 from facegan.errors import FaceganError
-from facegan.generate import faces, load_generator
-from facegan.models import build_models
+from facegan.networks.checkpoint import export_generator
+from facegan.networks.dcgan import build_models
+from facegan.sampling.directions import Directions, find_directions, load_directions, parse_edits, sidecar
+from facegan.sampling.generate import faces, load_generator
+from facegan.sampling.render import amounts, edit_faces, sweep
+from facegan.sharing import pretrained
 
 NAMES = ["Smiling", "Blond_Hair", "Eyeglasses"]
 
@@ -397,7 +397,7 @@ def test_evaluate_edits_refuses_a_model_without_edits(
 
 
 def test_torch_hub_entry_points_carry_the_edits() -> None:
-    g = torch.hub.load(str(Path(__file__).resolve().parents[1]), "anime64", source="local", amp="off")
+    g = torch.hub.load(str(Path(__file__).resolve().parents[2]), "anime64", source="local", amp="off")
     assert "Blond_Hair" in g.edits
     plain = g.generate([1], output="tensor")
     assert torch.equal(g.generate([1], output="tensor", edit={"Blond_Hair": 0}), plain)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.data import BatchSource, PackedDataset
+from facegan.data.dataset import BatchSource, PackedDataset
+from facegan.data.prepare import prepare
+from facegan.data.synthetic import synthetic_face
 from facegan.errors import FaceganError
 from facegan.metrics import evaluate
 from facegan.metrics import reference as reference_mod
 from facegan.metrics.embedding import load_embedding, save_embedding, train_embedding
-from facegan.prepare import prepare
-from facegan.synthetic import synthetic_face
 
 SIZE = 32
 

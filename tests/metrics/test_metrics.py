@@ -16,8 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig
-from facegan.data import PackedDataset
+from facegan.config.schema import ModelConfig
+from facegan.data.dataset import PackedDataset
+from facegan.data.prepare import prepare
+from facegan.data.synthetic import synthetic_face
 from facegan.errors import FaceganError
 from facegan.metrics import (
     METRICS_FILE,
@@ -39,9 +41,7 @@ from facegan.metrics import (
 )
 from facegan.metrics.inception import FIDELITY_WEIGHTS_FILE, INCEPTION_ID
 from facegan.metrics.protocols import real_indices
-from facegan.models import Generator, build_models
-from facegan.prepare import prepare
-from facegan.synthetic import synthetic_face
+from facegan.networks.dcgan import Generator, build_models
 
 SIZE = 32
 
@@ -587,8 +587,8 @@ def test_cli_evaluate_offline_defaults_to_c2st(
 ) -> None:
     """`facegan evaluate` with no Inception weights anywhere runs the download-free C2ST, appends to
     the run's metrics.jsonl, and asking for FID gives the one-line "place this file" error."""
-    from facegan.checkpoint import export_generator
-    from facegan.cli import main
+    from facegan.cli.main import main
+    from facegan.networks.checkpoint import export_generator
 
     g = tiny_generator()
     gen = export_generator(g, g.cfg, offline / "g.safetensors")
@@ -699,7 +699,7 @@ def test_prdc_separates_fidelity_from_diversity() -> None:
 
 def test_prdc_protocol_through_evaluate(prepared: Path) -> None:
     """`--metrics prdc` end to end: a fixed embedding, deterministic numbers, truncation honoured."""
-    from facegan.data import PackedDataset
+    from facegan.data.dataset import PackedDataset
     from facegan.metrics import evaluate
     from facegan.metrics.prdc import RandomEmbedding
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from facegan.checkpoint import (
+from facegan.config.schema import ModelConfig, RunConfig
+from facegan.errors import FaceganError
+from facegan.networks.checkpoint import (
     atomic_save,
     capture_rng,
     export_generator,
@@ -25,10 +27,8 @@ from facegan.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from facegan.config import ModelConfig, RunConfig
-from facegan.errors import FaceganError
-from facegan.generate import load_generator
-from facegan.models import build_models
+from facegan.networks.dcgan import build_models
+from facegan.sampling.generate import load_generator
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -112,7 +112,7 @@ def test_any_failed_export_is_one_line_and_keeps_the_old_file(
         Path(filename).write_bytes(b"partial bytes")
         raise err
 
-    monkeypatch.setattr("facegan.checkpoint.save_file", failing_save_file)
+    monkeypatch.setattr("facegan.networks.checkpoint.save_file", failing_save_file)
     with pytest.raises(FaceganError, match=r"could not write .*g\.safetensors") as exc:
         export_generator(build_models(SMALL, seed=3)[0], SMALL, path)
     assert reason in str(exc.value) and "\n" not in str(exc.value)
@@ -273,19 +273,19 @@ def test_non_safetensors_export_is_rejected(tmp_path: Path) -> None:
 # Saved by facegan 0.1.0 (config schema 2) with: facegan train --data synthetic --synthetic-count 16
 # --size 32 --ngf 4 --ndf 4 --latent-dim 8 --batch-size 8 --steps 2 --num-samples 4 --device cpu
 # --amp off --ema-kimg 1. Committed so every later version proves it still reads it.
-FIXTURE = Path(__file__).parent / "fixtures" / "ckpt-v0.1.0-schema2.pt"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "ckpt-v0.1.0-schema2.pt"
 
 
 def test_checkpoints_record_facegan_version_and_config_schema(tmp_path: Path) -> None:
     from facegan import __version__
-    from facegan.config import CONFIG_SCHEMA
+    from facegan.config.schema import CONFIG_SCHEMA
 
     ckpt = load_checkpoint(save_checkpoint(tmp_path, _state(), 1, keep=1))
     assert ckpt["facegan_version"] == __version__ and ckpt["config_schema"] == CONFIG_SCHEMA
 
 
 def test_committed_checkpoint_still_loads() -> None:
-    from facegan.checkpoint import checkpoint_config
+    from facegan.networks.checkpoint import checkpoint_config
 
     assert FIXTURE.stat().st_size < 200_000
     ckpt = load_checkpoint(FIXTURE)
@@ -302,7 +302,7 @@ def test_committed_checkpoint_still_loads() -> None:
 def test_committed_checkpoint_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from facegan.cli import main
+    from facegan.cli.main import main
 
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "runs" / "00000-synthetic-dcgan32"
@@ -314,7 +314,7 @@ def test_committed_checkpoint_resumes(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_schema1_checkpoint_is_migrated_on_load(tmp_path: Path) -> None:
     """A checkpoint from before the schema was recorded: no version fields, no arch/r2_gamma/perf."""
-    from facegan.checkpoint import checkpoint_config
+    from facegan.networks.checkpoint import checkpoint_config
 
     ckpt = load_checkpoint(FIXTURE)
     del ckpt["config_schema"], ckpt["facegan_version"]
@@ -333,7 +333,7 @@ def test_resume_of_a_checkpoint_from_another_device_kind(
     on a CPU with one note instead of a traceback, and reproducibly: two resumes end identical."""
     import shutil
 
-    from facegan.cli import main
+    from facegan.cli.main import main
 
     argv = [
         "train",

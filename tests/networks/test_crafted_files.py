@@ -12,12 +12,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import facegan.generate
-from facegan.checkpoint import CONFIG_KEY, export_generator, save_checkpoint
-from facegan.cli import main
-from facegan.config import ModelConfig, RunConfig
+import facegan.sampling.generate
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig, RunConfig
 from facegan.errors import FaceganError
-from facegan.models import build_models
+from facegan.networks.checkpoint import CONFIG_KEY, export_generator, save_checkpoint
+from facegan.networks.dcgan import build_models
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -51,13 +51,13 @@ def test_other_sections_check_types_too() -> None:
 def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The device type of every generator load_generator builds (meta = shape check only)."""
     seen: list[str] = []
-    real = facegan.generate.build_generator
+    real = facegan.sampling.generate.build_generator
 
     def spy(cfg: ModelConfig) -> torch.nn.Module:
         seen.append(torch.empty(0).device.type)  # the default device in force for this build
         return real(cfg)
 
-    monkeypatch.setattr(facegan.generate, "build_generator", spy)
+    monkeypatch.setattr(facegan.sampling.generate, "build_generator", spy)
     yield seen
 
 
@@ -135,12 +135,12 @@ def test_crafted_exports_are_one_line(tmp_path: Path, builds: list[str]) -> None
     }
     for path, message in cases.values():
         with pytest.raises(FaceganError) as info:
-            facegan.generate.load_generator(path)
+            facegan.sampling.generate.load_generator(path)
         assert message in str(info.value) and str(path) in str(info.value)
         assert "\n" not in str(info.value)
     assert "cpu" not in builds
     builds.clear()
-    facegan.generate.load_generator(good)  # the control: checked on meta, then built for real
+    facegan.sampling.generate.load_generator(good)  # the control: checked on meta, then built for real
     assert builds == ["meta", "cpu"]
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig
+from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
-from facegan.models import build_models
+from facegan.networks.dcgan import build_models
 
 
 def n_params(m: nn.Module) -> int:

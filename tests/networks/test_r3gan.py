@@ -9,17 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
-from facegan.config import GANConfig, ModelConfig, OptimConfig, preset_config
+from facegan.cli.main import main
+from facegan.config.schema import GANConfig, ModelConfig, OptimConfig, preset_config
 from facegan.errors import FaceganError
-from facegan.generate import faces, load_generator
-from facegan.losses import d_loss_rpgan, g_loss_rpgan, r1_penalty
 from facegan.metrics.evaluate import to_uint8
-from facegan.models import build_models
-from facegan.perf import make_optimizers
-from facegan.r3gan import ResDiscriminator, ResGenerator, ResidualBlock, stage_widths
-from facegan.step import g_step, train_step
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.networks.dcgan import build_models
+from facegan.networks.r3gan import ResDiscriminator, ResGenerator, ResidualBlock, stage_widths
+from facegan.runtime.perf import make_optimizers
+from facegan.sampling.generate import faces, load_generator
+from facegan.training.losses import d_loss_rpgan, g_loss_rpgan, r1_penalty
+from facegan.training.step import g_step, train_step
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=16, ndf=16, arch="r3gan")
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "16", "--ndf", "16", "--batch-size", "8"]

@@ -1,12 +1,13 @@
-"""One rule for picking the device (facegan.device), used by train, generate, evaluate, serve and bench."""
+"""One rule for picking the device (facegan.runtime.device), used by train, generate, evaluate, serve and
+bench."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from facegan.device import pick_device
 from facegan.errors import FaceganError
+from facegan.runtime.device import pick_device
 from facegan.serve.config import DEVICES as SERVE_DEVICES
 
 

@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from facegan import perf as perf_module
-from facegan.config import ModelConfig, OptimConfig, PerfConfig
+from facegan.config.schema import ModelConfig, OptimConfig, PerfConfig
 from facegan.errors import FaceganError
-from facegan.models import build_models
-from facegan.perf import Perf, make_optimizers, make_scaler, prepare_models, resolve
-from facegan.step import train_step
+from facegan.networks.dcgan import build_models
+from facegan.runtime import perf as perf_module
+from facegan.runtime.perf import Perf, make_optimizers, make_scaler, prepare_models, resolve
+from facegan.training.step import train_step
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 PLAIN = Perf(amp_dtype=None, channels_last=False, compile_mode=None, fused_adam=False, resident=False)
@@ -81,7 +81,7 @@ def test_bad_perf_values() -> None:
 
 
 def test_resident_batches_equal_memmap_batches(prepared) -> None:  # type: ignore[no-untyped-def]
-    from facegan.data import BatchSource, PackedDataset
+    from facegan.data.dataset import BatchSource, PackedDataset
 
     ds = PackedDataset(prepared)
     a = BatchSource(ds, 16, 0, torch.device("cpu"), hflip=True)
@@ -149,7 +149,7 @@ class _FakeCompiled(torch.nn.Module):
 def test_cuda_graph_outputs_are_copied_out_and_step_matches_eager() -> None:
     """The step through GraphOutputs-wrapped graphs (outputs overwritten on each replay) equals the
     eager step; without the copy it reads overwritten values (NaN) and fails this test."""
-    from facegan.perf import GraphOutputs
+    from facegan.runtime.perf import GraphOutputs
 
     results = []
     for wrap in (False, True):

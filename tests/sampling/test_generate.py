@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facegan.checkpoint import export_generator
-from facegan.cli import main
-from facegan.config import ModelConfig
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
-from facegan.generate import faces, interpolation, latents, load_generator, parse_seeds
-from facegan.models import build_models
+from facegan.networks.checkpoint import export_generator
+from facegan.networks.dcgan import build_models
+from facegan.sampling.generate import faces, interpolation, latents, load_generator, parse_seeds
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -126,10 +126,10 @@ def test_cli_truncation_changes_faces_reproducibly(g: torch.nn.Module, tmp_path:
 def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> None:
     """`amp="auto"` (the opt-in fast path; fp32 is the default) may round differently from fp32, but a
     seed's face is still independent of its batch, and within bf16 rounding of the fp32 face."""
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
-    from facegan.perf import InferenceGenerator, Perf, for_inference
+    from facegan.config.schema import ModelConfig
+    from facegan.networks.checkpoint import export_generator
+    from facegan.networks.dcgan import build_models
+    from facegan.runtime.perf import InferenceGenerator, Perf, for_inference
 
     g, _ = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), seed=0)
     path = export_generator(g, g.cfg, tmp_path / "g.safetensors")
@@ -146,11 +146,11 @@ def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> No
 
 def test_load_generator_picks_or_refuses_devices(tmp_path: Path) -> None:
     """`device="auto"` loads (here on the CPU); a device that does not exist is one clear error."""
-    from facegan.checkpoint import export_generator
-    from facegan.config import ModelConfig
+    from facegan.config.schema import ModelConfig
     from facegan.errors import FaceganError
-    from facegan.generate import load_generator
-    from facegan.models import build_generator
+    from facegan.networks.checkpoint import export_generator
+    from facegan.networks.dcgan import build_generator
+    from facegan.sampling.generate import load_generator
 
     cfg = ModelConfig(size=32, latent_dim=8, ngf=4, ndf=4)
     path = export_generator(build_generator(cfg), cfg, tmp_path / "g.safetensors")

@@ -1,4 +1,5 @@
-"""Animated GIFs (facegan.gif): walks share one palette, and every GIF loops with the asked timing."""
+"""Animated GIFs (facegan.sampling.gif): walks share one palette, and every GIF loops with the asked
+timing."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence
 
-from facegan.generate import walk_gif
-from facegan.gif import gif_bytes
+from facegan.sampling.generate import walk_gif
+from facegan.sampling.gif import gif_bytes
 
 
 def _decoded(data: bytes) -> tuple[Image.Image, list[np.ndarray], list[int]]:

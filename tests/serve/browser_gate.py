@@ -1,4 +1,4 @@
-"""Whether tests/test_browser.py can run here, and if not, whether that skips it or fails the run."""
+"""Whether tests/serve/test_browser.py can run here, and if not, whether that skips it or fails the run."""
 
 from __future__ import annotations
 

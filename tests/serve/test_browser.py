@@ -11,7 +11,6 @@ import importlib.util
 import io
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))  # the server helpers live in test_serve.py
-from browser_gate import missing_browser
-from test_serve import make_models, running_server
+from tests.serve.browser_gate import missing_browser
+from tests.serve.test_serve import make_models, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -31,16 +31,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from facegan.checkpoint import export_generator
-from facegan.config import ModelConfig
-from facegan.edits.directions import Directions, sidecar
+from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
-from facegan.generate import MAX_SEED, faces, load_generator, write_faces
-from facegan.models import Generator, build_models
+from facegan.networks.checkpoint import export_generator
+from facegan.networks.dcgan import Generator, build_models
+from facegan.sampling.directions import Directions, sidecar
+from facegan.sampling.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.serve import DEFAULT_TRUNCATION
 from facegan.serve.cache import IMMUTABLE, model_version
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -504,7 +504,7 @@ def test_serve_refuses_bad_setups(
     tiny = str(models["tiny32"])
     with pytest.raises(FaceganError, match="no models"):
         build_app({})
-    monkeypatch.setattr("facegan.pretrained.available", lambda: [])
+    monkeypatch.setattr("facegan.sharing.pretrained.available", lambda: [])
     with pytest.raises(FaceganError, match="needs a model"):
         serve(ServeConfig())
     monkeypatch.undo()
@@ -539,8 +539,8 @@ def test_serve_flags_are_the_config_fields(capsys: pytest.CaptureFixture[str]) -
     those) land in the config; repeated flags collect, --forwarded-allow-ips splits on commas."""
     import dataclasses
 
-    from facegan.cli import build_parser
-    from facegan.cli_config import given_fields
+    from facegan.cli.flags import given_fields
+    from facegan.cli.main import build_parser
     from facegan.serve import ServeConfig, ServeLimits
 
     def config(argv: list[str]) -> ServeConfig:
@@ -596,7 +596,7 @@ def test_serve_flags_are_the_config_fields(capsys: pytest.CaptureFixture[str]) -
 def test_generator_worker_batches_exactly_and_survives_cancelled_requests(models: dict[str, Path]) -> None:
     """Jobs submitted at once from many threads come back intact and identical to a job run
     alone; a cancelled job is skipped and the worker keeps serving."""
-    from facegan.generate import latents
+    from facegan.sampling.generate import latents
     from facegan.serve import GeneratorWorker
 
     worker = GeneratorWorker(load_generator(models["tiny32"]), "t")
@@ -671,7 +671,7 @@ def test_slow_loris_does_not_lock_others_out(models: dict[str, Path], tmp_path: 
     """300 connections from one address that never finish their request line: another client, and
     the loris's own address too, are served at once (a connection without a whole head is not a
     request, so it holds no slot), and the stalled ones are closed after --header-timeout.
-    Many addresses at once: tests/test_serve_attacks.py."""
+    Many addresses at once: tests/serve/test_serve_attacks.py."""
     with server_process(models, tmp_path / "server.log", ["--header-timeout", "2"]) as (base, _):
         port = int(base.rsplit(":", 1)[1])
         stalled: list[socket.socket] = []

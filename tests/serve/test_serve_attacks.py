@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from test_serve import _vm_kib, make_models, request, server_process
+
+from tests.serve.test_serve import _vm_kib, make_models, request, server_process
 
 PARTIAL = b"GET /api/face.png?seed=1 HTTP/1.1\r\nHost: x\r\nX-Wait: "  # a head that never ends
 

@@ -3,20 +3,17 @@ sliders and permalink, and one-line 400s. In-process (FastAPI's TestClient) on t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_serve import make_models  # tiny32 (no edits) and tiny64 (Smiling, Blond_Hair)
-
-from facegan.generate import load_generator, to_pil
+from facegan.sampling.generate import load_generator, to_pil
 from facegan.serve.app import build_app
 from facegan.serve.models import png_bytes
 from facegan.serve.params import DEFAULT_TRUNCATION
+from tests.serve.test_serve import make_models  # tiny32 (no edits) and tiny64 (Smiling, Blond_Hair)
 
 
 @pytest.fixture(scope="module")

@@ -185,8 +185,8 @@ def serving(app: Any, limits: ServeLimits) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def guarded_port() -> Iterator[int]:
-    from facegan.config import ModelConfig
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig
+    from facegan.networks.dcgan import build_models
     from facegan.serve import build_app
 
     g, _ = build_models(ModelConfig(size=32, ngf=8, ndf=8), seed=0)

@@ -1,5 +1,5 @@
 """Unit tests of the server's admission control (facegan.serve.limits), in-process; the request guard's
-are in tests/test_serve_guard.py."""
+are in tests/serve/test_serve_guard.py."""
 
 from __future__ import annotations
 

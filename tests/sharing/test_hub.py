@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facegan.cli import main
+from facegan.cli.main import main
 
 TINY = [
     "--size",
@@ -120,7 +120,7 @@ def test_from_pretrained_and_load_read_the_local_folder(
     hub_dir: Path, run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import facegan
-    from facegan.generate import faces, load_generator
+    from facegan.sampling.generate import faces, load_generator
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a local folder must never touch the network
     want = faces(load_generator(run_dir / "generator.safetensors"), [0, 1, 2])
@@ -132,7 +132,7 @@ def test_from_pretrained_and_load_read_the_local_folder(
 def test_serve_serves_the_folder(hub_dir: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from facegan.generate import load_generator
+    from facegan.sampling.generate import load_generator
     from facegan.serve.app import build_app
     from facegan.serve.config import ServeConfig
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.checkpoint import export_generator
-from facegan.cli import main
-from facegan.config import ModelConfig
-from facegan.models import build_models
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig
+from facegan.networks.checkpoint import export_generator
+from facegan.networks.dcgan import build_models
 
 
 def tiny_export(tmp_path: Path, arch: str, g_upsample: str = "convt") -> Path:
@@ -29,7 +29,7 @@ def test_onnxruntime_matches_pytorch_for_batch_1_and_5(arch: str, g_upsample: st
     import onnx
     import onnxruntime as ort
 
-    from facegan.generate import load_generator
+    from facegan.sampling.generate import load_generator
 
     source = tiny_export(tmp_path, arch, g_upsample)
     out = tmp_path / "g.onnx"
@@ -54,10 +54,10 @@ def test_onnxruntime_matches_pytorch_for_batch_1_and_5(arch: str, g_upsample: st
 
 def test_seeded_faces_match_through_onnx(tmp_path: Path) -> None:
     """The documented way to reproduce facegan's seed numbering outside PyTorch: draw z with
-    facegan.generate.latents and run the ONNX graph on it."""
+    facegan.sampling.generate.latents and run the ONNX graph on it."""
     import onnxruntime as ort
 
-    from facegan.generate import faces, latents, load_generator
+    from facegan.sampling.generate import faces, latents, load_generator
 
     source = tiny_export(tmp_path, "dcgan")
     out = tmp_path / "g.onnx"

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from facegan import pretrained
-from facegan.cli import main
+from facegan.cli.main import main
 from facegan.errors import FaceganError
-from facegan.generate import faces, load_generator
+from facegan.sampling.generate import faces, load_generator
+from facegan.sharing import pretrained
 
 SHIPPED = ("celeba64", "anime64")
 

@@ -1,4 +1,4 @@
-"""Atomic, synced writes and the cache root (facegan.files), as every writer of facegan uses them."""
+"""Atomic, synced writes and the cache root (facegan.storage.files), as every writer of facegan uses them."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.checkpoint import export_generator, save_checkpoint
-from facegan.config import ModelConfig
-from facegan.data import PackedDataset
+from facegan.config.schema import ModelConfig
+from facegan.data.dataset import PackedDataset
+from facegan.data.prepare import default_cache_dir
 from facegan.errors import FaceganError
-from facegan.files import atomic_write, cache_root
 from facegan.metrics.cache import RealStats, default_metrics_cache_dir, save_real_stats
 from facegan.metrics.evaluate import real_stats
-from facegan.models import build_models
-from facegan.plots import progress_gif
-from facegan.prepare import default_cache_dir
+from facegan.networks.checkpoint import export_generator, save_checkpoint
+from facegan.networks.dcgan import build_models
+from facegan.storage.files import atomic_write, cache_root
+from facegan.tracking.plots import progress_gif
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 

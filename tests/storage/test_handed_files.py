@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import deadline
 from safetensors.torch import save_file
 
 import facegan
-from facegan.checkpoint import CONFIG_KEY, FORMAT, load_checkpoint, read_exported, save_checkpoint
-from facegan.cli import main
-from facegan.config import ModelConfig, RunConfig, load_config_file
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig, RunConfig, load_config_file
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
-from facegan.models import build_models
+from facegan.networks.checkpoint import CONFIG_KEY, FORMAT, load_checkpoint, read_exported, save_checkpoint
+from facegan.networks.dcgan import build_models
+from facegan.sampling.generate import load_generator
+from tests.conftest import deadline
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
@@ -191,14 +191,14 @@ def test_a_model_too_large_to_train_is_one_line(change: dict[str, Any]) -> None:
 def test_ngf_4096_dry_run_is_refused_before_anything_is_built(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import facegan.build
-    import facegan.models
+    import facegan.networks.dcgan
+    import facegan.training.build
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a model was built before its size was checked")
 
-    monkeypatch.setattr(facegan.models, "build_models", refuse)
-    monkeypatch.setattr(facegan.build, "build_models", refuse)
+    monkeypatch.setattr(facegan.networks.dcgan, "build_models", refuse)
+    monkeypatch.setattr(facegan.training.build, "build_models", refuse)
     code, err = _cli(capsys, "train", "--ngf", "4096", "--dry-run")  # was the declared maximum
     assert _one_line(code, err) and "--ngf must be at most 1024" in err, err
     code, err = _cli(capsys, "train", "--ngf", "1024", "--dry-run")  # within it, too large at 64 px
@@ -207,7 +207,7 @@ def test_ngf_4096_dry_run_is_refused_before_anything_is_built(
 
 @pytest.mark.parametrize("arch", ["dcgan", "r3gan"])
 def test_the_size_estimate_bounds_the_real_models(arch: str) -> None:
-    from facegan.sizes import estimate_params
+    from facegan.storage.sizes import estimate_params
 
     for size, ngf, latent in [(32, 8, 16), (64, 64, 100), (128, 3, 4096), (256, 48, 1)]:
         cfg = ModelConfig(size=size, ngf=ngf, ndf=ngf, latent_dim=latent, arch=arch)
@@ -220,7 +220,7 @@ def test_the_size_estimate_bounds_the_real_models(arch: str) -> None:
 
 
 def test_the_declared_width_maximum_is_a_model_that_can_be_built() -> None:
-    from facegan.config import MAX_WIDTH
+    from facegan.config.schema import MAX_WIDTH
 
     ModelConfig(size=32, ngf=MAX_WIDTH, ndf=64)  # accepted: G alone fits the budget at 32 px
     with pytest.raises(FaceganError, match=f"--ngf must be at most {MAX_WIDTH}"):
@@ -262,7 +262,7 @@ def test_resume_of_a_negative_step_is_one_line(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_the_committed_checkpoint_passes_every_field_check() -> None:
-    fixture = Path(__file__).parent / "fixtures" / "ckpt-v0.1.0-schema2.pt"
+    fixture = Path(__file__).parents[1] / "fixtures" / "ckpt-v0.1.0-schema2.pt"
     assert load_checkpoint(fixture)["step"] >= 0
 
 

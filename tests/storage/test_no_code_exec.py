@@ -18,17 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import deadline
 
-from facegan.checkpoint import FORMAT, load_checkpoint, read_exported
-from facegan.cli import main
-from facegan.config import ModelConfig, RunConfig
-from facegan.data import PackedDataset
+from facegan.cli.main import main
+from facegan.config.schema import ModelConfig, RunConfig
+from facegan.data.dataset import PackedDataset
+from facegan.data.prepare import IMAGES, MANIFEST
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
 from facegan.metrics.cache import RealStats, cache_key, cache_path, load_real_stats
-from facegan.models import build_models
-from facegan.prepare import IMAGES, MANIFEST
+from facegan.networks.checkpoint import FORMAT, load_checkpoint, read_exported
+from facegan.networks.dcgan import build_models
+from facegan.sampling.generate import load_generator
+from tests.conftest import deadline
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_image_folder
 
-from facegan.cli import main
+from facegan.cli.main import main
 from facegan.errors import FaceganError
+from tests.conftest import make_image_folder
 
 TINY = [
     "--size",
@@ -50,7 +50,7 @@ TINY = [
 def tracked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A 4-step run with all three trackers, resumed to 6 steps. W&B is not logged in (a fresh HOME,
     no API key, no WANDB_MODE), so it must pick offline mode by itself."""
-    from facegan.prepare import prepare
+    from facegan.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("tracked")
     src = make_image_folder(root / "src", 64, nested=False)
@@ -212,15 +212,15 @@ def test_missing_tracker_package_is_one_line_before_a_run_starts(
 
 @pytest.mark.parametrize("spec", ["tensorboard,foo", "mlflow,mlflow"])
 def test_bad_tracker_list_is_refused(spec: str) -> None:
-    from facegan.config import TrainConfig
+    from facegan.config.schema import TrainConfig
 
     with pytest.raises(FaceganError, match="--tracker must be"):
         TrainConfig(tracker=spec)
 
 
 def test_tracker_none_writes_stats_only(tmp_path: Path) -> None:
-    from facegan.config import RunConfig, TrainConfig
-    from facegan.tracking import RunLogger
+    from facegan.config.schema import RunConfig, TrainConfig
+    from facegan.tracking.runs import RunLogger
 
     cfg = RunConfig(train=TrainConfig(tracker="none"))
     logger = RunLogger(tmp_path, cfg=cfg)
@@ -233,7 +233,7 @@ def test_tracker_none_writes_stats_only(tmp_path: Path) -> None:
 def test_a_failing_tracker_is_dropped_with_a_warning_and_the_run_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from facegan.tracking import RunLogger
+    from facegan.tracking.runs import RunLogger
 
     class Broken:
         calls = 0

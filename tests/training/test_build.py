@@ -1,4 +1,5 @@
-"""facegan.build: the one way a training run is built, shared by the loop, the benchmark and the tests."""
+"""facegan.training.build: the one way a training run is built, shared by the loop, the benchmark and the
+tests."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from facegan.build import build_training
-from facegan.checkpoint import load_checkpoint
-from facegan.config import GANConfig, ModelConfig, PerfConfig, RunConfig, TrainConfig
-from facegan.data import PackedDataset
-from facegan.loop import train
+from facegan.config.schema import GANConfig, ModelConfig, PerfConfig, RunConfig, TrainConfig
+from facegan.data.dataset import PackedDataset
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.training.build import build_training
+from facegan.training.loop import train
 
 TINY = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 CPU = torch.device("cpu")

@@ -22,18 +22,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
-from facegan.config import GANConfig, ModelConfig
-from facegan.data import BatchSource, PackedDataset
-from facegan.distributed import Shard, check_run
+from facegan.cli.main import main
+from facegan.config.schema import GANConfig, ModelConfig
+from facegan.data.dataset import BatchSource, PackedDataset
+from facegan.data.prepare import prepare
 from facegan.errors import FaceganError
-from facegan.models import build_models
-from facegan.prepare import prepare
-from facegan.step import train_step
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import assert_same
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.networks.dcgan import build_models
+from facegan.training.distributed import Shard, check_run
+from facegan.training.step import train_step
+from tests.training.test_train import assert_same
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--quiet"]
 # BatchNorm-free (R3GAN-style G and D), with EMA, lazy R1/R2 and DiffAugment; exact fp32.
@@ -321,7 +319,8 @@ def test_an_error_under_torchrun_is_one_line(data: Path, tmp_path: Path) -> None
     )
     lines = [x for x in err.splitlines() if "error:" in x and "facegan" in x]
     assert len(lines) == 1 and "--batch-size 15 is the global batch" in lines[0], err[-2000:]
-    assert "facegan/cli.py" not in err and "facegan/loop.py" not in err  # no traceback of facegan's
+    # no traceback of facegan's
+    assert "facegan/cli/main.py" not in err and "facegan/training/loop.py" not in err
 
 
 def _worker(launcher: int, rank: int) -> int | None:

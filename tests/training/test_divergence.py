@@ -4,7 +4,6 @@ batches, lowers the learning rate or stops, as --on-nan says, and gives up after
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-import facegan.build
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
-from facegan.step import StepStats
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import TINY, assert_same_training_state, only_run
+import facegan.training.build
+from facegan.cli.main import main
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.training.step import StepStats
+from tests.training.test_train import TINY, assert_same_training_state, only_run
 
 COMMON = [
     *TINY,
@@ -35,10 +32,10 @@ COMMON = [
 
 
 def inject(monkeypatch: pytest.MonkeyPatch, bad: Callable[[int, int], bool], how: str = "stats") -> list[int]:
-    """Patch the step the loop runs (facegan.build's train_step): at step indices where `bad(step, call)`
-    holds, return NaN stats ("stats") or poison one weight of G after the real step ("weight"). Returns
-    the steps it ran."""
-    real = facegan.build.train_step
+    """Patch the step the loop runs (facegan.training.build's train_step): at step indices where
+    `bad(step, call)` holds, return NaN stats ("stats") or poison one weight of G after the real step
+    ("weight"). Returns the steps it ran."""
+    real = facegan.training.build.train_step
     ran: list[int] = []
 
     def step_fn(g: torch.nn.Module, *args: Any, step: int, **kw: Any) -> StepStats:
@@ -53,7 +50,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, bad: Callable[[int, int], bool], how
             return stats
         return StepStats(*(torch.full_like(s, float("nan")) for s in stats))
 
-    monkeypatch.setattr(facegan.build, "train_step", step_fn)
+    monkeypatch.setattr(facegan.training.build, "train_step", step_fn)
     return ran
 
 

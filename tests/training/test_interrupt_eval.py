@@ -10,13 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from facegan.checkpoint import load_checkpoint
-from facegan.config import ModelConfig
+from facegan.config.schema import ModelConfig
 from facegan.metrics import evaluate
-from facegan.models import build_models
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_train import TINY, only_run
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.networks.dcgan import build_models
+from tests.training.test_train import TINY, only_run
 
 # Runs `facegan train` with generation during evaluation slowed to 0.5 s per image (a 64-image C2ST
 # then takes over 30 s), touching MARKER when the first evaluation starts.
@@ -34,7 +32,7 @@ def slow(g, seeds, batch_size, truncation=None):
         yield from real(g, [seed], 1, truncation)
 
 ev.fake_batches = slow
-from facegan.cli import main
+from facegan.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -86,7 +84,7 @@ def test_sigterm_during_evaluation_checkpoints_within_seconds(prepared: Path, tm
 
 
 def test_evaluate_cancel_is_polled_between_batches(prepared: Path) -> None:
-    from facegan.data import PackedDataset
+    from facegan.data.dataset import PackedDataset
     from facegan.metrics.evaluate import EvaluationCancelled
 
     g = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8))[0]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-import facegan.loop
-import facegan.plots
-import facegan.tracking
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
+import facegan.tracking.plots
+import facegan.tracking.runs
+import facegan.training.loop
+from facegan.cli.main import main
+from facegan.networks.checkpoint import load_checkpoint
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
 
@@ -62,11 +62,11 @@ def test_a_failed_side_write_is_one_line_and_training_goes_on(
     where: str,
 ) -> None:
     if where == "sample":  # the PNG of a fixed-noise grid
-        monkeypatch.setattr(facegan.loop, "save_image", _disk_full)
+        monkeypatch.setattr(facegan.training.loop, "save_image", _disk_full)
     elif where == "figures":  # loss/score curves and real-vs-fake at the end of the run
-        monkeypatch.setattr(facegan.plots.plt.Figure, "savefig", _disk_full)
+        monkeypatch.setattr(facegan.tracking.plots.plt.Figure, "savefig", _disk_full)
     else:  # a stats.jsonl record
-        monkeypatch.setattr(facegan.tracking.RunLogger, "_log", _disk_full)
+        monkeypatch.setattr(facegan.tracking.runs.RunLogger, "_log", _disk_full)
     code, err = _train(prepared, tmp_path / "runs", capsys)
     assert code == 0, err
     assert "Traceback" not in err
@@ -81,14 +81,14 @@ def test_a_failed_side_write_is_one_line_and_training_goes_on(
 def test_a_sample_grid_is_written_whole_or_not_at_all(
     prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = facegan.loop.save_image
+    real = facegan.training.loop.save_image
 
     def half_then_full(tensor: Any, fp: Any, **kwargs: Any) -> None:
         with open(fp, "wb") as fh:  # a few bytes reach the disk, then it is full
             fh.write(b"\x89PNG\r\n")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(facegan.loop, "save_image", half_then_full)
+    monkeypatch.setattr(facegan.training.loop, "save_image", half_then_full)
     code, err = _train(prepared, tmp_path / "runs", capsys)
     assert code == 0, err
     (run,) = (tmp_path / "runs").iterdir()

@@ -12,10 +12,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from facegan import augment
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
-from facegan.config import (
+from facegan.cli.main import main
+from facegan.config.schema import (
     DIFFAUG_OPS,
     GANConfig,
     ModelConfig,
@@ -24,11 +22,15 @@ from facegan.config import (
     preset_config,
     with_overrides,
 )
-from facegan.ema import EMA, ema_beta
+from facegan.data import augment
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
-from facegan.loop import train
-from facegan.losses import (
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.networks.dcgan import MinibatchStd, build_models
+from facegan.networks.ema import EMA, ema_beta
+from facegan.runtime.perf import make_optimizers
+from facegan.sampling.generate import load_generator
+from facegan.training.loop import train
+from facegan.training.losses import (
     d_loss_bce,
     d_loss_hinge,
     d_loss_lsgan,
@@ -39,9 +41,7 @@ from facegan.losses import (
     gradient_penalty,
     r1_penalty,
 )
-from facegan.models import MinibatchStd, build_models
-from facegan.perf import make_optimizers
-from facegan.step import d_loss, train_step
+from facegan.training.step import d_loss, train_step
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 REAL = torch.tensor([2.0, -1.0, 0.5, 0.0])

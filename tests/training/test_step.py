@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig, OptimConfig
-from facegan.losses import d_loss_bce, g_loss_bce
-from facegan.models import build_models
-from facegan.perf import make_optimizers
-from facegan.step import train_step
+from facegan.config.schema import ModelConfig, OptimConfig
+from facegan.networks.dcgan import build_models
+from facegan.runtime.perf import make_optimizers
+from facegan.training.losses import d_loss_bce, g_loss_bce
+from facegan.training.step import train_step
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not installed: import from the repo
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not installed: import from the repo
 from bench.speed.reference import reference_step  # the PyTorch example's loop body (one copy, shared)
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)

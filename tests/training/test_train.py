@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
-from facegan.guard import rampdown_scale
-from facegan.perf import cpu_has_native_bf16
+from facegan.cli.main import main
+from facegan.networks.checkpoint import load_checkpoint
+from facegan.runtime.perf import cpu_has_native_bf16
+from facegan.training.guard import rampdown_scale
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
 
@@ -312,7 +312,7 @@ def test_plot_rebuilds_figures(prepared: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preset,latent", [("dcgan", 100), ("dcgan-z128", 128)])
 def test_presets(preset: str, latent: int) -> None:
-    from facegan.config import preset_config
+    from facegan.config.schema import preset_config
 
     cfg = preset_config(preset)
     assert cfg.model.latent_dim == latent and cfg.model.size == 64 and cfg.train.batch_size == 128
