@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -28,17 +27,17 @@ from torch import nn
 
 from facegan.config.schema import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
 from facegan.errors import FaceganError
-from facegan.runtime.perf import InferenceGenerator
+from facegan.runtime.perf import unwrap_inference
 from facegan.sampling.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
+from facegan.sharing.names import is_hub_id, not_found
 
 Output = Literal["pil", "tensor", "grid"]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The plain generator inside an inference wrapper (its weights are what gets exported)."""
-    if isinstance(module, Generator):
-        module = module.model
-    return module.g if isinstance(module, InferenceGenerator) else module
+    """The plain generator inside a `Generator` and an inference wrapper (its weights are what gets
+    exported)."""
+    return unwrap_inference(module.model if isinstance(module, Generator) else module)
 
 
 class Generator(nn.Module):
@@ -195,35 +194,6 @@ def load(
     if os.path.lexists(text):
         return Generator(load_generator(text, device, amp), text)
     raise FaceganError(not_found(text))
-
-
-HUB_PREFIX = "hf:"
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def is_hub_id(text: str) -> bool:
-    """Whether `text` names a Hub repo explicitly ("hf:..."); a malformed id is one line."""
-    if not text.startswith(HUB_PREFIX):
-        return False
-    repo = text[len(HUB_PREFIX) :]
-    if not _REPO_ID.fullmatch(repo) or ".." in repo:
-        raise FaceganError(f"{text!r} is not a Hub repo id; write hf:owner/name")
-    return True
-
-
-def not_found(text: str) -> str:
-    """The one line for a source that is neither a shipped name, a Hub id nor an existing path."""
-    from facegan.sharing import pretrained
-
-    hint = (
-        f"; for the Hugging Face Hub write hf:{text}"
-        if _REPO_ID.fullmatch(text)
-        else "; a Hugging Face Hub repo is written hf:owner/name"
-    )
-    return (
-        f"{text!r} is not a file or folder here, nor a shipped generator "
-        f"({', '.join(pretrained.available())}){hint}"
-    )
 
 
 def export(

@@ -144,7 +144,7 @@ def add_directions(sub: Any, model_source: Any) -> None:
 
 
 def _cmd_directions(args: argparse.Namespace) -> int:
-    from facegan.cli.main import _model_path
+    from facegan.cli.model_source import model_path as _model_path
     from facegan.sampling.generate import load_generator, parse_seeds
     from facegan.sampling.render import sweep, write_grid
 
@@ -227,7 +227,7 @@ def add_evaluate_edits(sub: Any, model_source: Any) -> None:
 
 
 def _cmd_evaluate_edits(args: argparse.Namespace) -> int:
-    from facegan.cli.main import _model_path
+    from facegan.cli.model_source import model_path as _model_path
     from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
     from facegan.edits.evaluate import evaluate_edits, markdown, summary
     from facegan.edits.supervised import EVAL_SEED

@@ -15,6 +15,7 @@ from facegan.cli.edits import (
     generate_edited,
     wants_edits,
 )
+from facegan.cli.model_source import model_path as _model_path
 from facegan.cli.train import add_train
 from facegan.config.schema import INFERENCE_AMP, INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
@@ -110,14 +111,6 @@ def _add_model_source(p: argparse.ArgumentParser, fakes: bool = False) -> None:
         help="training checkpoint (.pt), run folder, exported generator (.safetensors) or Hub-layout folder",
     )
     src.add_argument("--pretrained", help="a generator shipped with facegan: celeba64, anime64")
-
-
-def _model_path(args: argparse.Namespace) -> str:
-    if args.pretrained:
-        from facegan.sharing import pretrained
-
-        return str(pretrained.path(args.pretrained))
-    return str(args.checkpoint)
 
 
 def _add_inference_amp(p: argparse.ArgumentParser) -> None:

@@ -92,7 +92,7 @@ def _launch_local(args: argparse.Namespace) -> int:
 
     from facegan.cli.flags import given_settings
     from facegan.config.schema import load_config_file, resolve_config
-    from facegan.training.distributed import check_batch
+    from facegan.data.shard import check_batch
 
     n = args.nproc_per_node
     if n < 1:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from facegan.training.distributed import Shard
+from facegan.data.shard import Shard
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5

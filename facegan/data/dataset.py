@@ -18,6 +18,7 @@ import torch
 from facegan.data.attributes import ATTRIBUTES
 from facegan.config.schema import SIZES
 from facegan.errors import FaceganError
+from facegan.data.shard import check_batch
 from facegan.data.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
 from facegan.data.sources import SYNTHETIC
 
@@ -220,8 +221,6 @@ class BatchSource:
     def shard(self, rank: int, world: int) -> BatchSource:
         """The same batches, of which this source yields rank `rank`'s B/`world` rows (the resident
         images, if any, are shared, not copied)."""
-        from facegan.training.distributed import check_batch
-
         check_batch(self.batch_size, world)
         per = self.batch_size // world
         part = copy.copy(self)

@@ -191,6 +191,12 @@ class InferenceGenerator(nn.Module):
             return self.g(z).float()
 
 
+def unwrap_inference(module: nn.Module) -> nn.Module:
+    """The generator inside an inference wrapper (its weights are what gets exported); any other
+    module itself."""
+    return module.g if isinstance(module, InferenceGenerator) else module
+
+
 def for_inference(g: nn.Module, device: torch.device, amp: str = "auto") -> nn.Module:
     """`g` with the inference speed settings `amp` (auto | off | bf16 | fp16) resolves to on `device`;
     "off" returns `g` itself: the plain fp32 path, pixel for pixel as before."""

@@ -21,10 +21,11 @@ from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_down
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
-from facegan.api import unwrap
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
+from facegan.runtime.perf import unwrap_inference
 from facegan.sampling.generate import load_generator
+from facegan.sharing.names import HUB_PREFIX, is_hub_id, not_found
 from facegan.storage.files import atomic_write
 from facegan.version import __version__
 
@@ -75,7 +76,7 @@ class HubGenerator(
         self.half = half  # float16 weights in model.safetensors
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        g = unwrap(self.model)
+        g = unwrap_inference(self.model)
         export_generator(
             g, g.cfg, save_directory / HUB_WEIGHTS, extra={"facegan_version": __version__}, half=self.half
         )
@@ -154,8 +155,6 @@ def from_pretrained(
 ) -> nn.Module:
     """A generator (eval mode) from a Hub repo named "hf:owner/name" (downloaded into the Hub cache) or
     a local folder. Anything without the prefix is a local path only: never looked up on the Hub."""
-    from facegan.api import HUB_PREFIX, is_hub_id, not_found
-
     text = str(repo_or_dir)
     if is_hub_id(text):
         text = text[len(HUB_PREFIX) :]
@@ -251,7 +250,7 @@ def card_for_run(
 ) -> tuple[dict[str, Any], Path | None]:
     """(card, latest sample grid) for a checkpoint, run folder or .safetensors export: architecture,
     training run (config.json, dataset_manifest.json) and the last evaluation (metrics.jsonl)."""
-    g = unwrap(model)
+    g = unwrap_inference(model)
     run = (
         None
         if source is None

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.runtime.perf import unwrap_inference
 from facegan.storage.files import atomic_write
 
 INPUT, OUTPUT = "z", "images"
@@ -47,13 +48,12 @@ def export_onnx(model: nn.Module, out: str | Path, check: bool = True) -> Path:
         import onnxscript  # noqa: F401 — torch.onnx.export's exporter needs it
     except ImportError as err:
         raise FaceganError(f"ONNX export needs the {err.name} package: pip install 'facegan[onnx]'") from None
-    from facegan.api import unwrap
 
     out = Path(out)
     if out.suffix != ".onnx":
         raise FaceganError(f"--out for --format onnx must end in .onnx, got {str(out)!r}")
     # A CPU fp32 copy: the caller's module stays on its device, in its precision and memory format.
-    g = copy.deepcopy(unwrap(model)).float().cpu().to(memory_format=torch.contiguous_format).eval()
+    g = copy.deepcopy(unwrap_inference(model)).float().cpu().to(memory_format=torch.contiguous_format).eval()
     flat = _FlatLatent(g).eval()
     example = torch.randn(2, g.cfg.latent_dim)
     # The exporter narrates each pass on stdout; the CLI prints one line of its own instead.

@@ -31,12 +31,13 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as tdist
 from torch import nn
 
+from facegan.data.shard import Shard, check_batch
 from facegan.errors import FaceganError
 
 if TYPE_CHECKING:
@@ -47,18 +48,6 @@ T = TypeVar("T")
 # Rank 0 may evaluate (an FID pass) while the others wait for its verdict on the host-side group.
 CONTROL_TIMEOUT = datetime.timedelta(hours=2)
 LAUNCH = "torchrun --nproc-per-node N -m facegan train ..."
-
-
-class Shard(NamedTuple):
-    """This rank's rows [start, start + size) of a global batch of `total` rows."""
-
-    start: int
-    size: int
-    total: int
-
-    def take(self, drawn: torch.Tensor) -> torch.Tensor:
-        """This rank's rows of a tensor drawn for the whole global batch (dimension 0)."""
-        return drawn[self.start : self.start + self.size]
 
 
 class RelayedError(FaceganError):
@@ -181,17 +170,6 @@ class Dist:
 
 
 SINGLE = Dist()
-
-
-def check_batch(batch_size: int, world: int) -> None:
-    """One line when the global batch cannot be split evenly over the ranks."""
-    if batch_size % world:
-        lower = batch_size // world * world
-        raise FaceganError(
-            f"--batch-size {batch_size} is the global batch and must split evenly over the "
-            f"{world} ranks; use --batch-size {lower or world} or {lower + world}, or "
-            f"another number of processes"
-        )
 
 
 def launched_by_torchrun() -> bool:

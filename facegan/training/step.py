@@ -17,8 +17,8 @@ from torch import nn
 
 from facegan.config.schema import GANConfig
 from facegan.data.augment import diff_augment
+from facegan.data.shard import Shard
 from facegan.runtime.perf import GraphOutputs
-from facegan.training.distributed import Shard
 from facegan.training.losses import (
     LOSSES,
     d_loss_bce,

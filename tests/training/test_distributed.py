@@ -26,10 +26,11 @@ from facegan.cli.main import main
 from facegan.config.schema import GANConfig, ModelConfig
 from facegan.data.dataset import BatchSource, PackedDataset
 from facegan.data.prepare import prepare
+from facegan.data.shard import Shard
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import load_checkpoint
 from facegan.networks.dcgan import build_models
-from facegan.training.distributed import Shard, check_run
+from facegan.training.distributed import check_run
 from facegan.training.step import train_step
 from tests.training.test_train import assert_same
 
