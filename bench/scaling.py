@@ -239,7 +239,7 @@ def projection(args: argparse.Namespace) -> str:
     from arch_cost import step_flops  # bench/arch_cost.py: FLOPs of one facegan train_step per image
 
     from facegan.config.schema import ModelConfig, preset_config, with_overrides
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
 
     fabrics = [
         ("8 GPUs, NVLink", 8, args.nvlink_gbs * 1e9, args.nvlink_us * 1e-6),

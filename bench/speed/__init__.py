@@ -10,5 +10,6 @@ env         device, versions, load and peak FLOP/s
 staging     the same images packed for facegan and as an ImageFolder for the reference
 profiling   torch.profiler tables of one step
 report      the printed report
+session     one run's rows: built, warmed up, timed; the memory runs
 cli         the command line
 """

@@ -14,7 +14,7 @@ from bench.speed.env import sync
 from bench.speed.reference import reference_models, reference_optimizers, reference_step
 from facegan.config.schema import ModelConfig, PerfConfig, RunConfig, TrainConfig
 from facegan.data.dataset import PackedDataset
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.runtime.perf import Perf, prepare_models
 from facegan.training.build import build_training
 from facegan.training.step import StepStats, sample_latent

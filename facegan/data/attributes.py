@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from facegan.errors import FaceganError
 from facegan.data.sources import SYNTHETIC, printable
+from facegan.errors import FaceganError
 
 ATTRIBUTES = "attributes.i8"
 DEFAULT_NAME = "list_attr_celeba.txt"

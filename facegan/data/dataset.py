@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegan.data.attributes import ATTRIBUTES
 from facegan.config.schema import SIZES
-from facegan.errors import FaceganError
-from facegan.data.shard import check_batch
+from facegan.data.attributes import ATTRIBUTES
 from facegan.data.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
+from facegan.data.shard import check_batch
 from facegan.data.sources import SYNTHETIC
+from facegan.errors import FaceganError
 
 
 class PackedDataset:

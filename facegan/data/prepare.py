@@ -8,66 +8,41 @@ A prepared dataset is a folder holding
 (facegan.data.dataset opens it for training.)
 
 Sources: an image folder (searched recursively), a zip archive read in place, or "synthetic"
-(listing and decoding live in facegan.data.sources, which documents the 40 Mpx per-image pixel limit and
-every reason a file is skipped). A folder or zip given to `facegan train` is prepared once into the
-cache (`prepare_cached`, under facegan.storage.files.cache_root()), keyed by its files' names, sizes and
-mtimes, so a changed source is prepared again.
+(listed by facegan.data.sources and decoded by facegan.data.decode, which between them document the
+40 Mpx per-image pixel limit and every reason a file is skipped). A folder or zip given to `facegan
+train` is prepared once into the cache (`prepare_cached`, under facegan.storage.files.cache_root()),
+keyed by its files' names, sizes and mtimes, so a changed source is prepared again.
 
-Preparing is safe to interrupt and to run twice at once: the dataset is built in a uniquely named
-hidden folder beside the output (`.NAME.tmp-HOST-PID-RANDOM`), synced to disk and published by rename
-while holding an flock on `.NAME.lock` beside the output, so a reader sees a complete dataset or none,
-a killed prepare never leaves a half-written output, and a second preparer of the same cache entry
-waits and reuses the first one's result. Decoding workers that die (e.g. OOM-killed) end the run with
-one error.
+Preparing is safe to interrupt and to run twice at once (facegan.data.workspace): the dataset is built
+in a uniquely named hidden folder beside the output (`.NAME.tmp-HOST-PID-RANDOM`), synced to disk and
+published by rename while holding an flock on `.NAME.lock` beside the output, so a reader sees a
+complete dataset or none, a killed prepare never leaves a half-written output, and a second preparer
+of the same cache entry waits and reuses the first one's result. Decoding workers that die (e.g.
+OOM-killed) end the run with one error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
-import secrets
 import shutil
-import socket
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from facegan.data.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
 from facegan.config.schema import check_size
+from facegan.data.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
+from facegan.data.decode import BACKGROUND, FORMATS, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, Decoder, decoded
+from facegan.data.sources import IMAGE_EXTS, SYNTHETIC, SourceListing, printable, scan_source, skip
+from facegan.data.workspace import new_work_dir, output_lock
 from facegan.errors import FaceganError
 from facegan.storage.files import cache_root, fsync_dir, fsync_file
-from facegan.data.sources import (
-    BACKGROUND,
-    FORMATS,
-    IMAGE_EXTS,
-    MAX_ASPECT,
-    MAX_PIXELS,
-    MAX_SIDE,
-    SYNTHETIC,
-    Decoder,
-    SourceListing,
-    printable,
-    scan_source,
-    skip,
-)
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; preparing is still atomic, just not guarded against a twin
-    fcntl = None  # type: ignore[assignment]
 
 MANIFEST = "manifest.json"
 IMAGES = "images.u8"
@@ -76,8 +51,6 @@ FORMAT_VERSION = 1
 # 3: transparency composited over white, side and aspect limits, links out of the source not followed).
 DECODE_VERSION = 3
 CROP_RULE = "resize shorter side to S (bilinear, antialiased), then center-crop S×S"
-POOL_MIN_FILES = 512  # below this, starting worker processes costs more than it saves
-CHUNK = 64  # files per task sent to a worker
 # The held-out real split that metrics compare against (facegan.data.dataset.PackedDataset.heldout_rows): this
 # fraction of the images, at most HOLDOUT_MAX, drawn with the split seed; none below HOLDOUT_MIN_COUNT
 # images, where it would leave too few to train on (evaluate then says it measured against training images).
@@ -131,7 +104,7 @@ def prepare(
     listing = source_listing(source, synthetic_count)
     attr_path = find_attributes(source, attributes, find_attrs)
     table = read_attributes(attr_path) if attr_path else None  # a bad header: refused before decoding
-    with _output_lock(out, quiet) as waited:
+    with output_lock(out, quiet) as waited:
         _check_out_dir(out, force)  # another process may have published there while we waited
         if waited:  # the source may have changed (a zip replaced) while we waited: read it again
             listing = source_listing(source, synthetic_count)
@@ -182,11 +155,11 @@ def _build(
     kind, skipped = listing.kind, list(listing.skipped)
     decoder = Decoder(str(source), kind, size, min_side, seed, stamps=listing.stamps)
     notes: list[str] = []
-    work = _new_work_dir(out)
+    work = new_work_dir(out)
     digest = hashlib.sha256()
     kept: list[str] = []
     try:
-        with open(work / IMAGES, "wb") as fh, _decoded(decoder, listing.images, workers) as results:
+        with open(work / IMAGES, "wb") as fh, decoded(decoder, listing.images, workers) as results:
             bar = tqdm(
                 results,
                 total=len(listing.images),
@@ -278,131 +251,6 @@ def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0)
     }
 
 
-# Worker-side state: the decoder arrives once per process (its zip handle then stays open across tasks).
-_worker_decoder: Decoder | None = None
-
-
-def _init_worker(decoder: Decoder) -> None:
-    global _worker_decoder
-    _worker_decoder = decoder
-
-
-def _decode_chunk(names: list[str]) -> list[tuple[str, np.ndarray | None, str]]:
-    assert _worker_decoder is not None
-    return [_worker_decoder(name) for name in names]
-
-
-@contextlib.contextmanager
-def _decoded(
-    decoder: Decoder, names: list[str], workers: int | None
-) -> Iterator[Iterator[tuple[str, np.ndarray | None, str]]]:
-    """`decoder(name)` for each name, in order: in worker processes, or in-process for small jobs."""
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    if workers <= 1 or len(names) < POOL_MIN_FILES:
-        yield map(decoder, names)
-        return
-    # A ProcessPoolExecutor notices a worker that died (OOM killer, segfault in a codec) and fails every
-    # pending task with BrokenProcessPool; multiprocessing.Pool would wait for its result forever.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context(), initializer=_init_worker, initargs=(decoder,)
-    )
-    try:
-        yield _ordered(pool, names, workers)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ordered(
-    pool: ProcessPoolExecutor, names: list[str], workers: int
-) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """Results of CHUNK-sized tasks in order, with a bounded number in flight (bounded memory)."""
-    chunks = (names[i : i + CHUNK] for i in range(0, len(names), CHUNK))
-    pending: deque[Future[list[tuple[str, np.ndarray | None, str]]]] = deque(
-        pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 4 * workers)
-    )
-    while pending:
-        try:
-            done = pending.popleft().result()
-        except BrokenProcessPool:
-            raise FaceganError(
-                "a decoding worker process died (killed by the system, most likely out of memory); nothing "
-                "was written — free some memory or use fewer workers (facegan prepare --workers 1) and retry"
-            ) from None
-        pending.extend(pool.submit(_decode_chunk, chunk) for chunk in islice(chunks, 1))
-        yield from done
-
-
-def _beside(out: Path, suffix: str) -> Path:
-    """A hidden path next to `out` (same folder, so same file system: renames into `out` are atomic)."""
-    out = Path(os.path.abspath(out))
-    return out.parent / f".{out.name}{suffix}"
-
-
-@contextlib.contextmanager
-def _output_lock(out: Path, quiet: bool) -> Iterator[bool]:
-    """Hold an exclusive flock on `.NAME.lock` beside `out`: one preparer of `out` at a time. Yields
-    whether another process held it first (so what was read before may have changed meanwhile)."""
-    lock = _beside(out, ".lock")
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise FaceganError(
-            f"cannot create {str(lock)!r}: {err.strerror}; the folder that holds the output must be writable"
-        ) from None
-    waited = False
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not quiet:
-                    print(
-                        f"waiting for another process that is preparing {printable(str(out))} ...",
-                        file=sys.stderr,
-                    )
-                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel even if that process is killed
-                waited = True
-        _remove_dead_builds(out)
-        yield waited
-    finally:
-        os.close(fd)  # the lock file stays: deleting it would let a waiter lock an unlinked file
-
-
-def _new_work_dir(out: Path) -> Path:
-    """A fresh, uniquely named build folder beside `out` (host + pid say whose it is, for clean-up)."""
-    work = _beside(out, f".tmp-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        work.mkdir()
-    except OSError as err:
-        raise FaceganError(
-            f"cannot create {str(work)!r}: {err.strerror}; the folder that holds the output must be writable"
-        ) from None
-    return work
-
-
-def _remove_dead_builds(out: Path) -> None:
-    """Delete build folders of `out` left by killed prepares on this host (never a live process's work)."""
-    prefix, host = _beside(out, ".tmp-").name, socket.gethostname()
-    with contextlib.suppress(OSError):
-        for path in _beside(out, "").parent.iterdir():
-            if path.name.startswith(prefix):
-                owner = path.name[len(prefix) :].rsplit("-", 1)[0]  # HOST-PID
-                who, _, pid = owner.rpartition("-")
-                if who == host and pid.isdigit() and not _alive(int(pid)):
-                    shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def _publish(work: Path, out: Path) -> None:
     """Move the finished build to `out`: one atomic rename when `out` is new (caller holds the lock)."""
     if not os.path.lexists(out):
@@ -476,7 +324,7 @@ def prepare_cached(
         digest = hashlib.sha1(ident.encode("utf-8", "surrogateescape"))  # a non-UTF-8 path is still a key
         key = f"{path.name}-{size}px-{digest.hexdigest()[:10]}"
     target = (cache_dir or default_cache_dir()) / key
-    with _output_lock(target, quiet):
+    with output_lock(target, quiet):
         if not is_prepared(target):  # else another process prepared it while we waited: reuse it
             _check_out_dir(target, force=True)  # leftovers of an interrupted older facegan get replaced
             _build(data, listing, target, size, min_side=None, seed=seed, workers=None, quiet=quiet)

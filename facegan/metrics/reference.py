@@ -77,8 +77,9 @@ def rows_digest(rows: np.ndarray) -> str:
 def load_fakes(source: str, size: int, limit: int | None = None) -> np.ndarray:
     """uint8 (N, 3, size, size) images of a folder or zip, cropped as `facegan prepare` crops; one
     FaceganError line when it holds none. Unreadable files are skipped (as prepare skips them)."""
+    from facegan.data.decode import Decoder
     from facegan.data.prepare import source_listing
-    from facegan.data.sources import SYNTHETIC, Decoder
+    from facegan.data.sources import SYNTHETIC
 
     if source == SYNTHETIC or not Path(source).exists():
         raise FaceganError(f"--fakes {source!r} is not a folder or .zip of images")

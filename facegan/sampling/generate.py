@@ -25,7 +25,8 @@ from facegan.networks.checkpoint import (
     load_state,
     read_exported,
 )
-from facegan.networks.dcgan import Generator, build_generator
+from facegan.networks.dcgan import Generator
+from facegan.networks.factory import build_generator
 from facegan.runtime.device import pick_device
 from facegan.runtime.perf import for_inference
 from facegan.sampling.gif import gif_bytes, shared_palette

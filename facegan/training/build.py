@@ -16,8 +16,8 @@ from torch import nn
 from facegan.config.schema import RunConfig
 from facegan.data.dataset import BatchSource, PackedDataset
 from facegan.data.shard import Shard
-from facegan.networks.dcgan import build_models
 from facegan.networks.ema import EMA
+from facegan.networks.factory import build_models
 from facegan.runtime.perf import Perf, make_optimizers, make_scaler, prepare_models, uses_cuda_graphs
 from facegan.runtime.perf import resolve as resolve_perf
 from facegan.training.step import StepStats, train_step

@@ -22,8 +22,8 @@ from facegan.networks.checkpoint import (
     restore_rng,
     rng_for_rank,
 )
-from facegan.networks.dcgan import build_models
 from facegan.networks.ema import EMA
+from facegan.networks.factory import build_models
 from facegan.tracking.runs import latest_run_with_checkpoint
 from facegan.training.distributed import SINGLE, Dist
 from facegan.training.guard import GuardState, set_lr

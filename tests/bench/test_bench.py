@@ -175,7 +175,7 @@ def tiny_generator(tmp_path: Path) -> Path:
     """An untrained 32 px generator exported as safetensors (for the bench scripts' end-to-end runs)."""
     from facegan.config.schema import ModelConfig
     from facegan.networks.checkpoint import export_generator
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
 
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, _ = build_models(cfg)
@@ -230,7 +230,7 @@ def test_compare_rule_needs_a_win_in_every_draw_on_every_measure() -> None:
 def test_compare_runs_end_to_end_and_a_generator_does_not_beat_itself(prepared: Path, tmp_path: Path) -> None:
     from facegan.config.schema import ModelConfig
     from facegan.networks.checkpoint import export_generator
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
 
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
     g, _ = build_models(cfg)

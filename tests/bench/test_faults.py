@@ -35,15 +35,15 @@ def test_three_sigkills_resume_bit_identical(tmp_path: Path) -> None:
 
 
 def test_one_clear_line_verdict() -> None:
-    faults = load_harness()
+    from bench.fault_tools import one_clear_line  # what parts (b) and (c) judge refusals by
 
     def done(rc: int, err: str) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess([], rc, "", err)
 
-    assert faults.one_clear_line(done(2, "facegan train: error: bad\n"))
-    assert not faults.one_clear_line(done(1, "facegan train: error: bad\n"))
-    assert not faults.one_clear_line(done(2, "Traceback (most recent call last):\nOSError: x\n"))
-    assert not faults.one_clear_line(done(2, "warning\nfacegan train: error: bad\n"))
+    assert one_clear_line(done(2, "facegan train: error: bad\n"))
+    assert not one_clear_line(done(1, "facegan train: error: bad\n"))
+    assert not one_clear_line(done(2, "Traceback (most recent call last):\nOSError: x\n"))
+    assert not one_clear_line(done(2, "warning\nfacegan train: error: bad\n"))
 
 
 def test_next_save_removes_dead_writers_temp_files(tmp_path: Path) -> None:

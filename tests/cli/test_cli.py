@@ -331,7 +331,7 @@ def test_bad_generate_and_export_inputs(
 ) -> None:
     from facegan.config.schema import ModelConfig
     from facegan.networks.checkpoint import export_generator
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
 
     monkeypatch.chdir(tmp_path)
     cfg = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)

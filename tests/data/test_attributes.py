@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import jpeg_bytes, make_zip
 
-from facegan.data.attributes import ATTRIBUTES
 from facegan.cli.main import main
+from facegan.data.attributes import ATTRIBUTES
 from facegan.data.dataset import PackedDataset
-from facegan.errors import FaceganError
 from facegan.data.prepare import prepare
+from facegan.errors import FaceganError
+from tests.conftest import jpeg_bytes, make_zip
 
 NAMES = [f"Attr_{i:02d}" for i in range(40)]
 

@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip, patch_zip_member
 from PIL import Image, ImageFile
 
-from facegan.data import prepare as preparation
 from facegan.cli.main import main
+from facegan.data import decode
+from facegan.data import prepare as preparation
 from facegan.data.dataset import PackedDataset, resolve_dataset
-from facegan.errors import FaceganError
+from facegan.data.decode import MAX_PIXELS, Decoder
 from facegan.data.prepare import prepare
-from facegan.data.sources import MAX_PIXELS, Decoder
+from facegan.errors import FaceganError
+from tests.conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip, patch_zip_member
 
 
 def test_prepare_nested_folder(image_folder: Path, tmp_path: Path) -> None:
@@ -176,8 +177,8 @@ def test_dead_worker_is_one_error_and_force_replaces_half_written(
     with monkeypatch.context() as m:
         m.setenv("FACEGAN_TEST_PARENT", str(os.getpid()))
         m.setattr(preparation, "Decoder", _DiesOnKillJpg)
-        m.setattr(preparation, "POOL_MIN_FILES", 1)  # use worker processes even for a few files
-        m.setattr(preparation, "CHUNK", 2)
+        m.setattr(decode, "POOL_MIN_FILES", 1)  # use worker processes even for a few files
+        m.setattr(decode, "CHUNK", 2)
         with deadline(60), pytest.raises(FaceganError, match="worker process died") as err:
             prepare(str(src), out, size=32, workers=2, quiet=True)
     assert "\n" not in str(err.value)

@@ -13,16 +13,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip
 from PIL import EpsImagePlugin, Image, ImageFile
 
-import facegan.data.sources
-from facegan.data import prepare as preparation
+import facegan.data.decode
 from facegan.cli.main import main
+from facegan.data import prepare as preparation
 from facegan.data.dataset import PackedDataset
-from facegan.errors import FaceganError
+from facegan.data.decode import Decoder
 from facegan.data.prepare import prepare
-from facegan.data.sources import Decoder, scan_source
+from facegan.data.sources import scan_source
+from facegan.errors import FaceganError
+from tests.conftest import constant_png, deadline, jpeg_bytes, make_image_folder, make_zip
 
 try:
     import fcntl
@@ -166,14 +167,14 @@ def test_an_unexpected_codec_error_skips_the_file_not_the_prepare(
 ) -> None:
     src = make_image_folder(tmp_path / "src", 3, nested=False)
     (src / "odd.jpg").write_bytes(jpeg_bytes(9, w=50, h=50))
-    real = facegan.data.sources.to_rgb
+    real = facegan.data.decode.to_rgb
 
     def to_rgb(img: Image.Image) -> Image.Image:
         if img.size == (50, 50):
             raise RuntimeError("codec bug")
         return real(img)
 
-    monkeypatch.setattr(facegan.data.sources, "to_rgb", to_rgb)
+    monkeypatch.setattr(facegan.data.decode, "to_rgb", to_rgb)
     res = prepare(str(src), tmp_path / "out", size=32, quiet=True)
     assert res.count == 3
     assert res.skipped == [{"file": "odd.jpg", "reason": "could not decode (RuntimeError: codec bug)"}]

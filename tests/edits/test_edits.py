@@ -22,7 +22,7 @@ from facegan.edits.interfacegan import conditioned, fit_normal
 from facegan.edits.unsupervised import first_layer_weight, ganspace, named, read_names, sefa, unnamed
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.sampling.directions import Directions, find_directions, load_directions, parse_edits, sidecar
 from facegan.sampling.generate import faces, load_generator
 from facegan.sampling.render import amounts, edit_faces, sweep

@@ -41,7 +41,8 @@ from facegan.metrics import (
 )
 from facegan.metrics.inception import FIDELITY_WEIGHTS_FILE, INCEPTION_ID
 from facegan.metrics.protocols import real_indices
-from facegan.networks.dcgan import Generator, build_models
+from facegan.networks.dcgan import Generator
+from facegan.networks.factory import build_models
 
 SIZE = 32
 

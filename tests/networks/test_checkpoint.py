@@ -27,7 +27,7 @@ from facegan.networks.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.sampling.generate import load_generator
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)

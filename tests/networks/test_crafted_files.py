@@ -17,7 +17,7 @@ from facegan.cli.main import main
 from facegan.config.schema import ModelConfig, RunConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import CONFIG_KEY, export_generator, save_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 
 SMALL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 

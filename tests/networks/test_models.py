@@ -8,7 +8,7 @@ from torch import nn
 
 from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 
 
 def n_params(m: nn.Module) -> int:

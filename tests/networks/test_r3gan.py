@@ -14,7 +14,7 @@ from facegan.config.schema import GANConfig, ModelConfig, OptimConfig, preset_co
 from facegan.errors import FaceganError
 from facegan.metrics.evaluate import to_uint8
 from facegan.networks.checkpoint import load_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.networks.r3gan import ResDiscriminator, ResGenerator, ResidualBlock, stage_widths
 from facegan.runtime.perf import make_optimizers
 from facegan.sampling.generate import faces, load_generator

@@ -9,7 +9,7 @@ import torch
 
 from facegan.config.schema import ModelConfig, OptimConfig, PerfConfig
 from facegan.errors import FaceganError
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.runtime import perf as perf_module
 from facegan.runtime.perf import Perf, make_optimizers, make_scaler, prepare_models, resolve
 from facegan.training.step import train_step

@@ -12,7 +12,7 @@ from facegan.cli.main import main
 from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.sampling.generate import faces, interpolation, latents, load_generator, parse_seeds
 
 CFG = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
@@ -128,7 +128,7 @@ def test_fast_inference_keeps_seeds_and_batches_consistent(tmp_path: Path) -> No
     seed's face is still independent of its batch, and within bf16 rounding of the fp32 face."""
     from facegan.config.schema import ModelConfig
     from facegan.networks.checkpoint import export_generator
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
     from facegan.runtime.perf import InferenceGenerator, Perf, for_inference
 
     g, _ = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), seed=0)
@@ -149,7 +149,7 @@ def test_load_generator_picks_or_refuses_devices(tmp_path: Path) -> None:
     from facegan.config.schema import ModelConfig
     from facegan.errors import FaceganError
     from facegan.networks.checkpoint import export_generator
-    from facegan.networks.dcgan import build_generator
+    from facegan.networks.factory import build_generator
     from facegan.sampling.generate import load_generator
 
     cfg = ModelConfig(size=32, latent_dim=8, ngf=4, ndf=4)

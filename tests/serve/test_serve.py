@@ -34,7 +34,8 @@ from PIL import Image
 from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import Generator, build_models
+from facegan.networks.dcgan import Generator
+from facegan.networks.factory import build_models
 from facegan.sampling.directions import Directions, sidecar
 from facegan.sampling.generate import MAX_SEED, faces, load_generator, write_faces
 from facegan.serve import DEFAULT_TRUNCATION

@@ -186,7 +186,7 @@ def serving(app: Any, limits: ServeLimits) -> Iterator[int]:
 @pytest.fixture(scope="module")
 def guarded_port() -> Iterator[int]:
     from facegan.config.schema import ModelConfig
-    from facegan.networks.dcgan import build_models
+    from facegan.networks.factory import build_models
     from facegan.serve import build_app
 
     g, _ = build_models(ModelConfig(size=32, ngf=8, ndf=8), seed=0)

@@ -14,7 +14,7 @@ import torch
 from facegan.cli.main import main
 from facegan.config.schema import ModelConfig
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 
 
 def tiny_export(tmp_path: Path, arch: str, g_upsample: str = "convt") -> Path:

@@ -20,7 +20,7 @@ from facegan.errors import FaceganError
 from facegan.metrics.cache import RealStats, default_metrics_cache_dir, save_real_stats
 from facegan.metrics.evaluate import real_stats
 from facegan.networks.checkpoint import export_generator, save_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.storage.files import atomic_write, cache_root
 from facegan.tracking.plots import progress_gif
 

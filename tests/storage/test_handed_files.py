@@ -25,7 +25,7 @@ from facegan.cli.main import main
 from facegan.config.schema import ModelConfig, RunConfig, load_config_file
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import CONFIG_KEY, FORMAT, load_checkpoint, read_exported, save_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.sampling.generate import load_generator
 from tests.conftest import deadline
 
@@ -191,13 +191,13 @@ def test_a_model_too_large_to_train_is_one_line(change: dict[str, Any]) -> None:
 def test_ngf_4096_dry_run_is_refused_before_anything_is_built(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import facegan.networks.dcgan
+    import facegan.networks.factory
     import facegan.training.build
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a model was built before its size was checked")
 
-    monkeypatch.setattr(facegan.networks.dcgan, "build_models", refuse)
+    monkeypatch.setattr(facegan.networks.factory, "build_models", refuse)
     monkeypatch.setattr(facegan.training.build, "build_models", refuse)
     code, err = _cli(capsys, "train", "--ngf", "4096", "--dry-run")  # was the declared maximum
     assert _one_line(code, err) and "--ngf must be at most 1024" in err, err

@@ -26,7 +26,7 @@ from facegan.data.prepare import IMAGES, MANIFEST
 from facegan.errors import FaceganError
 from facegan.metrics.cache import RealStats, cache_key, cache_path, load_real_stats
 from facegan.networks.checkpoint import FORMAT, load_checkpoint, read_exported
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.sampling.generate import load_generator
 from tests.conftest import deadline
 

@@ -29,7 +29,7 @@ from facegan.data.prepare import prepare
 from facegan.data.shard import Shard
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import load_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.training.distributed import check_run
 from facegan.training.step import train_step
 from tests.training.test_train import assert_same

@@ -13,7 +13,7 @@ from pathlib import Path
 from facegan.config.schema import ModelConfig
 from facegan.metrics import evaluate
 from facegan.networks.checkpoint import load_checkpoint
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from tests.training.test_train import TINY, only_run
 
 # Runs `facegan train` with generation during evaluation slowed to 0.5 s per image (a 64-image C2ST

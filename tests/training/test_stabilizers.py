@@ -25,8 +25,9 @@ from facegan.config.schema import (
 from facegan.data import augment
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import load_checkpoint
-from facegan.networks.dcgan import MinibatchStd, build_models
+from facegan.networks.dcgan import MinibatchStd
 from facegan.networks.ema import EMA, ema_beta
+from facegan.networks.factory import build_models
 from facegan.runtime.perf import make_optimizers
 from facegan.sampling.generate import load_generator
 from facegan.training.loop import train

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from facegan.config.schema import ModelConfig, OptimConfig
-from facegan.networks.dcgan import build_models
+from facegan.networks.factory import build_models
 from facegan.runtime.perf import make_optimizers
 from facegan.training.losses import d_loss_bce, g_loss_bce
 from facegan.training.step import train_step
