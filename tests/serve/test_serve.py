@@ -627,9 +627,8 @@ class _BrokenGenerator(Generator):
 
 def test_unexpected_errors_are_a_generic_500(caplog: pytest.LogCaptureFixture) -> None:
     """build_app's catch-all: a failing generator gives a bare 500 JSON; details only in the log."""
-    from test_serve_guard import serving
-
     from facegan.serve import ServeLimits, build_app
+    from tests.serve.test_serve_guard import serving
 
     app = build_app({"broken": _BrokenGenerator(ModelConfig(size=32, ngf=8, ndf=8))})
     with serving(app, ServeLimits()) as port:

@@ -317,9 +317,8 @@ def test_inception_weights_swapped_after_the_check_never_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tf_inception = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    from test_no_code_exec import Evil
-
     from facegan.metrics.inception import inception_extractor
+    from tests.storage.test_no_code_exec import Evil
 
     marker = tmp_path / "code-ran"
     path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
