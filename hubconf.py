@@ -21,7 +21,7 @@ dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy"]
 def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
     import facegan
     from facegan.api import Generator
-    from facegan.models import build_models
+    from facegan.networks.factory import build_models
 
     g = facegan.load(name, device=device, amp=amp)
     if pretrained:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/test_browser.py needs on a fresh Debian/Ubuntu machine: Chromium and its
+# Installs what tests/serve/test_browser.py needs on a fresh Debian/Ubuntu machine: Chromium and its
 # WebDriver from the distribution (test tools' own browser downloads need the open internet).
 # Idempotent. When the install fails it exits 0 on a developer machine (the browser test then skips
 # with its reason) but 1 under CI=true, where a silently skipped browser test would hide a broken page.
@@ -12,10 +12,10 @@ fi
 
 warn() {
     if [ "${CI:-}" = "true" ]; then
-        echo "browser-deps: ERROR: $*; CI=true needs tests/test_browser.py to run, so this fails" >&2
+        echo "browser-deps: ERROR: $*; CI=true needs tests/serve/test_browser.py to run, so this fails" >&2
         exit 1
     fi
-    echo "browser-deps: WARNING: $*; tests/test_browser.py will be skipped" >&2
+    echo "browser-deps: WARNING: $*; tests/serve/test_browser.py will be skipped" >&2
     exit 0
 }
 

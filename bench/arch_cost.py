@@ -21,11 +21,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.build import build_training
-from facegan.config import PerfConfig, RunConfig, preset_config, with_overrides
-from facegan.device import pick_device
-from facegan.models import build_models
-from facegan.step import sample_latent
+from facegan.config.schema import PerfConfig, RunConfig, preset_config, with_overrides
+from facegan.networks.factory import build_models
+from facegan.runtime.device import pick_device
+from facegan.training.build import build_training
+from facegan.training.step import sample_latent
 
 PRESETS = ("dcgan", "dcgan-plus", "r3gan")
 

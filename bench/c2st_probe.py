@@ -30,11 +30,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.data import resolve_dataset
+from facegan.data.dataset import resolve_dataset
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
 from facegan.metrics.c2st import c2st
 from facegan.metrics.evaluate import fake_batches, to_uint8
+from facegan.sampling.generate import load_generator
 
 Images = np.ndarray  # uint8 (N, 3, H, W)
 

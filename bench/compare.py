@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.data import PackedDataset, resolve_dataset
-from facegan.device import pick_device
+from facegan.data.dataset import PackedDataset, resolve_dataset
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
 from facegan.metrics import evaluate
+from facegan.runtime.device import pick_device
+from facegan.sampling.generate import load_generator
 
 # The measures a comparison reads from evaluate's results, and which way is better: a key to a
 # "badness" (lower is better), so the rule below needs one comparison.

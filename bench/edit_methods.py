@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegan import pretrained
-from facegan.data import resolve_dataset
+from facegan.data.dataset import resolve_dataset
 from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
-from facegan.edits.directions import Directions
 from facegan.edits.evaluate import evaluate_edits, markdown, summary, to_u8
-from facegan.edits.render import edit_faces
 from facegan.edits.supervised import EVAL_SEED, Boundaries, fit_boundaries, package
 from facegan.edits.unsupervised import ganspace, sefa, unnamed
-from facegan.generate import load_generator
 from facegan.metrics.swd import swd
+from facegan.sampling.directions import Directions
+from facegan.sampling.generate import load_generator
+from facegan.sampling.render import edit_faces
+from facegan.sharing import pretrained
 
 # Conditioning on the attributes that say who a face is: an edit should not change them.
 IDENTITY = ["Male", "Young", "Eyeglasses"]

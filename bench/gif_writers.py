@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence
 
-from facegan import pretrained
-from facegan.generate import interpolation, load_generator, resize, to_pil, walk_gif
-from facegan.gif import shared_palette
+from facegan.sampling.generate import interpolation, load_generator, resize, to_pil, walk_gif
+from facegan.sampling.gif import shared_palette
+from facegan.sharing import pretrained
 
 
 def _imageio_rows(size: str, duration: int) -> dict[str, Callable[[torch.Tensor], bytes]]:

@@ -5,13 +5,14 @@
     python bench/scaling.py --help
 
 Each row starts `facegan`'s real distributed path — `torch.distributed.run --standalone` launching this
-script's worker, which joins with `facegan.distributed.session()`, builds the run with
-`facegan.build.build_training` + `facegan.distributed.adapt` and steps it with
-`facegan.distributed.train_step` (exactly what `facegan train` does per step) — or the same worker alone
-for the one-process rows. The global batch is the same in every row. Reported per row: img/s (median of
-timed windows after warm-up), the scaling efficiency, and the wall time per step spent in the gradient
-all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch time only, as NCCL runs
-asynchronously). Rows run in interleaved rounds, so a load change on a shared machine hits each alike.
+script's worker, which joins with `facegan.training.distributed.session()`, builds the run with
+`facegan.training.build.build_training` + `facegan.training.distributed.adapt` and steps it with
+`facegan.training.distributed.train_step` (exactly what `facegan train` does per step) — or the same
+worker alone for the one-process rows. The global batch is the same in every row. Reported per row:
+img/s (median of timed windows after warm-up), the scaling efficiency, and the wall time per step
+spent in the gradient all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch
+time only, as NCCL runs asynchronously). Rows run in interleaved rounds, so a load change on a shared
+machine hits each alike.
 
 `--paper` prints the projection instead (no training): gradient bytes per step of the seed DCGAN at
 64/128/256 px (parameters counted on the real model classes), ring all-reduce time 2(N-1)·α +
@@ -47,12 +48,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # runnable as `python bench/scaling.py` without installing facegan
     sys.path.insert(0, str(REPO_ROOT))
 
-from facegan.build import build_training  # noqa: E402
-from facegan.config import resolve_config  # noqa: E402
-from facegan.data import PackedDataset  # noqa: E402
-from facegan.device import pick_device  # noqa: E402
-from facegan.distributed import adapt, session, train_step  # noqa: E402
-from facegan.prepare import prepare  # noqa: E402
+from facegan.config.schema import resolve_config  # noqa: E402
+from facegan.data.dataset import PackedDataset  # noqa: E402
+from facegan.data.prepare import prepare  # noqa: E402
+from facegan.runtime.device import pick_device  # noqa: E402
+from facegan.training.build import build_training  # noqa: E402
+from facegan.training.distributed import adapt, session, train_step  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -237,8 +238,8 @@ def projection(args: argparse.Namespace) -> str:
     """The on-paper table: gradient bytes, all-reduce times and predicted efficiency (see the docstring)."""
     from arch_cost import step_flops  # bench/arch_cost.py: FLOPs of one facegan train_step per image
 
-    from facegan.config import ModelConfig, preset_config, with_overrides
-    from facegan.models import build_models
+    from facegan.config.schema import ModelConfig, preset_config, with_overrides
+    from facegan.networks.factory import build_models
 
     fabrics = [
         ("8 GPUs, NVLink", 8, args.nvlink_gbs * 1e9, args.nvlink_us * 1e-6),

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.data import resolve_dataset
-from facegan.generate import latents, load_generator
+from facegan.data.dataset import resolve_dataset
+from facegan.sampling.generate import latents, load_generator
 
 
 def amplitude(images: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ seed write-ups do per batch. Rows:
   gen-default  generator-only inference, default settings
   gen-fastest  generator-only inference, fastest settings (screened separately: inference ≠ training)
 
-All rows read the same images: the source is packed once with `facegan.prepare.prepare`, and exactly the
+All rows read the same images: the source is packed once with `facegan.data.prepare.prepare`, and exactly the
 files it kept are staged (extracted from the zip, or linked) as an ImageFolder for the reference.
 Warm-up (worker start, oneDNN primitive creation, torch.compile) is excluded; each row reports the
 median and range of several timed windows, with a device sync at every window end. The windows of

@@ -1,6 +1,6 @@
 """facegan: train, evaluate, share and serve face GANs (seed-faithful DCGAN by default)."""
 
-__version__ = "0.1.0"
+from facegan.version import __version__
 
 # The Python API (facegan/api.py), imported on first use so that `import facegan` stays cheap (no torch).
 _API = ("load", "train", "export", "Generator")

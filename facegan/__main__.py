@@ -2,6 +2,6 @@
 
 import sys
 
-from facegan.cli import main
+from facegan.cli.main import main
 
 sys.exit(main())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -26,19 +25,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from facegan.config import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
+from facegan.config.schema import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
 from facegan.errors import FaceganError
-from facegan.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
-from facegan.perf import InferenceGenerator
+from facegan.runtime.perf import unwrap_inference
+from facegan.sampling.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
+from facegan.sharing.names import is_hub_id, not_found
 
 Output = Literal["pil", "tensor", "grid"]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The plain generator inside an inference wrapper (its weights are what gets exported)."""
-    if isinstance(module, Generator):
-        module = module.model
-    return module.g if isinstance(module, InferenceGenerator) else module
+    """The plain generator inside a `Generator` and an inference wrapper (its weights are what gets
+    exported)."""
+    return unwrap_inference(module.model if isinstance(module, Generator) else module)
 
 
 class Generator(nn.Module):
@@ -101,7 +100,7 @@ class Generator(nn.Module):
         if batch_size < 1:
             raise FaceganError(f"batch_size must be >= 1, got {batch_size}")
         if edit:
-            from facegan.edits.render import edit_faces
+            from facegan.sampling.render import edit_faces
 
             images = edit_faces(
                 self.model,
@@ -180,7 +179,7 @@ def load(
     Hub lookup (a squatted repository of that name could answer). `amp` "off" (default, as the CLI,
     torch.hub and the page) is exact fp32; "auto" uses the device's fast inference path (bf16 on CPUs
     with native bf16 and on CUDA). `revision` picks a Hub revision."""
-    from facegan import pretrained
+    from facegan.sharing import pretrained
 
     text = str(source)
     if not text.strip():  # Path("") is the current folder, which would report a missing latest.pt
@@ -195,35 +194,6 @@ def load(
     if os.path.lexists(text):
         return Generator(load_generator(text, device, amp), text)
     raise FaceganError(not_found(text))
-
-
-HUB_PREFIX = "hf:"
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def is_hub_id(text: str) -> bool:
-    """Whether `text` names a Hub repo explicitly ("hf:..."); a malformed id is one line."""
-    if not text.startswith(HUB_PREFIX):
-        return False
-    repo = text[len(HUB_PREFIX) :]
-    if not _REPO_ID.fullmatch(repo) or ".." in repo:
-        raise FaceganError(f"{text!r} is not a Hub repo id; write hf:owner/name")
-    return True
-
-
-def not_found(text: str) -> str:
-    """The one line for a source that is neither a shipped name, a Hub id nor an existing path."""
-    from facegan import pretrained
-
-    hint = (
-        f"; for the Hugging Face Hub write hf:{text}"
-        if _REPO_ID.fullmatch(text)
-        else "; a Hugging Face Hub repo is written hf:owner/name"
-    )
-    return (
-        f"{text!r} is not a file or folder here, nor a shipped generator "
-        f"({', '.join(pretrained.available())}){hint}"
-    )
 
 
 def export(
@@ -241,7 +211,7 @@ def export(
     folder / checkpoint / file it came from) fills the model card; `license` (a Hub licence id) and
     `datasets` (Hub dataset ids) go into its metadata. `half` stores the safetensors weights (plain or
     Hub) as float16: half the file, the same faces to within float16 rounding."""
-    from facegan.checkpoint import export_generator
+    from facegan.networks.checkpoint import export_generator
 
     out = Path(out)
     format = format or ("onnx" if out.suffix == ".onnx" else "safetensors")
@@ -253,7 +223,7 @@ def export(
     if format == "onnx":
         if half:
             raise FaceganError("--half applies to safetensors and hub exports; ONNX stays float32")
-        from facegan.onnx_export import export_onnx
+        from facegan.sharing.onnx import export_onnx
 
         return export_onnx(g, out)
     if format == "hub":
@@ -279,8 +249,8 @@ def train(
     `tracker="tensorboard,mlflow"`); they layer as defaults < preset < config < settings.
     `resume`: "auto" or a run folder / checkpoint to continue (then `settings` may change only what
     `--resume` allows: length, device, intervals)."""
-    from facegan.config import load_config_file, resolve_config, resumable_fields, with_overrides
-    from facegan.loop import train as run
+    from facegan.config.schema import load_config_file, resolve_config, resumable_fields, with_overrides
+    from facegan.training.loop import train as run
 
     if resume is not None:
         return run(
@@ -303,7 +273,7 @@ def train(
 def _export_edits(g: nn.Module, weights: Path) -> None:
     """Write `g`'s edit directions beside its exported weights (`X.edits.safetensors`), so they load
     with it; an older sidecar of a model without edits is removed rather than left to mislead."""
-    from facegan.edits.directions import sidecar
+    from facegan.sampling.directions import sidecar
 
     directions, side = getattr(g, "edits", None), sidecar(weights)
     if directions is not None:
@@ -313,9 +283,9 @@ def _export_edits(g: nn.Module, weights: Path) -> None:
 
 
 def _hub() -> Any:
-    """facegan.hub, or one line saying which extra it needs."""
+    """facegan.sharing.hub, or one line saying which extra it needs."""
     try:
-        from facegan import hub
+        from facegan.sharing import hub
     except ImportError as err:
         raise FaceganError(
             f"the Hugging Face Hub layout needs {err.name or 'huggingface_hub'}: pip install 'facegan[hub]'"

@@ -114,7 +114,7 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def prepared(tmp_path: Path) -> Path:
     """A 64-image, 32px prepared dataset."""
-    from facegan.prepare import prepare
+    from facegan.data.prepare import prepare
 
     src = make_image_folder(tmp_path / "src", 64, nested=False)
     return prepare(str(src), tmp_path / "prepared", size=32, quiet=True).out

@@ -12,8 +12,8 @@ from PIL import Image
 
 import facegan
 from facegan.errors import FaceganError
-from facegan.generate import faces, interpolation, load_generator, to_pil
-from facegan.pretrained import path as shipped_path
+from facegan.sampling.generate import faces, interpolation, load_generator, to_pil
+from facegan.sharing.pretrained import path as shipped_path
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from facegan.checkpoint import load_checkpoint
-from facegan.cli import main
+from facegan.cli.main import main
+from facegan.networks.checkpoint import load_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
 TINY = [
@@ -68,7 +68,7 @@ def test_the_readme_has_recipes_for_both_architectures_sizes_and_datasets() -> N
 
 @pytest.mark.parametrize("index", range(len([a for a in recipe_lines() if a[0] == "train"])))
 def test_gpu_recipe_runs_at_tiny_scale(index: int, tmp_path: Path) -> None:
-    from conftest import jpeg_bytes
+    from tests.conftest import jpeg_bytes
 
     src = tmp_path / "faces.zip"  # large enough for the 128 px recipes
     with zipfile.ZipFile(src, "w") as zf:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_serve import free_port
 
 import facegan
+from tests.serve.test_serve import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = (7, 1234)
@@ -99,8 +99,8 @@ def test_every_surface_defaults_to_exact_fp32() -> None:
     import importlib.util
     import inspect
 
-    from facegan.cli import build_parser
-    from facegan.config import INFERENCE_AMP_DEFAULT
+    from facegan.cli.main import build_parser
+    from facegan.config.schema import INFERENCE_AMP_DEFAULT
     from facegan.serve.config import ServeConfig
 
     assert INFERENCE_AMP_DEFAULT == "off"

@@ -11,7 +11,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-# The JSON document's shape (JSON Schema draft 2020-12), checked by tests/test_gpu_check.py.
+# The JSON document's shape (JSON Schema draft 2020-12), checked by tests/bench/test_gpu_check.py.
 ROW_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["key", "part", "kind", "label", "status", "spec"],

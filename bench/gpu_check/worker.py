@@ -27,10 +27,10 @@ from bench.gpu_check.plan import RowSpec
 from bench.speed.env import sync
 from bench.speed.runners import ReferenceRunner, Runner
 from bench.speed.timing import time_window
-from facegan.build import build_training
-from facegan.config import ModelConfig, resolve_config
-from facegan.data import PackedDataset
-from facegan.step import StepStats
+from facegan.config.schema import ModelConfig, resolve_config
+from facegan.data.dataset import PackedDataset
+from facegan.training.build import build_training
+from facegan.training.step import StepStats
 
 PREFIX = "GPUCHECK "
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -216,7 +216,8 @@ def serve_latency(spec: RowSpec, device: torch.device, limit_s: float) -> dict[s
 
 
 def torchrun_row(spec: RowSpec, device: torch.device, tmp: Path) -> dict[str, Any]:
-    """bench/scaling.py's 1-process and 2-rank rows (its worker joins through facegan.distributed)."""
+    """bench/scaling.py's 1-process and 2-rank rows (its worker joins through
+    facegan.training.distributed)."""
     out = tmp / "scaling.json"
     cmd = [
         sys.executable,

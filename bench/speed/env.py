@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facegan.perf import Perf
+from facegan.runtime.perf import Perf
 
 # Dense datasheet peaks in TFLOP/s as (bf16 tensor core, tf32 tensor core, fp32 CUDA core), matched
 # against torch.cuda.get_device_name() in order (the first matching key wins).

@@ -10,9 +10,9 @@ from torch import nn
 
 from bench.speed.reference import reference_models, reference_optimizers, reference_step
 from bench.speed.runners import bench_config
-from facegan.build import build_training
-from facegan.config import ModelConfig, PerfConfig
-from facegan.step import sample_latent
+from facegan.config.schema import ModelConfig, PerfConfig
+from facegan.training.build import build_training
+from facegan.training.step import sample_latent
 
 
 def count_flops(fn: Callable[[], Any]) -> int:

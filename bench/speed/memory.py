@@ -16,9 +16,9 @@ import torch
 
 from bench.speed.env import sync
 from bench.speed.runners import bench_config
-from facegan.build import batch_source, build_training
-from facegan.config import ModelConfig, PerfConfig
-from facegan.data import PackedDataset
+from facegan.config.schema import ModelConfig, PerfConfig
+from facegan.data.dataset import PackedDataset
+from facegan.training.build import batch_source, build_training
 
 ENTRY = Path(__file__).resolve().parents[1] / "throughput.py"  # the script that runs `memory_child`
 

@@ -8,8 +8,8 @@ from torch import nn
 from bench.speed.reference import reference_models, reference_optimizers, reference_step
 from bench.speed.runners import FaceganRunner
 from bench.speed.staging import Staged
-from facegan.config import ModelConfig, PerfConfig
-from facegan.perf import resolve
+from facegan.config.schema import ModelConfig, PerfConfig
+from facegan.runtime.perf import resolve
 
 
 def profile_steps(

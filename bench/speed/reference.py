@@ -1,7 +1,7 @@
 """The reference recipe: the PyTorch DCGAN example's networks, init, optimizers and loop body.
 
 Re-implemented once, here, for two users: row a of the throughput benchmark times it, and
-`tests/test_step.py` checks that facegan's `train_step` computes the same update.
+`tests/training/test_step.py` checks that facegan's `train_step` computes the same update.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from facegan.config import ModelConfig
+from facegan.config.schema import ModelConfig
 
 
 class RefGenerator(nn.Module):

@@ -12,12 +12,12 @@ from torch import nn
 
 from bench.speed.env import sync
 from bench.speed.reference import reference_models, reference_optimizers, reference_step
-from facegan.build import build_training
-from facegan.config import ModelConfig, PerfConfig, RunConfig, TrainConfig
-from facegan.data import PackedDataset
-from facegan.models import build_models
-from facegan.perf import Perf, prepare_models
-from facegan.step import StepStats, sample_latent
+from facegan.config.schema import ModelConfig, PerfConfig, RunConfig, TrainConfig
+from facegan.data.dataset import PackedDataset
+from facegan.networks.factory import build_models
+from facegan.runtime.perf import Perf, prepare_models
+from facegan.training.build import build_training
+from facegan.training.step import StepStats, sample_latent
 
 
 class Runner:
@@ -101,14 +101,14 @@ class ReferenceRunner(Runner):
 
 def bench_config(mc: ModelConfig, batch_size: int, perf: Perf | PerfConfig, seed: int = 0) -> RunConfig:
     """The run a facegan row measures: every default (the seed recipe) but the model, batch and speed
-    settings; built by `facegan.build.build_training`, as `facegan train` builds it."""
+    settings; built by `facegan.training.build.build_training`, as `facegan train` builds it."""
     if isinstance(perf, Perf):
         perf = perf.as_config(perf.compile_mode or "off")
     return RunConfig(model=mc, train=TrainConfig(batch_size=batch_size, seed=seed), perf=perf)
 
 
 class FaceganRunner(Runner):
-    """Rows b and c: exactly what `facegan.loop` does per step, from a packed dataset.
+    """Rows b and c: exactly what `facegan.training.loop` does per step, from a packed dataset.
 
     `build_training` → `Training.step` (BatchSource → train_step → EMA update where configured) → stats
     stacked and summed on the device; the sums are read back at window ends, the loop's log interval.

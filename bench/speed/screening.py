@@ -13,9 +13,9 @@ import torch
 from bench.speed.env import log, precision_of
 from bench.speed.runners import Runner
 from bench.speed.timing import Plan, short_error, time_window, warm_up
-from facegan.config import PerfConfig
+from facegan.config.schema import PerfConfig
 from facegan.errors import FaceganError
-from facegan.perf import Perf, resolve
+from facegan.runtime.perf import Perf, resolve
 
 
 def parse_candidate(spec: str) -> PerfConfig:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.speed.env import log
-from facegan.data import PackedDataset
-from facegan.prepare import prepare
+from facegan.data.dataset import PackedDataset
+from facegan.data.prepare import prepare
 
 SYNTH_W, SYNTH_H = 89, 109  # the shared CelebA copy's size (official aligned CelebA halved)
 
@@ -29,7 +29,7 @@ def make_synthetic_jpegs(root: Path, n: int) -> Path:
     """`n` procedurally drawn faces as JPEGs in CelebA's layout (`img_align_celeba/000001.jpg`)."""
     from PIL import Image
 
-    from facegan.synthetic import synthetic_face
+    from facegan.data.synthetic import synthetic_face
 
     folder = root / "img_align_celeba"
     folder.mkdir(parents=True)
@@ -48,7 +48,7 @@ def stage_data(data: str, size: int, tmp: Path) -> Staged:
         source, description = str(make_synthetic_jpegs(tmp / "synthetic", n)), f"{n} synthetic JPEGs"
     else:
         source, description = data, str(Path(data).resolve())
-    log(f"packing {source} at {size}px with facegan.prepare.prepare (outside timing)")
+    log(f"packing {source} at {size}px with facegan.data.prepare.prepare (outside timing)")
     t0 = time.perf_counter()
     prepared = prepare(source, tmp / "packed", size, quiet=True)
     prepare_s = time.perf_counter() - t0

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from facegan.edits.classifier import AttributeNet
-from facegan.generate import forward_fixed, latents
+from facegan.sampling.generate import forward_fixed, latents
 
 LO, HI = 0.15, 0.85
 MAX_STEP = 4.0

@@ -199,7 +199,7 @@ def labelled_faces(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(uint8 images (N, 3, S, S), {0, 1} labels (N, A), names) of a dataset (zip, folder or prepared
     folder, prepared as `facegan prepare` does) and its attribute file."""
-    from facegan.data import resolve_dataset
+    from facegan.data.dataset import resolve_dataset
 
     ds = resolve_dataset(data, size, quiet=True)
     names, rows = read_attributes(attrs_path)

@@ -7,8 +7,9 @@ rows zero, so training starts at the unconditional faces) and trains against a f
 discriminator (Miyato & Koyama 2018: logit = ψ(φ(x)) + ⟨embed(c), φ(x)⟩). Fake conditions are real label
 rows drawn at random, so their joint distribution (blond ∧ female …) is the data's.
 
-A seed names (z, c₀): z as `facegan.generate.latents`, c₀ a label row drawn from the same seed. Amount a
-of edit k moves c_k from c₀_k toward +1 (a > 0) or −1 (a < 0); a = 0 keeps c₀, i.e. the seed's face.
+A seed names (z, c₀): z as `facegan.sampling.generate.latents`, c₀ a label row drawn from the same
+seed. Amount a of edit k moves c_k from c₀_k toward +1 (a > 0) or −1 (a < 0); a = 0 keeps c₀, i.e.
+the seed's face.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from facegan.augment import diff_augment
-from facegan.config import ModelConfig
+from facegan.config.schema import ModelConfig
+from facegan.data.augment import diff_augment
 from facegan.errors import FaceganError
-from facegan.generate import forward_fixed, latents
-from facegan.models import Discriminator, Generator, init_weights
+from facegan.networks.dcgan import Discriminator, Generator, init_weights
+from facegan.sampling.generate import forward_fixed, latents
 
 
 class CondGenerator(nn.Module):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegan.edits.classifier import AttributeNet
-from facegan.generate import forward_fixed, latents
+from facegan.sampling.generate import forward_fixed, latents
 
 EXTREMES = 0.3
 # |cos| between two attributes' normals above which conditional manipulation removes the other one.

@@ -12,8 +12,8 @@ from torch import nn
 
 from facegan.edits.calibrate import HI, LO, MAX_STEP, calibrate
 from facegan.edits.classifier import AttributeNet
-from facegan.edits.directions import Directions
 from facegan.edits.interfacegan import edit_vectors, normals, sample_scores
+from facegan.sampling.directions import Directions
 
 # Seeds used to find (0 …) and to calibrate (CALIBRATION_SEED …); evaluation uses EVAL_SEED … so the
 # faces that are measured were used for neither.

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from facegan.edits.directions import NAME, Directions
 from facegan.errors import FaceganError
+from facegan.sampling.directions import NAME, Directions
 
 
 def plain(g: nn.Module) -> nn.Module:
@@ -32,7 +32,7 @@ def plain(g: nn.Module) -> nn.Module:
 def first_layer_weight(g: nn.Module) -> torch.Tensor:
     """The first layer's weight as a matrix (m, latent_dim): z ↦ A z."""
     g = plain(g)
-    if hasattr(g, "basis"):  # facegan.r3gan.ResGenerator: Linear(latent, w0·4·4)
+    if hasattr(g, "basis"):  # facegan.networks.r3gan.ResGenerator: Linear(latent, w0·4·4)
         return g.basis.weight.detach().float()
     first = g.main[0]  # DCGAN: ConvTranspose2d(latent, w0, 4) on a 1×1 input is linear in z
     if not isinstance(first, nn.ConvTranspose2d):

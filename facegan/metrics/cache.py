@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facegan.files import atomic_write, cache_root
 from facegan.metrics.frechet import gaussian_stats
+from facegan.storage.files import atomic_write, cache_root
 
 CACHE_VERSION = 1
 
@@ -73,7 +73,7 @@ def load_real_stats(path: Path, key: dict[str, object]) -> RealStats | None:
 
 
 def save_real_stats(path: Path, key: dict[str, object], stats: RealStats) -> None:
-    """Atomic write (facegan.files): concurrent or interrupted runs never see half a file; a failed
+    """Atomic write (facegan.storage.files): concurrent or interrupted runs never see half a file; a failed
     write raises one FaceganError line and leaves any earlier file as it was."""
 
     def write(tmp: Path) -> None:

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 import facegan.metrics.measures  # noqa: F401  (registers the built-in metrics)
-from facegan.data import PackedDataset
+from facegan.data.dataset import PackedDataset
 from facegan.errors import FaceganError
-from facegan.generate import check_truncation
 from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.inception import FeatureExtractor, inception_extractor
 from facegan.metrics.measurement import (  # re-exported: callers import them from here
@@ -28,7 +27,8 @@ from facegan.metrics.measurement import (  # re-exported: callers import them fr
 from facegan.metrics.protocols import parse_metrics
 from facegan.metrics.reference import reference
 from facegan.metrics.registry import METRICS
-from facegan.models import Generator
+from facegan.networks.dcgan import Generator
+from facegan.sampling.generate import check_truncation
 
 __all__ = [
     "METRICS_FILE",

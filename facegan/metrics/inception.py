@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-from facegan.untrusted import read_regular
+from facegan.storage.untrusted import read_regular
 
 # A feature extractor maps a uint8 batch (B, 3, H, W) in [0, 255] to float features (B, D).
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]

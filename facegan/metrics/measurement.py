@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from facegan.data import PackedDataset
+from facegan.data.dataset import PackedDataset
 from facegan.errors import FaceganError
-from facegan.generate import faces
 from facegan.metrics.cache import (
     RealStats,
     cache_key,
@@ -33,7 +32,8 @@ from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.inception import FeatureExtractor, extractor_id
 from facegan.metrics.protocols import Protocol, real_indices
 from facegan.metrics.reference import Reference, embedding_for, rows_digest
-from facegan.models import Generator
+from facegan.networks.dcgan import Generator
+from facegan.sampling.generate import faces
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -229,7 +229,8 @@ class Measurement:
 
     def real_rows(self, n: int) -> np.ndarray:
         """Dataset rows of the n reals a pixel metric compares with (a fixed subset of the split)."""
-        return self.ref.rows[real_indices(len(self.ref.rows), n)]
+        rows: np.ndarray = self.ref.rows[real_indices(len(self.ref.rows), n)]
+        return rows
 
     def real_batches(self, rows: np.ndarray) -> Iterator[torch.Tensor]:
         """uint8 batches of dataset `rows`, checking for cancellation between batches."""

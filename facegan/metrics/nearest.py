@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from facegan.data import PackedDataset
+from facegan.data.dataset import PackedDataset
 from facegan.errors import FaceganError
 from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.prdc import embed

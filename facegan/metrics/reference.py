@@ -1,6 +1,6 @@
 """What generated faces are compared with: the real split, a folder of fakes, the face embedding.
 
-Real split. `facegan prepare` holds out a seeded tenth of the images (facegan.prepare.heldout_split)
+Real split. `facegan prepare` holds out a seeded tenth of the images (facegan.data.prepare.heldout_split)
 that training leaves out; every metric compares with it by default ("auto" → "heldout"). A dataset
 prepared before splits existed has none: "auto" then measures against all of its images, which the
 generator trained on, and says so ("all"). Published FIDs are usually computed against the training
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facegan.data import PackedDataset
+from facegan.data.dataset import PackedDataset
 from facegan.errors import FaceganError
-from facegan.files import cache_root
 from facegan.metrics.embedding import RECIPE, FaceEmbedding, load_embedding, save_embedding, train_embedding
+from facegan.storage.files import cache_root
 
 SPLITS = ("auto", "heldout", "train", "all")
 SHIPPED_EMBEDDINGS = Path(__file__).parent / "face_embeddings"
@@ -77,8 +77,9 @@ def rows_digest(rows: np.ndarray) -> str:
 def load_fakes(source: str, size: int, limit: int | None = None) -> np.ndarray:
     """uint8 (N, 3, size, size) images of a folder or zip, cropped as `facegan prepare` crops; one
     FaceganError line when it holds none. Unreadable files are skipped (as prepare skips them)."""
-    from facegan.prepare import source_listing
-    from facegan.sources import SYNTHETIC, Decoder
+    from facegan.data.decode import Decoder
+    from facegan.data.prepare import source_listing
+    from facegan.data.sources import SYNTHETIC
 
     if source == SYNTHETIC or not Path(source).exists():
         raise FaceganError(f"--fakes {source!r} is not a folder or .zip of images")

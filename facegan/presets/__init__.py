@@ -1,1 +1,1 @@
-"""The shipped presets: partial `facegan train` config files (see facegan.config.preset_names)."""
+"""The shipped presets: partial `facegan train` config files (see facegan.config.schema.preset_names)."""

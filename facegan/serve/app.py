@@ -12,9 +12,8 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from torch import nn
 
-from facegan import __version__
-from facegan.device import pick_device
 from facegan.errors import FaceganError
+from facegan.runtime.device import pick_device
 from facegan.serve.config import DEVICES, check_name
 from facegan.serve.guard import RequestGuard
 from facegan.serve.limits import CostBudget, ServeLimits
@@ -23,6 +22,7 @@ from facegan.serve.models import ServedModel, Server
 from facegan.serve.page import Page, static_dir
 from facegan.serve.responses import add_error_handlers
 from facegan.serve.routes import router
+from facegan.version import __version__
 
 
 def build_app(

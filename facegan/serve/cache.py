@@ -13,7 +13,7 @@ import hashlib
 
 import torch
 
-from facegan import __version__
+from facegan.version import __version__
 
 # For URLs whose bytes never change: a CDN may keep them for a year without asking again.
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -1,7 +1,7 @@
 """`facegan serve`'s settings: one frozen dataclass whose fields declare the command's flags.
 
-facegan/cli_config.py generates the flags from these fields (as it does `facegan train`'s from
-facegan/config.py), so a new server setting is one field here. The connection and cost limits are
+facegan/cli/flags.py generates the flags from these fields (as it does `facegan train`'s from
+facegan/config/schema.py), so a new server setting is one field here. The connection and cost limits are
 their own dataclass, `ServeLimits` (facegan/serve/limits.py), whose fields are flags too. Nothing
 here needs the web server or torch, so `facegan --help` does not import them.
 """
@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facegan.config import INFERENCE_AMP, INFERENCE_AMP_DEFAULT, setting
+from facegan.config.schema import INFERENCE_AMP, INFERENCE_AMP_DEFAULT, setting
 from facegan.errors import FaceganError
 from facegan.serve.limits import ServeLimits
 
 # Model names appear in URLs and on the page: keep them short and plain.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-DEVICES = ("cuda", "cpu")  # what --device may name (facegan.device.pick_device's kinds)
+DEVICES = ("cuda", "cpu")  # what --device may name (facegan.runtime.device.pick_device's kinds)
 
 
 def check_name(name: str) -> str:
@@ -58,7 +58,7 @@ class ServeConfig:
         choices=INFERENCE_AMP,
     )
     workers: int = setting(1, "server processes sharing the port, each loading the generators", metavar="N")
-    # Not a flag itself: each of its fields is one (facegan/cli.py adds them as their own group).
+    # Not a flag itself: each of its fields is one (facegan/cli/main.py adds them as their own group).
     limits: ServeLimits = field(default_factory=ServeLimits, metadata={"flag": False})
 
     def __post_init__(self) -> None:
@@ -72,7 +72,7 @@ class ServeConfig:
     def sources(self) -> dict[str, str]:
         """name → path of every model to serve: each --pretrained, then each --checkpoint; every
         shipped generator when neither is given. Names are checked and unique."""
-        from facegan import pretrained
+        from facegan.sharing import pretrained
 
         names = self.pretrained or (() if self.checkpoint else tuple(pretrained.available()))
         found = {name: str(pretrained.path(name)) for name in names}

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from facegan.config import setting
+from facegan.config.schema import setting
 from facegan.errors import FaceganError
 
 _EPS = 1e-9  # costs are sums of floats; compare with a little slack
@@ -37,7 +37,7 @@ def _ip_list(text: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ServeLimits:
     """Everything `facegan serve` bounds, per server process (`--workers N` multiplies each by N).
-    Each field is also a flag of `facegan serve` (facegan/cli_config.py)."""
+    Each field is also a flag of `facegan serve` (facegan/cli/flags.py)."""
 
     header_timeout: float = setting(
         10.0,

@@ -19,7 +19,7 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 from torch import nn
 
-from facegan.generate import grid, latents, pil_from_unit, resize, to_pil
+from facegan.sampling.generate import grid, latents, pil_from_unit, resize, to_pil
 from facegan.serve.cache import model_version
 from facegan.serve.limits import CostBudget, client_key
 from facegan.serve.worker import GeneratorWorker
@@ -64,7 +64,8 @@ class ServedModel:
     def latents(
         self, seeds: list[int], truncation: float | None = None, edits: dict[str, float] | None = None
     ) -> torch.Tensor:
-        """z of `seeds` exactly as in `facegan.generate`, moved by checked `edits` (see `edit_arg`)."""
+        """z of `seeds` exactly as in `facegan.sampling.generate`, moved by checked `edits` (see
+        `edit_arg`)."""
         z = latents(seeds, self.latent_dim, truncation)
         return self.edits.apply(z, edits) if edits else z
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import jinja2
 
-from facegan.generate import MAX_SEED
+from facegan.sampling.generate import MAX_SEED
 from facegan.serve.models import ServedModel
 from facegan.serve.params import DEFAULT_TRUNCATION, DISPLAY_SIZE, MAX_FRAMES, TRUNCATION_CHOICES, WALK_SIZE
 

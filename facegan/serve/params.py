@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from facegan.errors import FaceganError
-from facegan.generate import MAX_SEED, MIN_TRUNCATION
+from facegan.sampling.generate import MAX_SEED, MIN_TRUNCATION
 
 MAX_GRID = 64
 MIN_FRAMES, MAX_FRAMES = 2, 60
@@ -29,7 +29,7 @@ Resample = Literal["nearest", "lanczos"]
 Method = Literal["slerp", "lerp"]
 
 # The page's and the API's "variety": latent components beyond ±t are redrawn (see
-# facegan.generate.latents); 0 = the full distribution. The default is measured (README "Variety"):
+# facegan.sampling.generate.latents); 0 = the full distribution. The default is measured (README "Variety"):
 # on the shipped celeba64, precision peaks at t = 1.5 (0.972, from 0.928 untruncated) and no smaller t
 # makes faces cleaner, only more alike (recall 0.41 at 1.5, 0.19 at 1.0).
 DEFAULT_TRUNCATION = 1.5
@@ -98,7 +98,7 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 def truncation_arg(value: float) -> float | None:
-    """The API's `truncation` (0 = off) as `facegan.generate.latents` takes it (None = off)."""
+    """The API's `truncation` (0 = off) as `facegan.sampling.generate.latents` takes it (None = off)."""
     if value == 0:
         return None
     if value < MIN_TRUNCATION:  # tiny values would redraw nearly every component, for no visible gain
@@ -111,7 +111,7 @@ def edit_arg(directions: Any, text: str | None) -> tuple[dict[str, float], str]:
     for ETags: sorted, zero amounts dropped, since they leave the face unchanged). HTTP 400 with one
     line naming the valid choices for an unknown name, a bad or out-of-range amount, or a model
     without edits."""
-    from facegan.edits.directions import parse_edits
+    from facegan.sampling.directions import parse_edits
 
     if not text:
         return {}, ""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
-from facegan.generate import MAX_SEED, walk_gif, walk_latents
+from facegan.sampling.generate import MAX_SEED, walk_gif, walk_latents
 from facegan.serve.cache import etag
 from facegan.serve.limits import image_cost
 from facegan.serve.models import Server, face_png, grid_png

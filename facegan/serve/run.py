@@ -21,9 +21,9 @@ import torch
 from fastapi import FastAPI
 from hypercorn.config import Config
 
-from facegan.device import pick_device
 from facegan.errors import FaceganError
-from facegan.generate import load_generator
+from facegan.runtime.device import pick_device
+from facegan.sampling.generate import load_generator
 from facegan.serve.app import build_app
 from facegan.serve.config import DEVICES, ServeConfig
 from facegan.serve.guard import head_limit

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import torch
 from torch import nn
 
-from facegan.generate import PASS_BATCH, forward_fixed
+from facegan.sampling.generate import PASS_BATCH, forward_fixed
 
 
 class GeneratorWorker:
@@ -19,7 +19,7 @@ class GeneratorWorker:
     through this thread. Requests that arrive while a pass runs are served together by the next
     one, which costs little more than a single face (on 2 CPU cores a 64 px DCGAN serves about
     twice the faces per second it does one at a time). Every pass runs exactly BATCH latents,
-    padded with zeros (`facegan.generate.forward_fixed`, which the CLI and the Python API use too):
+    padded with zeros (`facegan.sampling.generate.forward_fixed`, which the CLI and the Python API use too):
     kernels may round differently for different batch sizes, and a fixed shape keeps a seed's pixels
     identical whether it was drawn alone, among other requests, in a grid, in a walk or by the CLI.
     """

@@ -1,0 +1,37 @@
+"""One rank's rows of a global batch: the split that data, augmentation and the step share.
+
+`--batch-size` is the global batch B; with N ranks (facegan.training.distributed), rank r trains rows
+[r·B/N, (r+1)·B/N) of each step's batch, and every random draw is made for all B rows on every rank,
+each keeping its own rows (`Shard.take`), so a step is that of a one-process run whatever N is.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from facegan.errors import FaceganError
+
+
+class Shard(NamedTuple):
+    """This rank's rows [start, start + size) of a global batch of `total` rows."""
+
+    start: int
+    size: int
+    total: int
+
+    def take(self, drawn: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a tensor drawn for the whole global batch (dimension 0)."""
+        return drawn[self.start : self.start + self.size]
+
+
+def check_batch(batch_size: int, world: int) -> None:
+    """One line when the global batch cannot be split evenly over the ranks."""
+    if batch_size % world:
+        lower = batch_size // world * world
+        raise FaceganError(
+            f"--batch-size {batch_size} is the global batch and must split evenly over the "
+            f"{world} ranks; use --batch-size {lower or world} or {lower + world}, or "
+            f"another number of processes"
+        )
