@@ -4,10 +4,14 @@ plus the gradient penalties. D's output is a raw score; each docstring gives the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from facegan.config.schema import GANConfig
+from facegan.errors import FaceganError
 
 
 def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
@@ -69,15 +73,101 @@ def g_loss_rpgan(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.
     return F.softplus(real_logits - fake_logits).mean()
 
 
-LossPair = tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
-# (D loss, G loss) by GANConfig.loss; the gradient penalty of wgan-gp is added by the step. The paired
-# (relativistic) rpgan is separate: its G loss also needs D's scores of the real batch.
-LOSSES: dict[str, LossPair] = {
-    "bce": (d_loss_bce, g_loss_bce),
-    "hinge": (d_loss_hinge, g_loss_hinge),
-    "lsgan": (d_loss_lsgan, g_loss_lsgan),
-    "wgan-gp": (d_loss_wgan, g_loss_wgan),
-}
+@dataclass(frozen=True)
+class GANLoss:
+    """One `--loss`: D's and G's objectives on logits, and what the step must add around them.
+
+    `d_loss(real_logits, fake_logits, gan)` may read GANConfig options (bce's label smoothing);
+    `g_loss(fake_logits, real_logits)` gets D's scores of the real batch only when `g_needs_real`
+    (relativistic losses pair each fake with a real), else None. `gradient_penalty` asks the step for
+    WGAN-GP's penalty on interpolates, which needs a per-sample D.
+    """
+
+    name: str
+    summary: str  # one line for `--help` and the docs
+    d_loss: Callable[[torch.Tensor, torch.Tensor, GANConfig], torch.Tensor]
+    g_loss: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+    g_needs_real: bool = False
+    gradient_penalty: bool = False
+
+
+# The loss registry: a new objective joins in one place, a `register_loss` call below (as the metric
+# and architecture registries do); the step and the config only look names up.
+LOSSES: dict[str, GANLoss] = {}
+
+
+def register_loss(loss: GANLoss) -> GANLoss:
+    """File `loss` under its name, so `--loss NAME` resolves to it."""
+    if loss.name in LOSSES:
+        raise ValueError(f"loss {loss.name!r} is registered twice")
+    LOSSES[loss.name] = loss
+    return loss
+
+
+def get_loss(name: str) -> GANLoss:
+    """The registered loss `name`, or one line naming the ones there are."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise FaceganError(f"unknown --loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+
+
+def _unpaired(
+    g_loss: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    return lambda fake_logits, real_logits: g_loss(fake_logits)
+
+
+register_loss(
+    GANLoss(
+        "bce",
+        "the seeds' non-saturating GAN loss (optionally one-sided label smoothing)",
+        lambda real, fake, gan: d_loss_bce(real, fake, real_label=1.0 - gan.label_smoothing),
+        _unpaired(g_loss_bce),
+    )
+)
+register_loss(
+    GANLoss(
+        "hinge",
+        "hinge loss (Lim & Ye 2017)",
+        lambda real, fake, gan: d_loss_hinge(real, fake),
+        _unpaired(g_loss_hinge),
+    )
+)
+register_loss(
+    GANLoss(
+        "lsgan",
+        "least squares (Mao et al. 2017)",
+        lambda real, fake, gan: d_loss_lsgan(real, fake),
+        _unpaired(g_loss_lsgan),
+    )
+)
+register_loss(
+    GANLoss(
+        "wgan-gp",
+        "Wasserstein critic with gradient penalty (Gulrajani et al. 2017)",
+        lambda real, fake, gan: d_loss_wgan(real, fake),
+        _unpaired(g_loss_wgan),
+        gradient_penalty=True,
+    )
+)
+
+
+def _g_loss_rpgan(fake_logits: torch.Tensor, real_logits: torch.Tensor | None) -> torch.Tensor:
+    if real_logits is None:
+        raise ValueError("the rpgan G loss needs D's scores of the real batch")
+    return g_loss_rpgan(fake_logits, real_logits)
+
+
+register_loss(
+    GANLoss(
+        "rpgan",
+        "relativistic pairing (Jolicoeur-Martineau 2019; R3GAN)",
+        lambda real, fake, gan: d_loss_rpgan(real, fake),
+        _g_loss_rpgan,
+        g_needs_real=True,
+    )
+)
 
 
 def _input_grad(d: nn.Module, x: torch.Tensor) -> torch.Tensor:

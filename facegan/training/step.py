@@ -19,14 +19,7 @@ from facegan.config.schema import GANConfig
 from facegan.data.augment import diff_augment
 from facegan.data.shard import Shard
 from facegan.runtime.perf import GraphOutputs
-from facegan.training.losses import (
-    LOSSES,
-    d_loss_bce,
-    d_loss_rpgan,
-    g_loss_rpgan,
-    gradient_penalty,
-    r1_penalty,
-)
+from facegan.training.losses import get_loss, gradient_penalty, r1_penalty
 
 SEED_GAN = GANConfig()
 
@@ -139,7 +132,7 @@ def d_step(
     # support, so they run the eager module; in fp32, as small gradients' squares underflow in fp16.
     eager_d = d.eager if isinstance(d, GraphOutputs) else getattr(d, "_orig_mod", d)
     reg = torch.zeros((), device=real.device)
-    if gan.loss == "wgan-gp":
+    if get_loss(gan.loss).gradient_penalty:
         eps = torch.rand(shard.total if shard else real.shape[0], 1, 1, 1, generator=rng, device=rng.device)
         if shard is not None:
             eps = shard.take(eps)
@@ -177,26 +170,22 @@ def g_step(
     d.requires_grad_(False)
     with autocast:
         fake_logits_after = d(augment(fake))
-        if gan.loss == "rpgan":
+        objective = get_loss(gan.loss)
+        real_logits = None
+        if objective.g_needs_real:
             if real is None:
-                raise ValueError("the rpgan G step needs the real batch")
+                raise ValueError(f"the {gan.loss} G step needs the real batch")
             with torch.no_grad():
-                real_logits = d(augment(real))
-            loss_g = g_loss_rpgan(fake_logits_after.float(), real_logits.float())
-        else:
-            loss_g = LOSSES[gan.loss][1](fake_logits_after.float())
+                real_logits = d(augment(real)).float()
+        loss_g = objective.g_loss(fake_logits_after.float(), real_logits)
     _backward_and_step(loss_g, opt_g, scaler, sync)
     d.requires_grad_(True)
     return loss_g, fake_logits_after
 
 
 def d_loss(gan: GANConfig, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """D's adversarial loss for `gan.loss` (one-sided label smoothing for bce)."""
-    if gan.loss == "bce":
-        return d_loss_bce(real_logits, fake_logits, real_label=1.0 - gan.label_smoothing)
-    if gan.loss == "rpgan":
-        return d_loss_rpgan(real_logits, fake_logits)
-    return LOSSES[gan.loss][0](real_logits, fake_logits)
+    """D's adversarial loss for `gan.loss`, from the loss registry (one-sided label smoothing for bce)."""
+    return get_loss(gan.loss).d_loss(real_logits, fake_logits, gan)
 
 
 def _backward_and_step(
