@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facegan.config.schema import PerfConfig, RunConfig, preset_config, with_overrides
+from facegan.config.files import preset_config, with_overrides
+from facegan.config.schema import PerfConfig, RunConfig
 from facegan.networks.factory import build_models
 from facegan.runtime.device import pick_device
 from facegan.training.build import build_training

@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # runnable as `python bench/scaling.py` without installing facegan
     sys.path.insert(0, str(REPO_ROOT))
 
-from facegan.config.schema import resolve_config  # noqa: E402
+from facegan.config.files import resolve_config  # noqa: E402
 from facegan.data.dataset import PackedDataset  # noqa: E402
 from facegan.data.prepare import prepare  # noqa: E402
 from facegan.runtime.device import pick_device  # noqa: E402
@@ -238,7 +238,8 @@ def projection(args: argparse.Namespace) -> str:
     """The on-paper table: gradient bytes, all-reduce times and predicted efficiency (see the docstring)."""
     from arch_cost import step_flops  # bench/arch_cost.py: FLOPs of one facegan train_step per image
 
-    from facegan.config.schema import ModelConfig, preset_config, with_overrides
+    from facegan.config.files import preset_config, with_overrides
+    from facegan.config.schema import ModelConfig
     from facegan.networks.factory import build_models
 
     fabrics = [

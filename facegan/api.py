@@ -249,7 +249,7 @@ def train(
     `tracker="tensorboard,mlflow"`); they layer as defaults < preset < config < settings.
     `resume`: "auto" or a run folder / checkpoint to continue (then `settings` may change only what
     `--resume` allows: length, device, intervals)."""
-    from facegan.config.schema import load_config_file, resolve_config, resumable_fields, with_overrides
+    from facegan.config.files import load_config_file, resolve_config, resumable_fields, with_overrides
     from facegan.training.loop import train as run
 
     if resume is not None:

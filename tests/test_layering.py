@@ -52,11 +52,6 @@ LONG_FOR_NOW = {
     "training/resume.py",
     "training/step.py",
     "training/build.py",
-    "config/schema.py",
-    "cli/main.py",
-    "cli/flags.py",
-    "cli/edits.py",
-    "cli/train.py",
 }
 MAX_TOP_LEVEL = 8
 

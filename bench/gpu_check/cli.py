@@ -79,7 +79,8 @@ def gflop_per_image(spec: RowSpec) -> float | None:
     """Counted FLOPs of one training step per image (eager fp32 on the CPU: the architecture's count)."""
     from bench.arch_cost import step_flops
     from bench.speed.flops import step_flops as reference_flops
-    from facegan.config.schema import ModelConfig, resolve_config
+    from facegan.config.files import resolve_config
+    from facegan.config.schema import ModelConfig
 
     if spec.kind == "reference":
         return reference_flops(ModelConfig(size=spec.size, ngf=spec.ngf, ndf=spec.ngf), batch=2)[

@@ -27,7 +27,8 @@ from bench.gpu_check.plan import RowSpec
 from bench.speed.env import sync
 from bench.speed.runners import ReferenceRunner, Runner
 from bench.speed.timing import time_window
-from facegan.config.schema import ModelConfig, resolve_config
+from facegan.config.files import resolve_config
+from facegan.config.schema import ModelConfig
 from facegan.data.dataset import PackedDataset
 from facegan.training.build import build_training
 from facegan.training.step import StepStats

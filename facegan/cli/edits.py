@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from jsonargparse import Namespace
+
+from facegan.cli.flags import Parser, Verb, verb_parser
 from facegan.errors import FaceganError
 
 if TYPE_CHECKING:  # torch is imported by the commands, not by `facegan --help`
@@ -16,10 +18,11 @@ if TYPE_CHECKING:  # torch is imported by the commands, not by `facegan --help`
 DEFAULT_EDITS = "Smiling,Male,Young,Blond_Hair,Black_Hair,Eyeglasses,Bangs,Mouth_Slightly_Open,Heavy_Makeup"
 
 
-def add_generate_flags(p: argparse.ArgumentParser) -> None:
+def add_generate_flags(p: Parser) -> None:
     p.add_argument(
         "--edit",
         action="append",
+        type=str,
         default=[],
         metavar="NAME=AMOUNT",
         help="move every face along an attribute edit, AMOUNT from -1 (clearly without) to 1 "
@@ -27,6 +30,7 @@ def add_generate_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--edit-sweep",
+        type=str | None,
         metavar="NAME",
         help="write a grid: one row per seed, columns the edit's amounts from -1 to 1",
     )
@@ -34,13 +38,14 @@ def add_generate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-edits", action="store_true", help="print the edits this model has and exit")
     p.add_argument(
         "--edits",
+        type=str | None,
         metavar="FILE",
         help="edit directions to use instead of those shipped beside the model "
         "(a .safetensors from facegan directions)",
     )
 
 
-def directions_of(g: nn.Module, path: str | None) -> Any:
+def directions_of(g: Any, path: str | None) -> Any:
     """The directions `--edits` names, else those loaded with the model (None when there are none)."""
     if path:
         from facegan.sampling.directions import load_directions
@@ -55,11 +60,11 @@ def directions_of(g: nn.Module, path: str | None) -> Any:
     return getattr(g, "edits", None)
 
 
-def wants_edits(args: argparse.Namespace) -> bool:
+def wants_edits(args: Namespace) -> bool:
     return bool(args.edit or args.edit_sweep or args.list_edits)
 
 
-def generate_edited(args: argparse.Namespace, g: nn.Module, seeds: list[int]) -> int:
+def generate_edited(args: Namespace, g: nn.Module, seeds: list[int]) -> int:
     """`facegan generate` with --list-edits, --edit-sweep or --edit (seeds already expanded)."""
     from facegan.sampling.directions import parse_edits
     from facegan.sampling.generate import write_faces
@@ -103,30 +108,39 @@ def generate_edited(args: argparse.Namespace, g: nn.Module, seeds: list[int]) ->
     return 0
 
 
-def add_directions(sub: Any, model_source: Any) -> None:
-    p = sub.add_parser(
+def directions_verb() -> Verb:
+    from facegan.cli.model_source import add_model_source
+
+    p = verb_parser(
         "directions",
-        help="find attribute edit directions of a generator",
         description="With --attrs and --data: supervised directions (InterFaceGAN, "
         "calibrated with an attribute classifier trained on half the labelled "
         "faces). Without: unsupervised ones (SeFa or GANSpace) and a sweep grid "
         "each, to name with --names.",
     )
-    model_source(p)
-    p.add_argument("--out", required=True, help="the directions file to write (.safetensors)")
-    p.add_argument("--attrs", help="list_attr_celeba.txt of the labelled faces (supervised)")
-    p.add_argument("--data", help="the labelled faces: a zip, folder or prepared dataset (supervised)")
+    add_model_source(p)
+    p.add_argument("--out", type=str | None, help="the directions file to write (.safetensors)")
+    p.add_argument("--attrs", type=str | None, help="list_attr_celeba.txt of the labelled faces (supervised)")
+    p.add_argument(
+        "--data", type=str | None, help="the labelled faces: a zip, folder or prepared dataset (supervised)"
+    )
     p.add_argument(
         "--names",
+        type=str | None,
         metavar="YAML",
         help="unsupervised: write only the directions a names file maps (Name: {direction: N, sign: 1})",
     )
-    p.add_argument("--edit-names", default=DEFAULT_EDITS, help="supervised: comma list of attributes")
     p.add_argument(
-        "--classifier", help="supervised: cache file of the finding classifier (trained if absent)"
+        "--edit-names", type=str, default=DEFAULT_EDITS, help="supervised: comma list of attributes"
+    )
+    p.add_argument(
+        "--classifier",
+        type=str | None,
+        help="supervised: cache file of the finding classifier (trained if absent)",
     )
     p.add_argument(
         "--condition-on",
+        type=str,
         default="",
         metavar="ATTRS",
         help="supervised: conditional manipulation, a comma list of attributes an edit should "
@@ -135,20 +149,22 @@ def add_directions(sub: Any, model_source: Any) -> None:
         "swing furthest (docs/edits.md)",
     )
     p.add_argument("--samples", type=int, default=6000, help="supervised: faces labelled to fit boundaries")
-    p.add_argument("--method", choices=("sefa", "ganspace"), default="sefa", help="unsupervised method")
+    p.add_argument("--method", type=Literal["sefa", "ganspace"], default="sefa", help="unsupervised method")
     p.add_argument("--count", type=int, default=10, help="unsupervised: directions to find (default 10)")
     p.add_argument("--step", type=float, default=3.0, help="unsupervised: z distance at amount ±1")
-    p.add_argument("--sweeps", help="folder for one sweep grid per direction (default: beside --out)")
-    p.add_argument("--seed", default="0-5", help="seeds (rows) of the sweep grids")
-    p.set_defaults(func=_cmd_directions)
+    p.add_argument(
+        "--sweeps", type=str | None, help="folder for one sweep grid per direction (default: beside --out)"
+    )
+    p.add_argument("--seed", type=str, default="0-5", help="seeds (rows) of the sweep grids")
+    return Verb("directions", p, _cmd_directions, required=("out",))
 
 
-def _cmd_directions(args: argparse.Namespace) -> int:
-    from facegan.cli.model_source import model_path as _model_path
+def _cmd_directions(args: Namespace) -> int:
+    from facegan.cli.model_source import model_path
     from facegan.sampling.generate import load_generator, parse_seeds
     from facegan.sampling.render import sweep, write_grid
 
-    g = load_generator(_model_path(args), amp="off")
+    g = load_generator(model_path(args), amp="off")
     if bool(args.attrs) != bool(args.data):
         raise FaceganError("supervised directions need both --attrs and --data")
     if args.attrs:
@@ -201,33 +217,40 @@ def _cmd_directions(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluate_edits(sub: Any, model_source: Any) -> None:
-    p = sub.add_parser(
+def evaluate_edits_verb() -> Verb:
+    from facegan.cli.model_source import add_model_source
+
+    p = verb_parser(
         "evaluate-edits",
-        help="measure a generator's edits with a held-out classifier",
         description="Trains (or reads) the measuring classifier on the half of the labelled "
         "faces the finding one never saw, and measures each edit: target "
         "probability at -1/0/+1, entanglement, identity drift, SWD at ±1.",
     )
-    model_source(p)
-    p.add_argument("--data", required=True, help="the labelled faces: a zip, folder or prepared dataset")
-    p.add_argument("--attrs", required=True, help="their list_attr_celeba.txt")
-    p.add_argument("--edits", metavar="FILE", help="directions to measure instead of the shipped ones")
-    p.add_argument("--classifier", help="cache file of the measuring classifier (trained if absent)")
+    add_model_source(p)
+    p.add_argument("--data", type=str | None, help="the labelled faces: a zip, folder or prepared dataset")
+    p.add_argument("--attrs", type=str | None, help="their list_attr_celeba.txt")
+    p.add_argument(
+        "--edits", type=str | None, metavar="FILE", help="directions to measure instead of the shipped ones"
+    )
+    p.add_argument(
+        "--classifier", type=str | None, help="cache file of the measuring classifier (trained if absent)"
+    )
     p.add_argument(
         "--half",
-        choices=("A", "B"),
+        type=Literal["A", "B"],
         default="B",
         help="which half's classifier measures (default B: the one that did not find them)",
     )
     p.add_argument("--n", type=int, default=256, help="seeds measured per edit (default 256)")
-    p.add_argument("--json", help="write all figures (the full entanglement matrix too) here")
-    p.add_argument("--markdown", help="write the model card's tables here")
-    p.set_defaults(func=_cmd_evaluate_edits)
+    p.add_argument(
+        "--json", type=str | None, help="write all figures (the full entanglement matrix too) here"
+    )
+    p.add_argument("--markdown", type=str | None, help="write the model card's tables here")
+    return Verb("evaluate-edits", p, _cmd_evaluate_edits, required=("data", "attrs"))
 
 
-def _cmd_evaluate_edits(args: argparse.Namespace) -> int:
-    from facegan.cli.model_source import model_path as _model_path
+def _cmd_evaluate_edits(args: Namespace) -> int:
+    from facegan.cli.model_source import model_path
     from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
     from facegan.edits.evaluate import evaluate_edits, markdown, summary
     from facegan.edits.supervised import EVAL_SEED
@@ -236,7 +259,7 @@ def _cmd_evaluate_edits(args: argparse.Namespace) -> int:
 
     if not 16 <= args.n <= 4096:
         raise FaceganError(f"--n must be between 16 and 4,096, got {args.n}")
-    g = load_generator(_model_path(args), amp="off")
+    g = load_generator(model_path(args), amp="off")
     directions = directions_of(g, args.edits)
     if directions is None:
         raise FaceganError("this model has no edit directions to measure")

@@ -1,138 +1,158 @@
-"""`facegan train`'s setting flags, generated from the config dataclasses in facegan/config.py (and
-`facegan serve`'s, from facegan/serve/config.py, by the same generator).
+"""What every `facegan` verb shares: a jsonargparse parser whose mistakes are one line and exit 2,
+`--config FILE` and `--print-config`, and the layering defaults < preset < files < flags.
 
-Each setting is declared once: a field of a config section, with its help text, choices, resumability
-and any text parser in `config.setting(...)`. This module turns those fields into argparse flags
-(name, type, choices, help with the dataclass default), so adding a setting means adding one field.
-
-Why a 100-line generator and not jsonargparse, tyro or simple-parsing:
-
-* `facegan` reports every bad flag as one line and exits 2 (`cli._Parser.error`); those libraries
-  print their own usage blocks, tracebacks-as-help or multi-line validation reports.
-* Every flag defaults to None, meaning "not given", so the layers resolve as defaults < preset <
-  --config file < flags and a preset or file is overridden only by flags actually typed. Those
-  libraries put the dataclass default into the namespace, which makes `--size 64` and no flag at all
-  indistinguishable (and would silently undo a preset's size).
-* Bools are argparse's BooleanOptionalAction (`--spectral-norm/--no-spectral-norm`), shorthands like
-  `--lr` (both learning rates) and text parsers like `--diffaug none` stay plain argparse, and the
-  existing flag names, metavars and error lines stay exactly as they were.
-* One dependency fewer in a tool whose config is five small frozen dataclasses.
+Each verb's settings are the arguments of its parser: a flag and, under the flag's name without the
+dashes (`--min-side` → `min_side`, `--latent-dim` → `model.latent_dim`), a key of a YAML config file.
+`--print-config` prints the settings a command line resolves to, as such a file; `--config FILE` reads
+one back, and flags given with it win, wherever they stand. The library and its alternatives are
+compared in docs/config.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import typing
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from facegan.config.schema import field_type, section_types
+from jsonargparse import Namespace
 
-# Help-section titles: one per config section, plus "eval" for the evaluation fields of `train`.
-GROUPS = {
-    "model": "model (fixed for the life of a run)",
-    "optim": "optimizer: Adam for G and D (fixed for the life of a run)",
-    "train": "run",
-    "eval": "evaluation during training (metrics.jsonl, TensorBoard, checkpoints/best.pt)",
-    "perf": "speed (same training semantics; 'auto' picks per device)",
-    "gan": "stabilizers (all off in dcgan; fixed for the life of a run)",
-}
-# The one flag that is not a field: a shorthand for the two learning rates (a given --lr-g/--lr-d wins).
-LR_HELP = "learning rate of both G and D (sets --lr-g and --lr-d)"
+from facegan.config.check import flag_name
+from facegan.config.parser import Parser, UsageError
+from facegan.errors import FaceganError
+
+__all__ = ["Parser", "UsageError", "Verb", "resolve", "run", "verb_parser"]
+
+META = ("config", "print_config", "help")  # arguments that are not settings
 
 
-def config_fields() -> list[tuple[str, dataclasses.Field[Any]]]:
-    """(section, field) of every setting that has a flag, in section and field order."""
-    return [
-        (sec, f)
-        for sec, kind in section_types().items()
-        for f in dataclasses.fields(kind)
-        if f.metadata.get("flag", True)
-    ]
+@dataclass
+class Verb:
+    """One `facegan` subcommand: its parser, what runs it, and how its settings are printed."""
+
+    name: str
+    parser: Parser
+    run: Callable[[Namespace], int]
+    required: tuple[str, ...] = ()  # settings that must be given, by flag or file
+    presets: bool = False  # `train`: a --preset (or a file's preset:) lies under the files
+    printed: Callable[[Namespace], str] | None = None  # default: the settings as parsed
 
 
-def option(name: str) -> str:
-    """The flag of a field: `latent_dim` → `--latent-dim`."""
-    return "--" + name.replace("_", "-")
+def verb_parser(name: str, **kwargs: Any) -> Parser:
+    """The parser of `facegan NAME`, with --config and --print-config."""
+    p = Parser(prog=f"facegan {name}", **kwargs)
+    p.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        action="append",
+        type=str,
+        help="a YAML config file of this command's settings (the layout --print-config prints; partial "
+        "files are fine; repeat for several, later ones win): flags override it, wherever they stand",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings as YAML (ready for --config) and exit without running",
+    )
+    return p
 
 
-def render_default(value: Any) -> str:
-    """A default as the help shows it: 0.0002, on/off, none for "", unset for None."""
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) or "none"
-    return str(value) if value != "" else "none"
+def resolve(verb: Verb, argv: list[str], defaults: bool = True) -> tuple[Namespace, Namespace]:
+    """(settings, the flags alone) of `facegan VERB argv`: defaults < preset < --config files < flags.
+
+    With defaults False, the settings are only what the files and flags give (a resumed run compares
+    them with its checkpoint)."""
+    from facegan.config.files import parse_file, preset_sections, read_config_yaml
+
+    parser = verb.parser
+    flags = parser.parse_args(argv, namespace=Namespace(), defaults=False)
+    files = [(path, read_config_yaml(path)) for path in flags.get("config") or []]
+    ns = parser.get_defaults() if defaults else Namespace()
+    if verb.presets:
+        named = [raw["preset"] for _, raw in files if "preset" in raw]
+        name = flags.get("preset") or (named[-1] if named else None)
+        if name is not None and not isinstance(name, str):
+            raise FaceganError(f"preset must be a preset name, got {name!r}")
+        if name is not None and defaults:
+            ns = parse_file(parser, preset_sections(name), f"preset {name}", ns)
+    for path, raw in files:
+        ns = parse_file(parser, raw, str(path), ns)
+    before = ns.clone()
+    ns = parser.parse_args(argv, namespace=ns, defaults=defaults)
+    for action in parser._actions:  # an optional positional (prepare's source) not typed: the file's
+        if (
+            not action.option_strings
+            and flags.get(action.dest) is None
+            and before.get(action.dest) is not None
+        ):
+            ns[action.dest] = before[action.dest]
+    if defaults:
+        missing = [flag_name(parser, key) for key in verb.required if ns.get(key) is None]
+        if missing and not ns.get("print_config"):
+            raise UsageError(parser.prog, f"the following arguments are required: {', '.join(missing)}")
+    return ns, flags
 
 
-def flag_help(f: dataclasses.Field[Any], repeatable: bool = False) -> str:
-    """The help text and the default; a repeatable flag's default (nothing) goes without saying."""
-    text = f.metadata.get("help", "")
-    if not repeatable:
-        text += f" (default: {render_default(f.default)})"
-    return text.replace("%", "%%")  # argparse %-formats help strings, so a literal % must be doubled
+def settings_yaml(verb: Verb, ns: Namespace) -> str:
+    """`--print-config`'s text: the verb's settings, without --config and --print-config themselves."""
+    if verb.printed is not None:
+        return verb.printed(ns)
+    clean = ns.clone()
+    for key in META:
+        if key in clean:
+            del clean[key]
+    header = f"# facegan {verb.name} config; edit and run: facegan {verb.name} --config FILE.yaml\n"
+    return header + str(verb.parser.dump(clean, skip_unset=False))
 
 
-def flag_kwargs(kind: type, f: dataclasses.Field[Any]) -> dict[str, Any]:
-    """argparse keywords of the flag of field `f` of dataclass `kind`: default None (= not given), then
-    a bool as --x/--no-x, a tuple without a text parser as a repeatable flag, anything else typed."""
-    base, _ = field_type(kind, f.name)
-    is_tuple = typing.get_origin(typing.get_type_hints(kind)[f.name]) is tuple
-    repeatable = is_tuple and not f.metadata.get("parse")
-    kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": flag_help(f, repeatable)}
-    if f.metadata.get("metavar"):
-        kwargs["metavar"] = f.metadata["metavar"]
-    if base is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction
-        return kwargs
-    kwargs["type"] = f.metadata.get("parse") or base
-    if repeatable:
-        kwargs["action"] = "append"
-    if f.metadata.get("choices"):
-        kwargs["choices"] = f.metadata["choices"]
-    return kwargs
+def run(verb: Verb, argv: list[str]) -> int:
+    """Resolve `facegan VERB argv`, print its config or run it."""
+    ns, flags = resolve(verb, argv)
+    ns.argv = [verb.name, *argv]  # the command line, e.g. for `train --nproc-per-node` to pass on
+    ns.flags = flags
+    if ns.get("print_config") and verb.printed is None:
+        sys.stdout.write(settings_yaml(verb, _settings(ns)))
+        return 0
+    return verb.run(ns)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per config field (default None = not given) to `parser`, grouped by section."""
-    kinds = section_types()
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for sec, f in config_fields():
-        key = f.metadata.get("group") or sec
-        if key not in groups:
-            groups[key] = parser.add_argument_group(GROUPS[key])
-            if key == "optim":
-                groups[key].add_argument("--lr", type=float, default=None, help=LR_HELP)
-        groups[key].add_argument(option(f.name), **flag_kwargs(kinds[sec], f))
+def _settings(ns: Namespace) -> Namespace:
+    clean = ns.clone()
+    for key in ("argv", "flags"):
+        del clean[key]
+    return clean
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, kind: type) -> None:
-    """Add one flag per field of the dataclass `kind` (e.g. facegan.serve.config.ServeConfig) to
-    `parser`, in field order, skipping fields declared with `setting(..., flag=False)`."""
+def one_of(ns: Namespace, *names: str) -> str:
+    """The one of the settings `names` (e.g. checkpoint, pretrained) that is given, in argparse's words
+    when none or several are."""
+    given = [n for n in names if ns.get(n) not in (None, "")]
+    flags = " ".join("--" + n for n in names)
+    if len(given) > 1:
+        raise FaceganError(f"argument --{given[1]}: not allowed with argument --{given[0]}")
+    if not given and not any(ns.get(n) == "" for n in names):
+        raise FaceganError(f"one of the arguments {flags} is required")
+    return given[0] if given else next(n for n in names if ns.get(n) == "")
+
+
+def dataclass_arguments(parser: Any, kind: type) -> None:
+    """One flag (and config key) per field of the dataclass `kind` (e.g. ServeConfig), in field order;
+    a field that is itself a dataclass (ServeConfig.limits) is left to its own call."""
+    import dataclasses
+
+    from facegan.config.files import field_argument
+
     for f in dataclasses.fields(kind):
         if f.metadata.get("flag", True):
-            parser.add_argument(option(f.name), **flag_kwargs(kind, f))
+            names, kwargs = field_argument(kind, f, f.name)
+            parser.add_argument(*names, **kwargs)
 
 
-def given_fields(args: argparse.Namespace, kind: type) -> dict[str, Any]:
-    """`{field: value}` of the flags of `kind` actually given, ready for `kind(**...)` (a repeated
-    flag's list becomes a tuple, as the field is typed)."""
-    given = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(kind)
-        if f.metadata.get("flag", True) and getattr(args, f.name, None) is not None
-    }
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+def given_fields(args: Namespace, kind: type) -> dict[str, Any]:
+    """`{field: value}` of the settings of the dataclass `kind` in `args`, ready for `kind(**...)`."""
+    import dataclasses
 
+    from facegan.config.files import converted
 
-def given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The flat `{field: value}` of the setting flags actually given (None = not given)."""
-    given = {f.name: getattr(args, f.name) for _, f in config_fields() if getattr(args, f.name) is not None}
-    if getattr(args, "lr", None) is not None:
-        given.setdefault("lr_g", args.lr)
-        given.setdefault("lr_d", args.lr)
-    return given
+    names = [f.name for f in dataclasses.fields(kind) if f.metadata.get("flag", True) and f.name in args]
+    return converted(kind, {n: args[n] for n in names})

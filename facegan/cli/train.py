@@ -3,7 +3,6 @@ the `--nproc-per-node` shortcut that starts torchrun's own launcher on this mach
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -11,36 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
+
+from facegan.cli.flags import Verb, resolve, verb_parser
 from facegan.errors import FaceganError
 
 
-def add_train(sub: Any) -> None:
-    """The `facegan train` subcommand: flags generated from the config, plus run-level options."""
-    from facegan.cli.flags import add_config_flags
-    from facegan.config.schema import DEFAULT_PRESET, preset_names
+def train_verb() -> Verb:
+    """`facegan train`: the run config's fields as flags and config keys, plus run-level options."""
+    from facegan.config.files import add_run_arguments, run_config, to_yaml
 
-    p = sub.add_parser(
+    p = verb_parser(
         "train",
-        help="train a GAN",
         description="Train a GAN. Settings resolve as defaults < --preset < --config file < "
         "flags; defaults are the seeds' DCGAN.",
-    )
-    p.add_argument(
-        "--preset",
-        default=None,
-        help=f"a named starting config: {', '.join(preset_names())} (default {DEFAULT_PRESET}); "
-        f"see facegan/presets/*.yaml",
-    )
-    p.add_argument(
-        "--config",
-        metavar="FILE.yaml",
-        help="a YAML config file (the layout --print-config prints; partial files are fine): "
-        "overrides the preset, flags override it",
-    )
-    p.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config as YAML (ready for --config) and exit without training",
     )
     p.add_argument(
         "--dry-run",
@@ -48,26 +31,49 @@ def add_train(sub: Any) -> None:
         help="resolve everything, build the models, run one step on a random batch of 2, print "
         "the plan and exit; writes nothing",
     )
-    add_config_flags(p)
-    p.add_argument("--outdir", default="runs", help="folder that holds the numbered runs (default runs/)")
+    add_run_arguments(p)
+    p.add_argument(
+        "--outdir", type=str, default="runs", help="folder that holds the numbered runs (default runs/)"
+    )
     p.add_argument(
         "--resume",
+        type=str | None,
         help="'auto' (the latest run under --outdir; a new run if there is none yet) "
         "or a checkpoint / run folder",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--nproc-per-node",
-        type=int,
+        type=int | None,
         metavar="N",
         help="train on N processes of this machine (N GPUs, or N CPU processes) through "
         "torchrun's launcher, torch.distributed.run --standalone; --batch-size stays the "
         "global batch",
     )
-    p.set_defaults(func=_cmd_train)
+    return Verb("train", p, _cmd_train, presets=True, printed=lambda ns: to_yaml(run_config(ns, ns.flags)))
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def given_settings(verb: Verb, argv: list[str]) -> dict[str, Any]:
+    """The flat `{field: value}` the --config files and flags of `argv` give (no defaults, no preset's
+    values), and `preset` when one is named: what a resumed run compares with its checkpoint."""
+    from facegan.config.files import converted
+    from facegan.config.schema import section_types
+
+    ns, flags = resolve(verb, argv, defaults=False)
+    given: dict[str, Any] = {}
+    for sec, kind in section_types().items():
+        if sec in ns:
+            given.update(converted(kind, ns[sec].as_dict()))
+    if ns.get("lr") is not None:
+        for key in ("lr_g", "lr_d"):
+            if f"optim.{key}" not in flags:
+                given[key] = ns.lr
+    if ns.get("preset") is not None:
+        given["preset"] = ns.preset
+    return given
+
+
+def _cmd_train(args: Namespace) -> int:
     from facegan.training.distributed import RelayedError, launched_by_torchrun, session
 
     if args.nproc_per_node is not None and not launched_by_torchrun():
@@ -83,23 +89,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise FaceganError(f"rank {dist.rank}: {err}") from None
 
 
-def _launch_local(args: argparse.Namespace) -> int:
+def _launch_local(args: Namespace) -> int:
     """`facegan train --nproc-per-node N ...`: torchrun's own launcher starts N ranks on this machine,
     each running this command line (where the flag then only has to match torchrun's LOCAL_WORLD_SIZE)."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from facegan.cli.flags import given_settings
-    from facegan.config.schema import load_config_file, resolve_config
+    from facegan.config.files import run_config
     from facegan.data.shard import check_batch
 
     n = args.nproc_per_node
     if n < 1:
         raise FaceganError(f"--nproc-per-node must be >= 1, got {n}")
     if not (args.resume or args.print_config or args.dry_run):  # one line for a bad config, before N starts
-        file = load_config_file(args.config) if args.config else {}
-        check_batch(resolve_config(args.preset, file, given_settings(args)).train.batch_size, n)
+        check_batch(run_config(args, args.flags).train.batch_size, n)
     try:
         torchrun.run(
             torchrun.parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "facegan", *args.argv])
@@ -112,7 +116,7 @@ def _launch_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_launch(args: argparse.Namespace, world: int) -> None:
+def _check_launch(args: Namespace, world: int) -> None:
     local = os.environ.get("LOCAL_WORLD_SIZE")
     if args.nproc_per_node is not None and local is not None and local != str(args.nproc_per_node):
         raise FaceganError(
@@ -125,18 +129,15 @@ def _check_launch(args: argparse.Namespace, world: int) -> None:
         )
 
 
-def _train(args: argparse.Namespace, dist: Any) -> int:
+def _train(args: Namespace, dist: Any) -> int:
     """`facegan train` in this process: the whole run, or one torchrun rank of it (`dist`)."""
-    from facegan.cli.flags import given_settings
-    from facegan.config.schema import flat_fields, load_config_file, resolve_config, resumable_fields, to_yaml
+    from facegan.config.files import resumable_fields, run_config, to_yaml
     from facegan.training.loop import train
     from facegan.training.plan import dry_run
 
     dist.share(lambda: _check_launch(args, dist.world))  # rank 0 says what is wrong, once
     if Path(args.outdir).exists() and not Path(args.outdir).is_dir():  # before any setup is printed
         raise FaceganError(f"--outdir {args.outdir!r} is a file, not a folder; choose another --outdir")
-    given = given_settings(args)
-    file = load_config_file(args.config) if args.config else {}
     if args.resume and (args.print_config or args.dry_run):
         raise FaceganError(
             "--print-config and --dry-run describe a new run; they do not combine with --resume"
@@ -156,20 +157,18 @@ def _train(args: argparse.Namespace, dist: Any) -> int:
     if args.resume:
         # The file's settings and the flags may repeat the checkpoint's values (the original command +
         # --resume); train() refuses real changes, naming the flag, once it has read the checkpoint.
-        given = {**flat_fields(file), **given}
-        if args.preset or file.get("preset"):
-            given["preset"] = args.preset or file["preset"]
+        given = given_settings(train_verb(), args.argv[1:])
         result = train(
-            None,
+            None,  # type: ignore[arg-type]
             Path(args.outdir),
             resume=args.resume,
-            overrides_on_resume=given,  # type: ignore[arg-type]
+            overrides_on_resume=given,
             quiet=args.quiet,
             resumable=resumable_fields(),
             dist=dist,
         )
     else:
-        cfg = dist.share(lambda: resolve_config(args.preset, file, given))  # a mistake is one line
+        cfg = dist.share(lambda: run_config(args, args.flags))  # a mistake is one line
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0

@@ -3,83 +3,53 @@
 The defaults are the seed write-ups' DCGAN (Radford et al. as used by the PyTorch example): 64×64 RGB,
 latent 100, ngf = ndf = 64, Adam(2e-4, β=(0.5, 0.999)), batch 128, BCE with real=1 / fake=0.
 
-Every setting is declared here once, with `setting(...)`: its type and default, its help text, its
-choices and whether a resume may change it. `facegan train`'s flags (facegan/cli_config.py), config
-files, presets (facegan/presets/*.yaml) and the resume check are all derived from these fields.
+Every setting is declared here once, with `setting(...)` (facegan/config/check.py): its type (a
+`Literal` for a choice), default, help text and whether a resume may change it. `facegan train`'s
+flags, config files, presets (facegan/presets/*.yaml) and the resume check are all derived from these
+fields by jsonargparse (facegan/config/files.py, docs/config.md).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import json
-import math
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from facegan.config.check import check_fields, setting
+from facegan.config.gan import D_NORMS as D_NORMS
+from facegan.config.gan import DIFFAUG_OPS as DIFFAUG_OPS
+from facegan.config.gan import GAN_LOSSES as GAN_LOSSES
+from facegan.config.gan import GANConfig, none_is_empty
 from facegan.errors import FaceganError
 from facegan.storage.sizes import check_model_size
-from facegan.storage.untrusted import MAX_CONFIG_BYTES, parse_yaml, read_regular
 
 SIZES = (32, 64, 128, 256)
-ARCHS = ("dcgan", "r3gan")
-G_UPSAMPLES = ("convt", "resize")
-# The choice lists, each defined once: the dataclasses validate with them and `facegan train` offers them.
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+# The choice lists, each defined once as a Literal type: jsonargparse checks a flag's or a file's value
+# against it, `check_fields` a built dataclass's, and the tuples below are the same lists for help texts.
+Arch = Literal["dcgan", "r3gan"]
+GUpsample = Literal["convt", "resize"]
+AmpMode = Literal["auto", "off", "bf16", "fp16"]
 # Inference (generate, evaluate, the Python API, torch.hub, the page) runs in exact fp32 unless asked:
 # one default everywhere, so the same seed gives the same pixels through every surface.
-INFERENCE_AMP = ("auto", "off", "bf16")
+InferenceAmp = Literal["auto", "off", "bf16"]
+AutoOnOff = Literal["auto", "on", "off"]
+CompileMode = Literal["off", "default", "max-autotune", "reduce-overhead"]
+NanPolicy = Literal["rollback-skip", "rollback-lower-lr", "stop"]
+ARCHS: tuple[str, ...] = typing.get_args(Arch)
+G_UPSAMPLES: tuple[str, ...] = typing.get_args(GUpsample)
+AMP_MODES: tuple[str, ...] = typing.get_args(AmpMode)
+INFERENCE_AMP: tuple[str, ...] = typing.get_args(InferenceAmp)
 INFERENCE_AMP_DEFAULT = "off"
-AUTO_ON_OFF = ("auto", "on", "off")
-COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
-GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp", "rpgan")
-D_NORMS = ("auto", "batch", "layer", "none")
-DIFFAUG_OPS = ("color", "translation", "cutout")
-NAN_POLICIES = ("rollback-skip", "rollback-lower-lr", "stop")
+AUTO_ON_OFF: tuple[str, ...] = typing.get_args(AutoOnOff)
+COMPILE_MODES: tuple[str, ...] = typing.get_args(CompileMode)
+NAN_POLICIES: tuple[str, ...] = typing.get_args(NanPolicy)
 # Experiment trackers a run can log to (facegan/trackers.py); TensorBoard is the default.
 TRACKERS = ("tensorboard", "mlflow", "wandb")
-# Version of the config layout in checkpoints and config files; bump it (and add a migration below)
-# whenever a field is added, removed, renamed or changes its default.
+# Version of the config layout in checkpoints and config files; bump it (and add a migration in
+# facegan/config/files.py) whenever a field is added, removed, renamed or changes its default.
 CONFIG_SCHEMA = 2
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    resumable: bool = False,
-    parse: Callable[[str], Any] | None = None,
-    group: str | None = None,
-    flag: bool = True,
-    max: float | None = None,
-    metavar: str | None = None,
-) -> Any:
-    """A config field plus what its command-line flag needs (facegan/cli_config.py reads it).
-
-    help: the flag's help, without the default (that is appended from `default`). choices: the allowed
-    values, checked by the dataclass and offered by the flag. resumable: may change when a run is
-    resumed. parse: converts the flag's text (e.g. "none" → ""). group: a help section other than the
-    dataclass's. flag: False for fields that are not meant to be set from the command line. max: the
-    largest value allowed, checked by the dataclass before anything is built from it. metavar: the
-    flag's placeholder in --help (default: the flag's name in capitals).
-    """
-    meta = {
-        "help": help,
-        "choices": choices,
-        "resumable": resumable,
-        "parse": parse,
-        "group": group,
-        "flag": flag,
-        "max": max,
-        "metavar": metavar,
-    }
-    return field(default=default, metadata=meta)
 
 
 # The widest network facegan builds: a config read from a file (a checkpoint, an export, a YAML) is
@@ -88,53 +58,6 @@ def setting(
 # `sizes.check_model_size`, from the config alone.
 MAX_WIDTH = 1024
 MAX_LATENT = 4096
-
-
-def _check_choices(obj: Any) -> None:
-    """Refuse a value of the wrong type, above its field's `max` or outside its `choices`, in the flags'
-    one-line style. Types are checked first, so a config file's `ngf: "64"` or `ngf: 64.5` is one
-    line here instead of a TypeError deep inside model building."""
-    for f in fields(obj):
-        value, flag = getattr(obj, f.name), f"--{f.name.replace('_', '-')}"
-        base, optional = _field_types(type(obj))[f.name]
-        if not ((value is None and optional) or _is_a(value, base)):
-            want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
-            raise FaceganError(f"{flag} must be {want}{' or null' if optional else ''}, got {_shown(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            # NaN compares false with every bound below, so it would pass them all (an infinite EMA
-            # half-life would freeze the averaged G at its initialisation).
-            raise FaceganError(f"{flag} must be a finite number, got {value}")
-        top = f.metadata.get("max")
-        if top is not None and value is not None and value > top:
-            raise FaceganError(f"{flag} must be at most {top}, got {value}")
-        allowed = f.metadata.get("choices")
-        if allowed is not None and value not in allowed:
-            raise FaceganError(f"{flag} must be one of {', '.join(allowed)}, got {_shown(value)}")
-
-
-def _shown(value: Any) -> str:
-    """A value for an error line: its repr, cut short (a config file's value may be a long list)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_a(value: Any, base: type) -> bool:
-    """isinstance for config values: bool is not an int here, and an int is a fine float."""
-    if base is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, (int, float)) if base is float else isinstance(value, base)
-
-
-@functools.cache
-def _field_types(kind: type) -> dict[str, tuple[type, bool]]:
-    # Cached: get_type_hints resolves the string annotations on every call otherwise.
-    return {f.name: field_type(kind, f.name) for f in fields(kind)}
-
-
-def _none_is_empty(text: str) -> str:
-    return "" if text.lower() in ("none", "off") else text
 
 
 @dataclass(frozen=True)
@@ -151,20 +74,17 @@ class ModelConfig:
     ndf: int = setting(64, "discriminator width", max=MAX_WIDTH)
     # Not a flag: every dataset facegan prepares is RGB.
     channels: int = setting(3, "image channels", flag=False, max=4)
-    arch: str = setting(
-        "dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)", choices=ARCHS
-    )
+    arch: Arch = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)")
     # No schema bump: a file written before it has the seeds' transposed convs, which the default keeps.
-    g_upsample: str = setting(
+    g_upsample: GUpsample = setting(
         "convt",
         "how the dcgan G doubles its resolution: convt (the seeds' 4×4 "
         "stride-2 transposed conv) or resize (nearest ×2, then a 3×3 conv: no "
         "checkerboard artifacts, Odena et al. 2016)",
-        choices=G_UPSAMPLES,
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        check_fields(self)
         check_size(self.size)
         if self.arch == "r3gan" and self.g_upsample != "convt":
             raise FaceganError("--g-upsample applies to the dcgan generator only, not --arch r3gan")
@@ -196,7 +116,7 @@ class OptimConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        check_fields(self)
         if self.lr_rampdown < 0:
             raise FaceganError(f"--lr-rampdown must be >= 0, got {self.lr_rampdown}")
         for name in ("lr_g", "lr_d"):
@@ -248,12 +168,11 @@ class TrainConfig:
     )
     # No schema bump for these two: they only act once a run diverges, and a run written before they
     # existed gets the guard's defaults, which change nothing about a healthy run.
-    on_nan: str = setting(
+    on_nan: NanPolicy = setting(
         "rollback-skip",
         "when a loss or weight turns NaN/inf: roll back to the last good "
         "checkpoint and skip the batches since the last finite check (rollback-skip), "
         "or halve both learning rates (rollback-lower-lr), or stop (stop)",
-        choices=NAN_POLICIES,
         resumable=True,
     )
     nan_retries: int = setting(
@@ -274,11 +193,11 @@ class TrainConfig:
         "experiment trackers, a comma list of tensorboard, mlflow, "
         "wandb, or none (stats.jsonl is always written)",
         resumable=True,
-        parse=_none_is_empty,
+        parse=none_is_empty,
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        check_fields(self)
         for name in (
             "batch_size",
             "epochs",
@@ -304,10 +223,15 @@ class TrainConfig:
                 f"got {self.tracker!r}"
             )
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's length in steps, THE unit of training length (every schedule is in steps too):
+        --steps when given, else --epochs converted here, the one place that converts them."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
     @property
     def trackers(self) -> tuple[str, ...]:
         """The trackers to log to, e.g. ("tensorboard", "mlflow"); () for "none"."""
-        return tuple(n.strip() for n in _none_is_empty(self.tracker.strip()).split(",") if n.strip())
+        return tuple(n.strip() for n in none_is_empty(self.tracker.strip()).split(",") if n.strip())
 
 
 @dataclass(frozen=True)
@@ -320,130 +244,27 @@ class PerfConfig:
     path. A run's config.json records the resolved values, never "auto".
     """
 
-    amp: str = setting(
+    amp: AmpMode = setting(
         "auto",
         "autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, i.e. "
         "AVX512-BF16 or AMX; fp32 elsewhere); off = exact fp32; fp16 uses a GradScaler",
-        choices=AMP_MODES,
         resumable=True,
     )
-    channels_last: str = setting("auto", "NHWC memory format", choices=AUTO_ON_OFF, resumable=True)
-    compile: str = setting(
+    channels_last: AutoOnOff = setting("auto", "NHWC memory format", resumable=True)
+    compile: CompileMode = setting(
         "off",
         "torch.compile G and D (reduce-overhead adds CUDA graphs)",
-        choices=COMPILE_MODES,
         resumable=True,
     )
-    fused_adam: str = setting(
-        "auto", "fused Adam kernel (off = foreach)", choices=AUTO_ON_OFF, resumable=True
-    )
-    resident: str = setting(
+    fused_adam: AutoOnOff = setting("auto", "fused Adam kernel (off = foreach)", resumable=True)
+    resident: AutoOnOff = setting(
         "auto",
         "copy the uint8 dataset to the device once (auto: on for GPUs)",
-        choices=AUTO_ON_OFF,
         resumable=True,
     )
 
     def __post_init__(self) -> None:
-        _check_choices(self)
-
-
-@dataclass(frozen=True)
-class GANConfig:
-    """Training stabilizers; each is off by default, so the defaults are the seed recipe bit for bit.
-
-    loss: bce (the seeds' non-saturating GAN), hinge (Lim & Ye 2017; Miyato et al. 2018), lsgan (Mao et
-    al. 2017), wgan-gp (Gulrajani et al. 2017, with `gp_weight`) or rpgan (relativistic pairing,
-    Jolicoeur-Martineau 2019, as R3GAN uses it with R1 + R2). ema_kimg: half-life of the EMA of
-    G's weights in thousands of images (Karras et al.), 0 = off. spectral_norm: SN on D's convs (Miyato
-    et al. 2018). d_norm: D's hidden-layer norm; "auto" keeps BatchNorm for the plain recipe, drops it
-    under spectral norm (SN-GAN's D has none; a norm after each conv would rescale away the Lipschitz
-    bound SN sets) and otherwise uses per-sample layer norm when a gradient penalty is on (wgan-gp or
-    R1: the penalty is on each sample's input gradient, which BatchNorm couples across the batch;
-    Gulrajani et al. suggest layer norm). diffaug: DiffAugment ops (Zhao et al. 2020) as a comma list
-    of color, translation, cutout. r1_gamma: R1 penalty γ/2·E‖∇D(x)‖² on reals (Mescheder et al.
-    2018), applied every `r1_every` steps and scaled by it (StyleGAN2's lazy regularisation).
-    r2_gamma: the same penalty on generated images (R2; R3GAN pairs it with R1), on the same schedule.
-    label_smoothing: one-sided, real target 1 - s for D (Salimans et al. 2016; bce only). mbstd_group:
-    ProGAN's minibatch standard deviation channel in D (Karras et al. 2018; DCGAN's D only).
-    diffaug_p: the probability each DiffAugment op reaches each image (ADA's per-image p, fixed).
-    """
-
-    loss: str = setting(
-        "bce",
-        "GAN objective: bce (the seeds' non-saturating loss), hinge, lsgan, wgan-gp, "
-        "rpgan (relativistic pairing)",
-        choices=GAN_LOSSES,
-    )
-    gp_weight: float = setting(10.0, "gradient-penalty weight of wgan-gp")
-    ema_kimg: float = setting(0.0, "EMA of G's weights, half-life in thousands of images (0 = off)")
-    spectral_norm: bool = setting(False, "spectral norm on D's convs")
-    d_norm: str = setting(
-        "auto",
-        "D's hidden-layer norm; auto: none with spectral norm, else layer with wgan-gp or R1, else batch",
-        choices=D_NORMS,
-    )
-    diffaug: str = setting(
-        "", "DiffAugment ops, a comma list of color,translation,cutout, or none", parse=_none_is_empty
-    )
-    r1_gamma: float = setting(0.0, "R1 penalty gamma on real images (0 = off)")
-    r1_every: int = setting(16, "apply R1 and R2 every N steps, scaled by N")
-    label_smoothing: float = setting(0.0, "one-sided: D's real target is 1 - s (bce only)")
-    r2_gamma: float = setting(0.0, "R2 penalty gamma on generated images (0 = off)")
-    # No schema bump: a run written before it had no such layer, which the default (0) keeps.
-    mbstd_group: int = setting(
-        0,
-        "minibatch standard deviation layer before D's last conv, over groups "
-        "of N images (ProGAN); shows D a batch's lack of variety (0 = off)",
-        max=256,
-    )
-    # No schema bump either: 1.0 (every op on every image) is what runs before it did.
-    diffaug_p: float = setting(
-        1.0,
-        "probability that each DiffAugment op reaches each image (ADA's p); "
-        "below 1 D also sees un-augmented images, e.g. exact face positions",
-    )
-
-    def __post_init__(self) -> None:
-        _check_choices(self)
-        for name in ("gp_weight", "ema_kimg", "r1_gamma", "r2_gamma", "mbstd_group"):
-            if getattr(self, name) < 0:
-                raise FaceganError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.r1_every < 1:
-            raise FaceganError(f"--r1-every must be >= 1, got {self.r1_every}")
-        if not 0 <= self.diffaug_p <= 1:
-            raise FaceganError(f"--diffaug-p must be in [0, 1], got {self.diffaug_p}")
-        if not 0 <= self.label_smoothing < 1:
-            raise FaceganError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.label_smoothing and self.loss != "bce":
-            raise FaceganError(f"--label-smoothing applies to the bce loss only, not --loss {self.loss}")
-        if self.loss == "wgan-gp" and self.d_norm == "batch":
-            raise FaceganError(
-                "--loss wgan-gp needs a per-sample D: use --d-norm layer, none or auto, "
-                "not batch (BatchNorm couples the samples the gradient penalty is taken on)"
-            )
-        ops = self.diffaug_ops
-        bad = [op for op in ops if op not in DIFFAUG_OPS]
-        if bad or len(set(ops)) != len(ops):
-            raise FaceganError(
-                f"--diffaug must be a comma list of distinct {', '.join(DIFFAUG_OPS)} "
-                f"(or empty for none), got {self.diffaug!r}"
-            )
-
-    @property
-    def diffaug_ops(self) -> tuple[str, ...]:
-        """The DiffAugment ops in the order they apply, e.g. ("color", "translation")."""
-        return tuple(op.strip() for op in self.diffaug.split(",") if op.strip())
-
-    @property
-    def resolved_d_norm(self) -> str:
-        """D's hidden-layer norm with "auto" decided: none under SN, else layer with a gradient penalty
-        (wgan-gp or R1), else batch (the seed)."""
-        if self.d_norm != "auto":
-            return self.d_norm
-        if self.spectral_norm:
-            return "none"
-        return "layer" if self.loss == "wgan-gp" or self.r1_gamma > 0 or self.r2_gamma > 0 else "batch"
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -505,224 +326,3 @@ def check_size(size: int) -> int:
     if size not in SIZES:
         raise FaceganError(f"--size must be a power of two from 32 to 256 (one of {SIZES}), got {size}")
     return size
-
-
-# Presets are data: partial config files in facegan/presets/<name>.yaml (the layout --print-config
-# prints), so a preset and a user's --config file are read by the same code and checked the same way.
-DEFAULT_PRESET = "dcgan"
-
-
-def preset_names() -> list[str]:
-    """The shipped presets, the default first, then alphabetically."""
-    names = sorted(p.name[: -len(".yaml")] for p in _presets_dir().iterdir() if p.name.endswith(".yaml"))
-    return sorted(names, key=lambda n: n != DEFAULT_PRESET)
-
-
-def _presets_dir() -> Any:
-    return resources.files("facegan") / "presets"
-
-
-@functools.cache
-def _preset_sections(name: str) -> dict[str, dict[str, Any]]:
-    if name not in preset_names():
-        raise FaceganError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
-    where = f"preset {name}"
-    raw = parse_config_yaml((_presets_dir() / f"{name}.yaml").read_text(encoding="utf-8"), where)
-    if "preset" in raw or "schema" in raw:  # a preset cannot name another preset
-        raise FaceganError(f"{where}: only config sections belong in a preset, not 'preset' or 'schema'")
-    return raw
-
-
-def preset_config(name: str) -> RunConfig:
-    """The RunConfig of a named preset."""
-    return apply_sections(RunConfig(preset=name), _preset_sections(name))
-
-
-def __getattr__(name: str) -> Any:
-    """`PRESETS` ({name: partial sections}), read from the preset files on first use."""
-    if name == "PRESETS":
-        return {n: copy.deepcopy(_preset_sections(n)) for n in preset_names()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ----------------------------------------------------------------------------- config files (YAML)
-
-
-def field_type(kind: type, name: str) -> tuple[type, bool]:
-    """(base type, None allowed) of a section field, e.g. (int, True) for `steps: int | None`."""
-    hint = typing.get_type_hints(kind)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return (args[0] if args else hint), type(None) in typing.get_args(hint)
-
-
-def _coerce(kind: type, name: str, value: Any, where: str, section: str) -> Any:
-    """A YAML value as the field's type, or one line naming the key. YAML 1.1 (PyYAML) reads `2e-4`
-    as a string, so numeric strings are accepted for float fields."""
-    base, optional = field_type(kind, name)
-    if value is None and optional:
-        return None
-    if base is float and not isinstance(value, bool):
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif (base is int and isinstance(value, int) and not isinstance(value, bool)) or (
-        base in (str, bool) and isinstance(value, base)
-    ):
-        return value
-    want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[base]
-    raise FaceganError(
-        f"{where}: {section}.{name} must be {want}{' or null' if optional else ''}, got {_shown(value)}"
-    )
-
-
-def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
-    """A config file's text → {"preset"?, "schema"?, section: {field: value}}, every key checked.
-
-    Partial files are fine (what they leave out comes from the preset); an unknown key is one line
-    naming it, so a typo never passes silently. Size and nesting are bounded and YAML aliases refused
-    before anything is built from the text (facegan.untrusted.parse_yaml)."""
-    raw = parse_yaml(text, where)
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise FaceganError(f"{where} must hold a mapping of config sections, not a {type(raw).__name__}")
-    kinds = section_types()
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key == "schema":
-            if value != CONFIG_SCHEMA:
-                raise FaceganError(
-                    f"{where}: schema {value!r} is not this facegan's config schema "
-                    f"({CONFIG_SCHEMA}); re-create the file with --print-config"
-                )
-            out[key] = value
-        elif key == "preset":
-            if not isinstance(value, str):
-                raise FaceganError(f"{where}: preset must be a preset name, got {_shown(value)}")
-            out[key] = value
-        elif key in kinds:
-            value = {} if value is None else value
-            if not isinstance(value, dict):
-                raise FaceganError(f"{where}: {key} must be a mapping of its settings, got {_shown(value)}")
-            known = [f.name for f in fields(kinds[key])]
-            for name in value:
-                if name not in known:
-                    raise FaceganError(f"{where}: unknown key '{key}.{name}' ({key} has: {', '.join(known)})")
-            out[key] = {name: _coerce(kinds[key], name, v, where, key) for name, v in value.items()}
-        else:
-            raise FaceganError(
-                f"{where}: unknown key {key!r} (a config file has: schema, preset, {', '.join(kinds)})"
-            )
-    return out
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read and check a `--config` YAML file (see `parse_config_yaml`); a FIFO or device is refused
-    rather than waited on, and a file larger than any config is refused before it is read."""
-    try:
-        text = read_regular(path, "--config", MAX_CONFIG_BYTES).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise FaceganError(f"--config {str(path)!r}: cannot read it ({err})") from None
-    return parse_config_yaml(text, str(path))
-
-
-def to_yaml(cfg: RunConfig) -> str:
-    """The complete config as a YAML config file, in field order, ready to edit and pass to --config."""
-    import yaml
-
-    body = yaml.safe_dump({"schema": CONFIG_SCHEMA, **cfg.to_dict()}, sort_keys=False, allow_unicode=True)
-    return f"# facegan train config; edit and run: facegan train --config FILE.yaml\n{body}"
-
-
-def apply_sections(base: RunConfig, sections: dict[str, Any]) -> RunConfig:
-    """`base` with the fields of partial `{section: {field: value}}` replaced (keys already checked)."""
-    changes = {
-        sec: dataclasses.replace(getattr(base, sec), **vals)
-        for sec, vals in sections.items()
-        if sec in section_types() and vals
-    }
-    return base.replace(**changes)
-
-
-def resolve_config(preset: str | None, file: dict[str, Any] | None, flags: dict[str, Any]) -> RunConfig:
-    """Layer the settings: defaults < preset < config file < flags given on the command line.
-
-    The preset is `preset` (the --preset flag), else the file's `preset`, else dcgan."""
-    file = file or {}
-    name = preset or file.get("preset") or DEFAULT_PRESET
-    return with_overrides(apply_sections(preset_config(name), file), flags)
-
-
-def flat_fields(sections: dict[str, Any]) -> dict[str, Any]:
-    """`{section: {field: value}}` → `{field: value}` (field names are unique across sections)."""
-    return {k: v for sec, vals in sections.items() if sec in section_types() for k, v in vals.items()}
-
-
-def resumable_fields() -> frozenset[str]:
-    """Fields a resumed run may change (its length, where it runs, how often it reports)."""
-    return frozenset(
-        f.name for kind in section_types().values() for f in fields(kind) if f.metadata.get("resumable")
-    )
-
-
-# ----------------------------------------------------------------------------- checkpoint migrations
-
-
-def migrate_config(raw: dict[str, Any], schema: int) -> dict[str, Any]:
-    """A checkpoint's config dict written under `schema`, brought to CONFIG_SCHEMA.
-
-    Each step pins what the older format meant, so an old checkpoint keeps training as it did even
-    after a default changes."""
-    if not isinstance(schema, int) or schema < 1:
-        raise FaceganError(f"invalid config schema {schema!r} in this checkpoint")
-    if schema > CONFIG_SCHEMA:
-        raise FaceganError(
-            f"this checkpoint was written by a newer facegan (config schema {schema}; this "
-            f"one reads up to {CONFIG_SCHEMA}); upgrade facegan to use it"
-        )
-    out = copy.deepcopy(raw)
-    for step in range(schema, CONFIG_SCHEMA):
-        out = _MIGRATIONS[step](out)
-    return out
-
-
-def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1: checkpoints before the schema was recorded (facegan 0.1.0 up to R3GAN). Their
-    sections may lack fields added later; those get the value that reproduces what the run did."""
-    pinned: dict[str, dict[str, Any]] = {
-        "model": {"arch": "dcgan"},  # only the DCGAN networks existed
-        "gan": {"r2_gamma": 0.0},  # no R2 penalty existed
-    }
-    if "perf" not in raw:  # written before the speed settings: the plain fp32 path
-        pinned["perf"] = {
-            "amp": "off",
-            "channels_last": "off",
-            "compile": "off",
-            "fused_adam": "off",
-            "resident": "off",
-        }
-    out = {"preset": raw.get("preset", DEFAULT_PRESET)}
-    for sec, kind in section_types().items():
-        given = raw.get(sec, {})
-        defaults = {f.name: f.default for f in fields(kind)}
-        out[sec] = {**defaults, **pinned.get(sec, {}), **given}
-    return out
-
-
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
-
-
-def with_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Apply flat `{field: value}` overrides (from CLI flags) to whichever section owns each field."""
-    sections: dict[str, dict[str, Any]] = {sec: {} for sec in section_types()}
-    owners = {f.name: sec for sec, kind in section_types().items() for f in fields(kind)}
-    for key, value in overrides.items():
-        if key not in owners:
-            raise FaceganError(f"unknown config field {key!r}")
-        sections[owners[key]][key] = value
-    return base.replace(
-        **{sec: dataclasses.replace(getattr(base, sec), **vals) for sec, vals in sections.items() if vals}
-    )

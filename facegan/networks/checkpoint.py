@@ -26,7 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import nn
 
-from facegan.config.schema import CONFIG_SCHEMA, ModelConfig, RunConfig, migrate_config
+from facegan.config.files import migrate_config
+from facegan.config.schema import CONFIG_SCHEMA, ModelConfig, RunConfig
 from facegan.errors import FaceganError
 from facegan.storage.files import atomic_write, remove_stale_temps, temp_path, write_error
 from facegan.storage.untrusted import check_depth, check_zip_records, open_regular, parse_json

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from facegan.errors import FaceganError
 
+if TYPE_CHECKING:  # the CLI reads the defaults below without importing torch
+    import torch
+
 ALL_KINDS = ("cuda", "mps", "cpu")  # "auto" takes the first of these that this machine has
+# Every verb that runs a model (train, generate, evaluate, serve) takes --device with this default and
+# passes it to `pick_device`, the one decision; inference is exact fp32 by default on every device.
+DEFAULT_DEVICE = "auto"
+DEVICE_HELP = "auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 _SPELLED = {"cpu": "cpu", "cuda": "cuda, cuda:N", "mps": "mps"}
 
 
 def pick_device(name: str | torch.device, kinds: tuple[str, ...] = ALL_KINDS) -> torch.device:
     """'auto' → CUDA, then MPS, then CPU (the first available of `kinds`); otherwise the named device
     ("cpu", "cuda", "cuda:N", "mps"), checked to be one of `kinds` and to exist on this machine."""
+    import torch
+
     if isinstance(name, torch.device):
         return name
     if name == "auto":
@@ -36,6 +45,8 @@ def pick_device(name: str | torch.device, kinds: tuple[str, ...] = ALL_KINDS) ->
 
 
 def _available(kind: str) -> bool:
+    import torch
+
     if kind == "cuda":
         return torch.cuda.is_available()
     if kind == "mps":

@@ -1,7 +1,7 @@
 """`facegan serve`'s settings: one frozen dataclass whose fields declare the command's flags.
 
-facegan/cli/flags.py generates the flags from these fields (as it does `facegan train`'s from
-facegan/config/schema.py), so a new server setting is one field here. The connection and cost limits are
+facegan/cli/serve.py makes each field a flag and a config key through jsonargparse (as `facegan
+train` does its config's), so a new server setting is one field here. The connection and cost limits are
 their own dataclass, `ServeLimits` (facegan/serve/limits.py), whose fields are flags too. Nothing
 here needs the web server or torch, so `facegan --help` does not import them.
 """
@@ -12,8 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facegan.config.schema import INFERENCE_AMP, INFERENCE_AMP_DEFAULT, setting
+from facegan.config.check import check_fields, setting
+from facegan.config.schema import INFERENCE_AMP_DEFAULT, InferenceAmp
 from facegan.errors import FaceganError
+from facegan.runtime.device import DEFAULT_DEVICE
 from facegan.serve.limits import ServeLimits
 
 # Model names appear in URLs and on the page: keep them short and plain.
@@ -49,21 +51,19 @@ class ServeConfig:
     )
     host: str = setting("127.0.0.1", "address to bind; the default is loopback only")
     port: int = setting(8000, "port; 0 picks a free one")
-    device: str = setting("auto", "auto, cpu or cuda")
-    amp: str = setting(
+    device: str = setting(DEFAULT_DEVICE, "auto, cpu or cuda")
+    amp: InferenceAmp = setting(
         INFERENCE_AMP_DEFAULT,
         "inference precision: off (default: exact fp32, the same "
         "pixels as generate and the Python API), auto (bf16 + channels_last on CUDA and on "
         "CPUs with native bf16, fp32 elsewhere), bf16",
-        choices=INFERENCE_AMP,
     )
     workers: int = setting(1, "server processes sharing the port, each loading the generators", metavar="N")
     # Not a flag itself: each of its fields is one (facegan/cli/main.py adds them as their own group).
     limits: ServeLimits = field(default_factory=ServeLimits, metadata={"flag": False})
 
     def __post_init__(self) -> None:
-        if self.amp not in INFERENCE_AMP:
-            raise FaceganError(f"--amp must be one of {', '.join(INFERENCE_AMP)}, got {self.amp!r}")
+        check_fields(self)
         if not 0 <= self.port <= 65535:
             raise FaceganError(f"--port must be between 0 and 65535, got {self.port}")
         if self.workers < 1:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from facegan.config.schema import setting
+from facegan.config.check import setting
 from facegan.errors import FaceganError
 
 _EPS = 1e-9  # costs are sums of floats; compare with a little slack

@@ -33,7 +33,7 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     if tc.batch_size > count:
         raise FaceganError(f"--batch-size {tc.batch_size} is larger than the dataset ({count} images)")
     per_epoch = count // tc.batch_size
-    total = tc.steps if tc.steps is not None else tc.epochs * per_epoch
+    total = tc.total_steps(per_epoch)
     length = "--steps" if tc.steps is not None else f"{tc.epochs} epochs of {per_epoch:,}"
     # The models' own seeded generator and a private step rng: the process's global RNGs stay untouched.
     training = build_training(cfg, device)

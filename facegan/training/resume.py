@@ -94,7 +94,7 @@ def open_resume(
             cfg, overrides_on_resume, resumable, ckpt.get("dataset_hash")
         )
     if overrides_on_resume:
-        from facegan.config.schema import with_overrides
+        from facegan.config.files import with_overrides
 
         cfg = with_overrides(cfg, overrides_on_resume)
     if (

@@ -1,17 +1,29 @@
-"""The config is the single source of every `facegan train` setting: flags, presets, files, migrations."""
+"""The config is the single source of every `facegan train` setting: flags, presets, files, migrations
+(read and checked by jsonargparse, facegan/config/files.py)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from facegan.cli.flags import config_fields, given_settings, option
-from facegan.cli.main import build_parser, main
+from facegan.cli.main import main
+from facegan.cli.train import given_settings, train_verb
+from facegan.config.check import choices_of, field_hints, option
+from facegan.config.files import (
+    load_config_file,
+    migrate_config,
+    preset_config,
+    preset_names,
+    resolve_config,
+    resumable_fields,
+    to_yaml,
+)
 from facegan.config.schema import (
     AMP_MODES,
     CONFIG_SCHEMA,
@@ -19,15 +31,7 @@ from facegan.config.schema import (
     GANConfig,
     PerfConfig,
     RunConfig,
-    field_type,
-    migrate_config,
-    parse_config_yaml,
-    preset_config,
-    preset_names,
-    resolve_config,
-    resumable_fields,
     section_types,
-    to_yaml,
 )
 from facegan.errors import FaceganError
 
@@ -50,12 +54,20 @@ TINY = [
 
 
 def train_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["train"]
+    return train_verb().parser  # type: ignore[no-any-return]
+
+
+def config_fields() -> list[tuple[str, dataclasses.Field[Any]]]:
+    return [(sec, f) for sec, kind in section_types().items() for f in dataclasses.fields(kind)]
 
 
 def actions_by_dest() -> dict[str, argparse.Action]:
-    return {a.dest: a for a in train_parser()._actions}
+    """Each config field's flag by field name (the parser's dest is `section.field`)."""
+    return {a.dest.split(".")[-1]: a for a in train_parser()._actions}
+
+
+def given(*argv: str) -> dict[str, Any]:
+    return given_settings(train_verb(), list(argv))
 
 
 def run_cli(*argv: str) -> int:
@@ -76,10 +88,11 @@ def one_error_line(capsys: pytest.CaptureFixture[str], *expect: str) -> str:
 def sample_value(kind: type, name: str) -> Any:
     """A valid value different from the field's default, as (flag text, parsed value)."""
     f = next(f for f in dataclasses.fields(kind) if f.name == name)
-    choices = f.metadata.get("choices")
+    choices = choices_of(field_hints(kind)[name])
     if choices:
         return next(c for c in choices if c != f.default)
-    base, _ = field_type(kind, name)
+    hint = field_hints(kind)[name]
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     return {
         int: 32 if name == "size" else 7,
         float: 0.25,
@@ -92,19 +105,18 @@ def sample_value(kind: type, name: str) -> Any:
 
 
 def test_every_field_has_a_flag_that_sets_exactly_it() -> None:
-    without = {f.name for kind in section_types().values() for f in dataclasses.fields(kind)} - {
-        f.name for _, f in config_fields()
-    }
-    assert without == {"channels"}  # the only setting deliberately left off the command line
-    parser = train_parser()
     for sec, f in config_fields():
         value = sample_value(section_types()[sec], f.name)
+        if f.name == "channels":
+            value = 4
         argv = [option(f.name)] if value is True else [option(f.name), str(value)]
-        assert given_settings(parser.parse_args(argv)) == {f.name: value}, f.name
+        assert given(*argv) == {f.name: value}, f.name
+    # channels is meant for config files only: its help says so
+    assert "config file" in actions_by_dest()["channels"].help
 
 
 def test_no_flag_given_means_nothing_set() -> None:
-    assert given_settings(train_parser().parse_args([])) == {}
+    assert given() == {}
 
 
 def _parse_default(text: str, default: Any) -> Any:
@@ -122,6 +134,8 @@ def test_help_shows_each_dataclass_default(capsys: pytest.CaptureFixture[str]) -
     shown = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
     actions = actions_by_dest()
     for _, f in config_fields():
+        if f.name == "channels":
+            continue
         help_text = " ".join(actions[f.name].help.split())
         assert help_text in shown, f.name
         m = re.search(r"\(default: ([^()]*)\)$", help_text)
@@ -138,13 +152,11 @@ def test_help_examples() -> None:
 
 
 def test_choices_are_defined_once() -> None:
-    actions = actions_by_dest()
-    assert actions["amp"].choices is AMP_MODES
-    assert actions["loss"].choices is GAN_LOSSES
+    assert choices_of(field_hints(PerfConfig)["amp"]) == AMP_MODES
+    assert choices_of(field_hints(GANConfig)["loss"]) == GAN_LOSSES
     for sec, f in config_fields():
-        if f.metadata.get("choices"):
-            assert actions[f.name].choices is f.metadata["choices"]
-            kind = section_types()[sec]
+        kind = section_types()[sec]
+        if choices_of(field_hints(kind)[f.name]):
             with pytest.raises(FaceganError, match=f"{option(f.name)} must be one of"):
                 kind(**{f.name: "no-such-choice"})
     with pytest.raises(FaceganError, match="--amp must be one of auto, off, bf16, fp16, got 'fp8'"):
@@ -187,14 +199,14 @@ def test_resumable_set_lives_with_the_fields() -> None:
     ],
 )
 def test_special_flags(argv: list[str], expect: dict[str, Any]) -> None:
-    assert given_settings(train_parser().parse_args(argv)) == expect
+    assert given(*argv) == expect
 
 
 # ----------------------------------------------------------------------------- presets
 
 
 def test_presets_are_shipped_yaml_files() -> None:
-    import facegan.config.schema as config
+    import facegan.config.files as config
 
     names = preset_names()
     assert names[0] == "dcgan"
@@ -213,10 +225,11 @@ def test_presets_are_shipped_yaml_files() -> None:
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_yaml_round_trip(name: str) -> None:
+def test_yaml_round_trip(name: str, tmp_path: Path) -> None:
     cfg = resolve_config(name, None, {"steps": 7, "lr_d": 1e-5, "inception_weights": "w.pth", "hflip": True})
     text = to_yaml(cfg)
-    again = resolve_config(None, parse_config_yaml(text, "x.yaml"), {})
+    (tmp_path / "x.yaml").write_text(text)
+    again = resolve_config(None, load_config_file(tmp_path / "x.yaml"), {})
     assert again == cfg
     assert to_yaml(again) == text
 
@@ -227,7 +240,8 @@ def test_precedence_defaults_preset_file_flags(tmp_path: Path, capsys: pytest.Ca
         "train", "--preset", "tiny", "--config", str(tmp_path / "run.yaml"), "--ngf", "8", "--print-config"
     )
     assert code == 0
-    cfg = resolve_config(None, parse_config_yaml(capsys.readouterr().out, "out"), {})
+    (tmp_path / "out.yaml").write_text(capsys.readouterr().out)
+    cfg = resolve_config(None, load_config_file(tmp_path / "out.yaml"), {})
     assert cfg.preset == "tiny"
     assert cfg.model.size == 64  # the file beats the preset
     assert cfg.model.ngf == 8  # a flag beats the file
@@ -236,7 +250,8 @@ def test_precedence_defaults_preset_file_flags(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_file_preset_is_used_unless_a_flag_names_another(tmp_path: Path) -> None:
-    file = parse_config_yaml("preset: tiny\noptim:\n  beta1: 0.0\n", "f")
+    (tmp_path / "f.yaml").write_text("preset: tiny\noptim:\n  beta1: 0.0\n")
+    file = load_config_file(tmp_path / "f.yaml")
     assert resolve_config(None, file, {}).model.size == 32
     cfg = resolve_config("r3gan", file, {})
     assert (cfg.preset, cfg.model.arch, cfg.optim.beta1) == ("r3gan", "r3gan", 0.0)
@@ -258,9 +273,10 @@ def test_print_config_reruns_to_the_identical_config(
     assert f"schema: {CONFIG_SCHEMA}\n" in first and "preset: dcgan-plus\n" in first
 
 
-def test_yaml_floats_written_the_short_way_are_numbers() -> None:
+def test_yaml_floats_written_the_short_way_are_numbers(tmp_path: Path) -> None:
     # PyYAML (YAML 1.1) reads 2e-4 as a string; a config file must still mean the number.
-    file = parse_config_yaml("optim:\n  lr_g: 2e-4\n  lr_d: 1\n", "f")
+    (tmp_path / "f.yaml").write_text("optim:\n  lr_g: 2e-4\n  lr_d: 1\n")
+    file = load_config_file(tmp_path / "f.yaml")
     assert file["optim"] == {"lr_g": 2e-4, "lr_d": 1.0}
 
 
@@ -269,13 +285,20 @@ def test_yaml_floats_written_the_short_way_are_numbers() -> None:
     [
         ("model:\n  sise: 3\n", "unknown key 'model.sise'"),
         ("modle:\n  size: 32\n", "unknown key 'modle'"),
+        ("model: 3\n", "model must be a mapping of its settings"),
+        ("train:\n  hflip: 'yes'\n", "train.hflip must be true or false"),
+        ("optim:\n  lr_g: fast\n", "optim.lr_g must be a number, got 'fast'"),
+        ("perf:\n  amp: fp8\n", "perf.amp must be one of auto, off, bf16, fp16, got 'fp8'"),
         ("model:\n  size: big\n", "model.size must be an integer, got 'big'"),
         ("gan:\n  spectral_norm: 1\n", "gan.spectral_norm must be true or false"),
+        ("model:\n  size: 64.5\n", "model.size must be an integer, got '64.5'"),
+        ("train:\n  steps: .nan\n", "train.steps must be an integer or null"),
+        ("optim:\n  lr_g: .nan\n", "--lr-g must be a finite number"),
         ("- a\n- b\n", "must hold a mapping"),
         ("model: [\n", "is not valid YAML"),
         ("schema: 99\n", "schema 99"),
         ("model:\n  size: 48\n", "power of two"),
-        ("gan:\n  loss: nope\n", "--loss must be one of"),
+        ("gan:\n  loss: nope\n", "gan.loss must be one of"),
     ],
 )
 def test_bad_config_file_is_one_line(
@@ -289,13 +312,13 @@ def test_bad_config_file_is_one_line(
 @pytest.mark.parametrize(
     ("flag", "value", "expect"),
     [
-        ("--lr-g", "nan", "--lr-g must be a finite number"),  # was a ValueError traceback from Adam
+        ("--lr-g", "nan", "--lr-g: invalid float value: 'nan'"),  # was a ValueError traceback from Adam
         ("--lr-d", "0", "--lr-d must be > 0"),
         ("--beta2", "1.5", "--beta2 must be in [0, 1)"),  # was a ValueError traceback from Adam
         ("--beta1", "-0.1", "--beta1 must be in [0, 1)"),
-        ("--ema-kimg", "nan", "--ema-kimg must be a finite number"),  # was accepted: NaN passed ">= 0"
-        ("--ema-kimg", "inf", "--ema-kimg must be a finite number"),  # was accepted: G_ema never moved
-        ("--r1-gamma", "nan", "--r1-gamma must be a finite number"),
+        ("--ema-kimg", "nan", "--ema-kimg: invalid float value"),  # was accepted: NaN passed ">= 0"
+        ("--ema-kimg", "inf", "--ema-kimg: invalid float value"),  # was accepted: G_ema never moved
+        ("--r1-gamma", "nan", "--r1-gamma: invalid float value"),
     ],
 )
 def test_bad_numbers_are_one_line(

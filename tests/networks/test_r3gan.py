@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from facegan.cli.main import main
-from facegan.config.schema import GANConfig, ModelConfig, OptimConfig, preset_config
+from facegan.config.files import preset_config
+from facegan.config.schema import GANConfig, ModelConfig, OptimConfig
 from facegan.errors import FaceganError
 from facegan.metrics.evaluate import to_uint8
 from facegan.networks.checkpoint import load_checkpoint

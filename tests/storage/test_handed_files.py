@@ -22,7 +22,8 @@ from safetensors.torch import save_file
 
 import facegan
 from facegan.cli.main import main
-from facegan.config.schema import ModelConfig, RunConfig, load_config_file
+from facegan.config.files import load_config_file
+from facegan.config.schema import ModelConfig, RunConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import CONFIG_KEY, FORMAT, load_checkpoint, read_exported, save_checkpoint
 from facegan.networks.factory import build_models

@@ -13,15 +13,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from facegan.cli.main import main
-from facegan.config.schema import (
-    DIFFAUG_OPS,
-    GANConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    preset_config,
-    with_overrides,
-)
+from facegan.config.files import preset_config, with_overrides
+from facegan.config.schema import DIFFAUG_OPS, GANConfig, ModelConfig, OptimConfig, RunConfig
 from facegan.data import augment
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import load_checkpoint

@@ -312,7 +312,7 @@ def test_plot_rebuilds_figures(prepared: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preset,latent", [("dcgan", 100), ("dcgan-z128", 128)])
 def test_presets(preset: str, latent: int) -> None:
-    from facegan.config.schema import preset_config
+    from facegan.config.files import preset_config
 
     cfg = preset_config(preset)
     assert cfg.model.latent_dim == latent and cfg.model.size == 64 and cfg.train.batch_size == 128
