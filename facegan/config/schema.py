@@ -584,7 +584,7 @@ def parse_config_yaml(text: str, where: str) -> dict[str, Any]:
 
     Partial files are fine (what they leave out comes from the preset); an unknown key is one line
     naming it, so a typo never passes silently. Size and nesting are bounded and YAML aliases refused
-    before anything is built from the text (facegan.untrusted.parse_yaml)."""
+    before anything is built from the text (facegan.storage.untrusted.parse_yaml)."""
     raw = parse_yaml(text, where)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
