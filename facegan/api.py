@@ -65,6 +65,20 @@ class Generator(nn.Module):
         return list(directions.names) if directions is not None else []
 
     @property
+    def display_truncation(self) -> float | None:
+        """The variety (truncation) the page and the HTTP API show this model at by default, measured for
+        it and stored with it (None: the full distribution). `generate` does not use it: pass
+        `truncation=g.display_truncation` for the page's faces. Set it before `export` to store one."""
+        return getattr(self.model, "display_truncation", None)
+
+    @display_truncation.setter
+    def display_truncation(self, value: float | None) -> None:
+        from facegan.sampling.generate import display_value
+
+        t = display_value(value, "display_truncation")
+        self.model.display_truncation = unwrap(self.model).display_truncation = t
+
+    @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
@@ -90,7 +104,8 @@ class Generator(nn.Module):
     ) -> list[Image.Image] | torch.Tensor | Image.Image:
         """Faces for `seeds`: a list of seeds, or a first seed with `n` (faces seed..seed+n-1; seeds 0..n-1
         when only `n` is given). `truncation` t redraws latent components beyond ±t (fewer broken faces,
-        less variety; None = the full distribution, as `facegan generate`; the web page uses 1.5).
+        less variety; None = the full distribution, as `facegan generate`; the page uses the model's
+        `display_truncation`).
         `output`: "pil" (a list of RGB images), "tensor" ((N, 3, S, S) in [-1, 1]) or "grid" (one image).
         `edit` moves every face along named attribute edits ({"Smiling": 1.0}; amounts from -1 to 1, see
         `g.edits`); an amount of 0 is the unedited face, bit for bit."""

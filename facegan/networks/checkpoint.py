@@ -265,13 +265,19 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], what: str, sou
 # ----------------------------------------------------------------------------- generator export
 
 CONFIG_KEY = "facegan_model_config"
+# Optional: the variety (truncation) the page and the HTTP API draw this model's faces at when a request
+# names none, measured for the model (facegan.sampling.generate.display_value reads it). Absent: the full
+# distribution. Nothing else reads it: `facegan generate`, facegan.load and torch.hub sample the full
+# distribution unless given a truncation.
+DISPLAY_KEY = "display_truncation"
 MAX_HEADER = 2**20  # a generator's safetensors header (tensor names, shapes, config) is a few KB
 
 
 def export_generator(
     g: nn.Module, cfg: ModelConfig, path: str | Path, extra: dict[str, str] | None = None, half: bool = False
 ) -> Path:
-    """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file.
+    """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file, with
+    G's display truncation (its `display_truncation` attribute, which load_generator sets) when it has one.
 
     `half` stores the floating-point tensors as float16 (half the file; loading copies them back into
     the float32 model). Integer buffers (BatchNorm's batch counter) keep their type."""
@@ -282,13 +288,21 @@ def export_generator(
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {CONFIG_KEY: json.dumps(cfg.__dict__), "format": "facegan-generator", **(extra or {})}
+    if (display := getattr(g, "display_truncation", None)) is not None:
+        meta[DISPLAY_KEY] = repr(float(display))
     # save_file is looked up at call time so tests can make it fail mid-write.
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 
 
 def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """(config, state_dict) of an exported generator.
+    """(config, state_dict) of an exported generator (read_export_metadata: and its metadata)."""
+    cfg, tensors, _ = read_export_metadata(path)
+    return cfg, tensors
+
+
+def read_export_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """(config, state_dict, the safetensors metadata's text entries) of an exported generator.
 
     The file is opened once, as a regular file, and parsed from those bytes: the header and the config
     in its metadata are bounded in size and nesting and the config checked (its model size included)
@@ -332,4 +346,4 @@ def read_exported(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor
         tensors = load(data)
     except (SafetensorError, ValueError) as err:
         raise FaceganError(f"{where} is not a readable safetensors file ({err})") from None
-    return cfg, tensors
+    return cfg, tensors, {k: v for k, v in meta.items() if isinstance(v, str)}

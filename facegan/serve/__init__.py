@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from facegan.serve.app import build_app
     from facegan.serve.config import ServeConfig
     from facegan.serve.limits import ServeLimits
-    from facegan.serve.params import DEFAULT_TRUNCATION
     from facegan.serve.run import serve, worker_app
     from facegan.serve.worker import GeneratorWorker
 
@@ -53,13 +52,11 @@ _EXPORTS = {
     "build_app": "app",
     "ServeConfig": "config",
     "ServeLimits": "limits",
-    "DEFAULT_TRUNCATION": "params",
     "serve": "run",
     "worker_app": "run",
     "GeneratorWorker": "worker",
 }
 __all__ = [
-    "DEFAULT_TRUNCATION",
     "GeneratorWorker",
     "ServeConfig",
     "ServeLimits",

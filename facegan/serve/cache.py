@@ -3,7 +3,8 @@ forever, provided the validator changes whenever the model does.
 
 The ETag is `"<model version>-<request digest>"`. The model version hashes everything the pixels
 depend on: the weights and buffers, the architecture config, the inference wrapper's settings (e.g.
-bf16 autocast) and the device type; so a retrained model served under the same name gets new ETags,
+bf16 autocast), the device type and the model's display truncation (what a URL without `truncation`
+draws); so a retrained model served under the same name gets new ETags,
 and every worker process of one server (each loads its own copy) gives the same ones.
 """
 
@@ -24,6 +25,8 @@ def model_version(g: torch.nn.Module) -> str:
     h = hashlib.sha256()
     h.update(repr(getattr(g, "cfg", None)).encode())
     h.update(f"{type(g).__qualname__}|{getattr(g, 'amp_dtype', None)}".encode())
+    if (display := getattr(g, "display_truncation", None)) is not None:  # none: versions stay as they were
+        h.update(f"|display {float(display)!r}".encode())
     for name, t in g.state_dict().items():
         t = t.detach()
         h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|{t.device.type}|".encode())

@@ -57,6 +57,18 @@ class ServedModel:
         return await asyncio.wrap_future(self.worker.submit(z))
 
     @property
+    def display_truncation(self) -> float | None:
+        """The model's measured display default (facegan.sampling.generate.load_generator); None: full."""
+        return getattr(self.g, "display_truncation", None)
+
+    def variety(self, truncation: float | None) -> float:
+        """A request's `truncation` as the API writes it (0 = the full distribution), the model's
+        display default when it names none."""
+        if truncation is not None:
+            return truncation
+        return self.display_truncation or 0.0
+
+    @property
     def edits(self) -> Any:
         """The generator's edit directions (facegan.edits.Directions), or None."""
         return getattr(self.g, "edits", None)
@@ -81,6 +93,7 @@ class ServedModel:
             "size": self.size,
             "latent_dim": self.latent_dim,
             "source": self.source,
+            "display_truncation": self.display_truncation,  # the default variety; null = full
             "edits": list(self.edits.names) if self.edits is not None else [],
         }
 

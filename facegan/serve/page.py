@@ -13,7 +13,7 @@ import jinja2
 
 from facegan.sampling.generate import MAX_SEED
 from facegan.serve.models import ServedModel
-from facegan.serve.params import DEFAULT_TRUNCATION, DISPLAY_SIZE, MAX_FRAMES, TRUNCATION_CHOICES, WALK_SIZE
+from facegan.serve.params import DISPLAY_SIZE, MAX_FRAMES, VARIETY_CHOICES, WALK_SIZE
 
 PACKAGE = "facegan.serve"
 STATIC_FILES = ("page.css", "page.js")
@@ -55,13 +55,16 @@ class Page:
         models: list[ServedModel],
         current: ServedModel,
         seed: int,
-        truncation: float = DEFAULT_TRUNCATION,
+        truncation: float | None = None,
         resample: str = "lanczos",
         edits: dict[str, float] | None = None,
     ) -> str:
-        """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off),
-        upscaling filter and attribute edits (checked ones; a slider per edit of the model)."""
+        """The HTML of `/` for face `seed` of `current` at the given variety (truncation, 0 = off; None:
+        the model's display default), upscaling filter and attribute edits (checked ones; a slider per
+        edit of the model)."""
         multi = len(models) > 1
+        default = current.variety(None)
+        truncation = current.variety(truncation)
         trunc = f"{truncation:g}"
         edits = edits or {}
         edit_q = edit_text(edits)
@@ -69,13 +72,10 @@ class Page:
         # The permalink names what differs from the defaults, so it shows exactly this face.
         model_q = {"model": current.name} if multi else {}
         page_extra = {
-            **({"truncation": trunc} if truncation != DEFAULT_TRUNCATION else {}),
+            **({"truncation": trunc} if truncation != default else {}),
             **({"resample": resample} if resample != "lanczos" else {}),
             **({"edit": edit_q} if edit_q else {}),
         }
-        choices = list(TRUNCATION_CHOICES)
-        if all(value != truncation for value, _ in choices):
-            choices.append((truncation, "custom"))
         context: dict[str, Any] = {
             "assets": self.assets,
             "models": models,
@@ -98,18 +98,32 @@ class Page:
             "resample": resample,
             "face_class": "crisp" if resample == "nearest" else "smooth",
             "upscale_note": upscale_note(current.size, resample),
-            "variety": [
-                (f"{value:g}", f"{label} ({'off' if value == 0 else f'{value:g}'})", value == truncation)
-                for value, label in choices
-            ],
+            "variety": variety_options(default, truncation),
             "upscaling": [(value, label, value == resample) for value, label in UPSCALING],
-            "default_truncation": f"{DEFAULT_TRUNCATION:g}",
+            "default_truncation": f"{default:g}",
             "edits": [
                 (name, f"{edits.get(name, 0.0):g}", name.replace("_", " "))
                 for name in (current.edits.names if current.edits is not None else [])
             ],
         }
         return self.env.get_template("index.html").render(context)
+
+
+def variety_options(default: float, current: float) -> list[tuple[str, str, bool]]:
+    """The Variety menu's (value, label, selected): VARIETY_CHOICES plus the model's display default
+    (marked "default"; inserted where it is none of them) and the current value ("custom" where it is
+    neither), lowest truncation first and the full distribution (0) last."""
+    labels = dict(VARIETY_CHOICES)
+    labels.setdefault(default, "")
+    labels.setdefault(current, "custom")
+    options = []
+    for value in sorted(labels, key=lambda v: (v == 0, v)):
+        shown = "off" if value == 0 else f"{value:g}"
+        label = labels[value] or "default"
+        if value == default and labels[value]:
+            shown += ", default"
+        options.append((f"{value:g}", f"{label} ({shown})", value == current))
+    return options
 
 
 def edit_text(edits: dict[str, float]) -> str:

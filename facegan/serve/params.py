@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from facegan.errors import FaceganError
-from facegan.sampling.generate import MAX_SEED, MIN_TRUNCATION
+from facegan.sampling.generate import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
 
 MAX_GRID = 64
 MIN_FRAMES, MAX_FRAMES = 2, 60
@@ -28,13 +28,12 @@ SizeName = Literal["native", "32", "64", "128", "256", "512"]
 Resample = Literal["nearest", "lanczos"]
 Method = Literal["slerp", "lerp"]
 
-# The page's and the API's "variety": latent components beyond ±t are redrawn (see
-# facegan.sampling.generate.latents); 0 = the full distribution. The default is measured (README "Variety"):
-# on the shipped celeba64, precision peaks at t = 1.5 (0.972, from 0.928 untruncated) and no smaller t
-# makes faces cleaner, only more alike (recall 0.41 at 1.5, 0.19 at 1.0).
-DEFAULT_TRUNCATION = 1.5
-MAX_TRUNCATION = 4.0
-TRUNCATION_CHOICES = ((1.0, "low"), (DEFAULT_TRUNCATION, "balanced"), (2.0, "high"), (0.0, "full"))
+# The page's and the API's "variety" is a truncation t: latent components beyond ±t are redrawn (see
+# facegan.sampling.generate.latents; a truncated normal, which shrinks the latent's norm, not StyleGAN's pull
+# toward the mean latent); 0 = the full distribution. A request without one gets its model's display
+# default (`ServedModel.variety`): measured per model and stored with it, absent = the full
+# distribution. The page offers these, plus the model's default where it is none of them.
+VARIETY_CHOICES = ((1.0, "low"), (1.5, "medium"), (2.0, "high"), (0.0, "full"))
 
 # Query parameter types shared by the routes. The routes module imports them by name: FastAPI resolves
 # the routes' (string) annotations against that module's globals.
@@ -48,13 +47,14 @@ GridQ = Annotated[int, Query(ge=1, le=MAX_GRID)]
 FramesQ = Annotated[int, Query(ge=MIN_FRAMES, le=MAX_FRAMES)]
 DurationQ = Annotated[int, Query(ge=20, le=1000, description="ms per frame")]
 TruncQ = Annotated[
-    float,
+    float | None,
     Query(
         ge=0,
         le=MAX_TRUNCATION,
-        description=f"variety: redraw latent components beyond this magnitude "
-        f"({MIN_TRUNCATION}-{MAX_TRUNCATION}); 0 = the full "
-        f"distribution",
+        description=f"variety: latent components beyond ±t are redrawn ({MIN_TRUNCATION}-{MAX_TRUNCATION}; "
+        f"a truncated normal, which shrinks the latent's norm, not StyleGAN's truncation toward the mean "
+        f"latent); 0 = the full distribution; omit for the model's measured display default "
+        f"(display_truncation in /api/models)",
     ),
 ]
 EditQ = Annotated[

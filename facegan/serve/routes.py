@@ -15,7 +15,6 @@ from facegan.serve.limits import image_cost
 from facegan.serve.models import Server, face_png, grid_png
 from facegan.serve.page import CSP, Page
 from facegan.serve.params import (
-    DEFAULT_TRUNCATION,
     DurationQ,
     EditQ,
     FramesQ,
@@ -71,18 +70,17 @@ async def face(
     model: ModelQ = None,
     size: SizeQ = "native",
     resample: ResampleQ = "nearest",
-    truncation: TruncQ = DEFAULT_TRUNCATION,
+    truncation: TruncQ = None,
     edit: EditQ = None,
 ) -> Response:
     m = state.pick(model)
-    trunc = truncation_arg(truncation)
+    variety = m.variety(truncation)  # the model's display default if none is given
+    trunc = truncation_arg(variety)
     edits, edit_key = edit_arg(m.edits, edit)
     tag = (
         None
         if seed is None
-        else etag(
-            m.version, "face", seed, size, resample, float(truncation), *([edit_key] if edit_key else [])
-        )
+        else etag(m.version, "face", seed, size, resample, float(variety), *([edit_key] if edit_key else []))
     )
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
@@ -100,11 +98,12 @@ async def grid_route(
     n: GridQ = 16,
     seed: SeedQ = None,
     model: ModelQ = None,
-    truncation: TruncQ = DEFAULT_TRUNCATION,
+    truncation: TruncQ = None,
     edit: EditQ = None,
 ) -> Response:
     m = state.pick(model)
-    trunc = truncation_arg(truncation)
+    variety = m.variety(truncation)  # the model's display default if none is given
+    trunc = truncation_arg(variety)
     edits, edit_key = edit_arg(m.edits, edit)
     chosen = random_seed() if seed is None else seed
     if chosen + n - 1 > MAX_SEED:
@@ -112,7 +111,7 @@ async def grid_route(
     tag = (
         None
         if seed is None
-        else etag(m.version, "grid", seed, n, float(truncation), *([edit_key] if edit_key else []))
+        else etag(m.version, "grid", seed, n, float(variety), *([edit_key] if edit_key else []))
     )
     if tag and is_cached(request, tag):
         return image_response(None, "image/png", seed, tag)
@@ -134,11 +133,12 @@ async def interpolate(
     resample: ResampleQ = "nearest",
     duration: DurationQ = 80,
     model: ModelQ = None,
-    truncation: TruncQ = DEFAULT_TRUNCATION,
+    truncation: TruncQ = None,
     edit: EditQ = None,
 ) -> Response:
     m = state.pick(model)
-    trunc = truncation_arg(truncation)
+    variety = m.variety(truncation)  # the model's display default if none is given
+    trunc = truncation_arg(variety)
     edits, edit_key = edit_arg(m.edits, edit)
     tag = etag(
         m.version,
@@ -150,7 +150,7 @@ async def interpolate(
         size,
         resample,
         duration,
-        float(truncation),
+        float(variety),
         *([edit_key] if edit_key else []),
     )
     if is_cached(request, tag):
@@ -168,13 +168,14 @@ async def page(
     html: PageDep,
     seed: SeedQ = None,
     model: ModelQ = None,
-    truncation: TruncQ = DEFAULT_TRUNCATION,
+    truncation: TruncQ = None,
     resample: ResampleQ = "lanczos",
     edit: EditQ = None,
 ) -> Response:
     m = state.pick(model)
-    truncation_arg(truncation)
+    variety = m.variety(truncation)
+    truncation_arg(variety)
     edits, _ = edit_arg(m.edits, edit)
     chosen = random_seed() if seed is None else seed
-    body = html.face(list(state.models.values()), m, chosen, truncation, resample, edits)
+    body = html.face(list(state.models.values()), m, chosen, variety, resample, edits)
     return HTMLResponse(body, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})

@@ -87,6 +87,9 @@ class HubGenerator(
             "format": "facegan-generator",
             "facegan_version": __version__,
         }
+        # The page's default variety for it, as in model.safetensors' metadata (which is what loads).
+        if (display := getattr(g, "display_truncation", None)) is not None:
+            config["display_truncation"] = display
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / HUB_CONFIG, lambda tmp: tmp.write_text(text))
         if getattr(g, "edits", None) is not None:  # attribute edits (facegan.edits) travel with it

@@ -2,16 +2,25 @@
 
 Each name has `<name>.safetensors` (EMA generator weights + config in the metadata), `<name>.md`
 (its model card: data, licence, preset, steps, wall time, device, measured quality, the exact
-command that produced it) and optionally `<name>.edits.safetensors` (its attribute edits, facegan.edits) and
-`<name>.edits.yaml` (how its unsupervised directions were named) in facegan/pretrained_models/.
+command that produced it), `<name>.display.yaml` (its display default: the variety, i.e. truncation,
+the page and the HTTP API show it at, measured by bench/display_truncation.py) and optionally
+`<name>.edits.safetensors` (its attribute edits, facegan.edits) and `<name>.edits.yaml` (how its
+unsupervised directions were named) in facegan/pretrained_models/.
+
+The display default sits beside the weights rather than in their metadata so that re-measuring it (or
+shipping retrained weights) changes one line of text, not a 4 MB binary; `load_generator` reads it for
+these files only (any other export keeps its own in its metadata), and an export of a shipped model
+writes it into the exported file's metadata.
 """
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 
 from facegan.errors import FaceganError
+from facegan.sampling.display import DISPLAY_SUFFIX, display_file  # noqa: F401  (re-exported)
 
 PACKAGE = "facegan.pretrained_models"
 
@@ -39,3 +48,9 @@ def path(name: str) -> Path:
 def model_card(name: str) -> str:
     """The model card (markdown) of a shipped generator."""
     return path(name).with_suffix(".md").read_text()
+
+
+def weights_sha256(name: str) -> str:
+    """sha256 of a shipped generator's weights file: its display file names the weights it was
+    measured on, so new weights under an old name are caught (tests/sharing/test_pretrained.py)."""
+    return hashlib.sha256(path(name).read_bytes()).hexdigest()

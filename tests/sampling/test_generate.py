@@ -170,3 +170,55 @@ def test_a_seed_is_the_same_face_alone_or_anywhere_in_a_grid(arch: str) -> None:
     grid_faces = faces(g, list(range(13)))
     for seed in (0, 5, 12):
         assert torch.equal(faces(g, [seed])[0], grid_faces[seed])
+
+
+def test_an_export_keeps_its_display_truncation_and_generate_ignores_it(
+    g: torch.nn.Module, tmp_path: Path
+) -> None:
+    """A generator's display truncation (the page's default variety for it) is stored in the export's
+    metadata and read back by load_generator; re-exports (CLI and Python API, --half too) keep it; a
+    generator without one exports without one (the full distribution); faces drawn from Python or the
+    CLI stay the full distribution either way."""
+    from safetensors import safe_open
+
+    import facegan
+
+    def stored(path: Path) -> str | None:
+        with safe_open(str(path), "pt") as fh:
+            return (fh.metadata() or {}).get("display_truncation")
+
+    bare = export_generator(g, CFG, tmp_path / "bare.safetensors")
+    assert stored(bare) is None and load_generator(bare).display_truncation is None
+    g.display_truncation = 1.75
+    path = export_generator(g, CFG, tmp_path / "g.safetensors")
+    assert stored(path) == "1.75" and load_generator(path).display_truncation == 1.75
+    loaded = facegan.load(str(path))
+    assert loaded.display_truncation == 1.75
+    for out, extra in ((tmp_path / "cli.safetensors", []), (tmp_path / "half.safetensors", ["--half"])):
+        assert main(["export", "--checkpoint", str(path), "--out", str(out), *extra]) == 0
+        assert load_generator(out).display_truncation == 1.75
+    again = loaded.export(tmp_path / "api.safetensors")
+    assert facegan.load(str(again)).display_truncation == 1.75
+    # set from Python before an export; None removes it; a bad value is one clear error
+    loaded.display_truncation = None
+    assert stored(loaded.export(tmp_path / "none.safetensors")) is None
+    with pytest.raises(FaceganError, match=r"display_truncation must be a truncation from 0\.2 to 4\.0"):
+        loaded.display_truncation = 0.1
+    # faces are the full distribution unless asked: the same pixels as the file without the field
+    assert torch.equal(facegan.load(str(path)).generate(seeds=[1, 2], output="tensor"), faces(g, [1, 2]))
+    cli = [
+        main(["generate", "--checkpoint", str(p), "--seed", "0-3", "--out", str(p) + ".png"])
+        for p in (bare, path)
+    ]
+    assert (
+        cli == [0, 0] and Image.open(str(bare) + ".png").tobytes() == Image.open(str(path) + ".png").tobytes()
+    )
+
+
+@pytest.mark.parametrize("bad", ["0.1", "9", "nan", "inf", "lots", ""])
+def test_a_bad_stored_display_truncation_is_one_clear_error(
+    g: torch.nn.Module, tmp_path: Path, bad: str
+) -> None:
+    path = export_generator(g, CFG, tmp_path / "g.safetensors", extra={"display_truncation": bad})
+    with pytest.raises(FaceganError, match=r"display_truncation must be a truncation from 0\.2 to 4\.0"):
+        load_generator(path)

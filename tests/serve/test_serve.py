@@ -38,11 +38,12 @@ from facegan.networks.dcgan import Generator
 from facegan.networks.factory import build_models
 from facegan.sampling.directions import Directions, sidecar
 from facegan.sampling.generate import MAX_SEED, faces, load_generator, write_faces
-from facegan.serve import DEFAULT_TRUNCATION
 from facegan.serve.cache import IMMUTABLE, model_version
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 60.0
+# tiny64 stores a display truncation (the page's and the API's default variety for it); tiny32 none.
+TINY64_DISPLAY = 1.5
 
 
 # ----------------------------------------------------------------------------- server helpers
@@ -63,7 +64,8 @@ def free_port() -> int:
 
 
 def make_models(folder: Path) -> dict[str, Path]:
-    """Two tiny exported generators: 32 px / latent 100, and 64 px / latent 16."""
+    """Two tiny exported generators: 32 px / latent 100 without a display truncation (the full
+    distribution by default), and 64 px / latent 16 that stores TINY64_DISPLAY."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, cfg, seed in (
@@ -71,6 +73,8 @@ def make_models(folder: Path) -> dict[str, Path]:
         ("tiny64", ModelConfig(size=64, ngf=8, ndf=8, latent_dim=16), 1),
     ):
         g, _ = build_models(cfg, seed=seed)
+        if name == "tiny64":
+            g.display_truncation = TINY64_DISPLAY  # export_generator stores it in the metadata
         out[name] = export_generator(with_contrast(g), g.cfg, folder / f"{name}.safetensors")
     # tiny64 has two attribute edits beside its weights (facegan.edits), as the shipped models do.
     vectors = F.normalize(torch.randn(2, 16, generator=torch.Generator().manual_seed(5)), dim=1)
@@ -255,8 +259,8 @@ def test_served_face_is_the_face_generate_writes(
     """A seed names the same face in `facegan generate` and in the server (which runs batches of
     8, so allow one level of rounding where kernels round differently per batch size)."""
     g = load_generator(models["tiny64"])  # as `facegan generate` and `serve` load it (exact fp32)
-    # The API's default variety is `facegan generate --truncation DEFAULT_TRUNCATION`; 0 = untruncated.
-    for query, truncation in (("", DEFAULT_TRUNCATION), ("&truncation=0", None), ("&truncation=1.5", 1.5)):
+    # The API's default variety is the model's display truncation; 0 = untruncated.
+    for query, truncation in (("", TINY64_DISPLAY), ("&truncation=0", None), ("&truncation=1.5", 1.5)):
         (path,) = write_faces(faces(g, [7], truncation=truncation), [7], tmp_path / query)
         served = np.asarray(image(get_ok(f"{server}/api/face.png?seed=7&model=tiny64{query}")[1]))
         written = np.asarray(Image.open(path).convert("RGB"))
@@ -336,9 +340,10 @@ def test_models_lists_every_model(server: str) -> None:
         "size": 32,
         "latent_dim": 100,
         "source": "tiny32.safetensors",
+        "display_truncation": None,
         "edits": [],
     }
-    assert listed["tiny64"]["size"] == 64
+    assert listed["tiny64"]["size"] == 64 and listed["tiny64"]["display_truncation"] == TINY64_DISPLAY
     assert listed["tiny64"]["edits"] == ["Smiling", "Blond_Hair"]
     assert listed["tiny64"]["latent_dim"] == 16
 
@@ -361,7 +366,7 @@ def test_page_shows_the_requested_face(server: str) -> None:
     assert "default-src 'none'" in headers["content-security-policy"]
     assert (
         'id="face" class="smooth" src="/api/face.png?seed=123&amp;model=tiny64&amp;size=512'
-        f'&amp;resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}"'
+        f'&amp;resample=lanczos&amp;truncation={TINY64_DISPLAY:g}"'
     ) in page
     assert '<span id="seed">123</span>' in page
     assert 'id="permalink" href="/?seed=123&amp;model=tiny64"' in page
@@ -642,11 +647,11 @@ def test_unexpected_errors_are_a_generic_500(caplog: pytest.LogCaptureFixture) -
 
 def test_page_offers_variety_and_upscaling_and_names_them_in_the_permalink(server: str) -> None:
     page = get_ok(f"{server}/?seed=12&model=tiny64")[1].decode()
-    # defaults: the measured variety, smooth upscaling, said on the page
-    assert f'<option value="{DEFAULT_TRUNCATION:g}" selected>' in page
+    # defaults: the model's display truncation, smooth upscaling, said on the page
+    assert '<option value="1.5" selected>medium (1.5, default)</option>' in page
     assert '<option value="lanczos" selected>smooth (Lanczos)</option>' in page
     assert "64×64 px face shown at 512 px with smooth Lanczos upscaling" in page
-    assert f"resample=lanczos&amp;truncation={DEFAULT_TRUNCATION:g}" in page
+    assert f"resample=lanczos&amp;truncation={TINY64_DISPLAY:g}" in page
     crisp = get_ok(f"{server}/?seed=12&model=tiny64&truncation=0&resample=nearest")[1].decode()
     assert '<option value="0" selected>full (off)</option>' in crisp and "crisp pixels" in crisp
     assert 'id="permalink" href="/?seed=12&amp;model=tiny64&amp;truncation=0&amp;resample=nearest"' in crisp
@@ -654,6 +659,30 @@ def test_page_offers_variety_and_upscaling_and_names_them_in_the_permalink(serve
     # the walk area stays hidden (no broken-image frame) until a walk is made
     css = get_ok(server + re.findall(r'href="(/static/page.css[^"]*)"', page)[0])[1].decode()
     assert "#walk[hidden] { display: none; }" in css and 'width="256" height="256" hidden>' in page
+
+
+def test_each_served_model_defaults_to_its_own_display_truncation(server: str) -> None:
+    """Served side by side, tiny64 (which stores a display truncation) is drawn at it and tiny32 (which
+    stores none) at the full distribution, wherever a request names no truncation: the image routes,
+    their cache validators, and the page (its menu, permalink and script data)."""
+    for model, default in (("tiny64", f"{TINY64_DISPLAY:g}"), ("tiny32", "0")):
+        for path in ("face.png?seed=3", "grid.png?seed=3&n=4", "interpolate.gif?from=3&to=4&frames=2"):
+            url = f"{server}/api/{path}&model={model}"
+            plain, named = get_ok(url), get_ok(f"{url}&truncation={default}")
+            assert plain[1] == named[1] and plain[0]["etag"] == named[0]["etag"], (model, path)
+        page = get_ok(f"{server}/?seed=3&model={model}")[1].decode()
+        assert f'data-default-truncation="{default}"' in page and f"truncation={default}" in page
+        assert 'id="permalink" href="/?seed=3&amp;model=' + model + '"' in page  # the default is not named
+    tiny32 = get_ok(f"{server}/?seed=3&model=tiny32")[1].decode()
+    assert '<option value="0" selected>full (off, default)</option>' in tiny32
+    assert '<option value="1.5">medium (1.5)</option>' in tiny32
+    # the defaults differ in pixels, not only in name: tiny32 untruncated, tiny64 truncated
+    base = f"{server}/api/face.png?model=tiny64"
+    assert any(get_ok(f"{base}&seed={s}&truncation=0")[1] != get_ok(f"{base}&seed={s}")[1] for s in range(10))
+    # a variety that is the other model's default is only a choice here, and is named in the permalink
+    other = get_ok(f"{server}/?seed=3&model=tiny32&truncation=1.5")[1].decode()
+    assert '<option value="1.5" selected>medium (1.5)</option>' in other
+    assert 'id="permalink" href="/?seed=3&amp;model=tiny32&amp;truncation=1.5"' in other
 
 
 # ----------------------------------------------------------------------------- limits and caching

@@ -154,6 +154,30 @@ def test_shipped_generator_exports_with_its_own_card(tmp_path: Path) -> None:
     assert "non-commercial research only" in card.text and (tmp_path / "c" / "samples.png").is_file()
 
 
+def test_the_display_truncation_round_trips_through_the_hub_layout(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped model's display truncation goes into config.json and model.safetensors, and comes back
+    through from_pretrained, facegan.load and a second export; a run's model has none (full)."""
+    import facegan
+    from facegan.sampling.generate import load_generator
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    shipped = facegan.load("celeba64").display_truncation
+    assert shipped is not None  # measured for it (facegan/pretrained_models/celeba64.display.yaml)
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["export", "--pretrained", "celeba64", "--format", "hub", "--out", str(first)]) == 0
+    assert json.loads((first / "config.json").read_text())["display_truncation"] == shipped
+    g = facegan.Generator.from_pretrained(first)
+    assert g.display_truncation == shipped and facegan.load(first).display_truncation == shipped
+    g.save_pretrained(second)
+    assert load_generator(second).display_truncation == shipped
+    assert json.loads((second / "config.json").read_text())["display_truncation"] == shipped
+    # a model that never stored one: no key, the full distribution
+    assert "display_truncation" not in json.loads((hub_dir / "config.json").read_text())
+    assert facegan.Generator.from_pretrained(hub_dir).display_truncation is None
+
+
 def test_a_folder_with_other_files_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     assert main(["export", "--pretrained", "celeba64", "--format", "hub", "--out", str(tmp_path)]) == 2
