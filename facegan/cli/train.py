@@ -12,7 +12,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 
-from facegan.cli.flags import Verb, resolve, verb_parser
+from facegan.cli.flags import Parser, Verb, resolve, verb_parser
 from facegan.errors import FaceganError
 
 
@@ -32,6 +32,7 @@ def train_verb() -> Verb:
         "the plan and exit; writes nothing",
     )
     add_run_arguments(p)
+    _list_registered(p)
     p.add_argument(
         "--outdir", type=str, default="runs", help="folder that holds the numbered runs (default runs/)"
     )
@@ -51,6 +52,19 @@ def train_verb() -> Verb:
         "global batch",
     )
     return Verb("train", p, _cmd_train, presets=True, printed=lambda ns: to_yaml(run_config(ns, ns.flags)))
+
+
+def _list_registered(p: Parser) -> None:
+    """--arch, --loss and --tracker list what their registries hold, so a new entry shows in --help."""
+    from facegan.training.registered import REGISTRIES
+
+    for action in p._actions:
+        if action.dest in REGISTRIES and action.help:
+            names = list(REGISTRIES[action.dest]())
+            text, default, rest = action.help.rpartition(" (default:")
+            action.help = f"{text}; registered: {', '.join(names)}{default}{rest}" if default else action.help
+            if action.dest != "train.tracker":  # a comma list keeps its placeholder
+                action.metavar = "{" + ",".join(names) + "}"
 
 
 def given_settings(verb: Verb, argv: list[str]) -> dict[str, Any]:

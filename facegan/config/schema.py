@@ -20,7 +20,6 @@ from typing import Any, Literal
 from facegan.config.check import check_fields, setting
 from facegan.config.gan import D_NORMS as D_NORMS
 from facegan.config.gan import DIFFAUG_OPS as DIFFAUG_OPS
-from facegan.config.gan import GAN_LOSSES as GAN_LOSSES
 from facegan.config.gan import GANConfig, none_is_empty
 from facegan.errors import FaceganError
 from facegan.storage.sizes import check_model_size
@@ -28,7 +27,6 @@ from facegan.storage.sizes import check_model_size
 SIZES = (32, 64, 128, 256)
 # The choice lists, each defined once as a Literal type: jsonargparse checks a flag's or a file's value
 # against it, `check_fields` a built dataclass's, and the tuples below are the same lists for help texts.
-Arch = Literal["dcgan", "r3gan"]
 GUpsample = Literal["convt", "resize"]
 AmpMode = Literal["auto", "off", "bf16", "fp16"]
 # Inference (generate, evaluate, the Python API, torch.hub, the page) runs in exact fp32 unless asked:
@@ -37,7 +35,6 @@ InferenceAmp = Literal["auto", "off", "bf16"]
 AutoOnOff = Literal["auto", "on", "off"]
 CompileMode = Literal["off", "default", "max-autotune", "reduce-overhead"]
 NanPolicy = Literal["rollback-skip", "rollback-lower-lr", "stop"]
-ARCHS: tuple[str, ...] = typing.get_args(Arch)
 G_UPSAMPLES: tuple[str, ...] = typing.get_args(GUpsample)
 AMP_MODES: tuple[str, ...] = typing.get_args(AmpMode)
 INFERENCE_AMP: tuple[str, ...] = typing.get_args(InferenceAmp)
@@ -45,8 +42,6 @@ INFERENCE_AMP_DEFAULT = "off"
 AUTO_ON_OFF: tuple[str, ...] = typing.get_args(AutoOnOff)
 COMPILE_MODES: tuple[str, ...] = typing.get_args(CompileMode)
 NAN_POLICIES: tuple[str, ...] = typing.get_args(NanPolicy)
-# Experiment trackers a run can log to (facegan/trackers.py); TensorBoard is the default.
-TRACKERS = ("tensorboard", "mlflow", "wandb")
 # Version of the config layout in checkpoints and config files; bump it (and add a migration in
 # facegan/config/files.py) whenever a field is added, removed, renamed or changes its default.
 CONFIG_SCHEMA = 2
@@ -74,7 +69,9 @@ class ModelConfig:
     ndf: int = setting(64, "discriminator width", max=MAX_WIDTH)
     # Not a flag: every dataset facegan prepares is RGB.
     channels: int = setting(3, "image channels", flag=False, max=4)
-    arch: Arch = setting("dcgan", "dcgan (the seeds' networks) or r3gan (residual G/D, no normalisation)")
+    # A name in the architecture registry (facegan/networks/registry.py), checked where it is looked up
+    # (before a run writes anything); `facegan train --help` lists the registered ones.
+    arch: str = setting("dcgan", "network architecture: dcgan is the seeds' networks")
     # No schema bump: a file written before it has the seeds' transposed convs, which the default keeps.
     g_upsample: GUpsample = setting(
         "convt",
@@ -190,8 +187,7 @@ class TrainConfig:
     # No schema bump: a run written before trackers existed logged to TensorBoard, which the default keeps.
     tracker: str = setting(
         "tensorboard",
-        "experiment trackers, a comma list of tensorboard, mlflow, "
-        "wandb, or none (stats.jsonl is always written)",
+        "experiment trackers, a comma list of registered trackers, or none (stats.jsonl is always written)",
         resumable=True,
         parse=none_is_empty,
     )
@@ -216,11 +212,10 @@ class TrainConfig:
             raise FaceganError("--eval-every and --eval-num-fake must be >= 0")
         if self.steps is not None and self.steps < 1:
             raise FaceganError(f"--steps must be >= 1, got {self.steps}")
-        names = self.trackers
-        if any(n not in TRACKERS for n in names) or len(set(names)) != len(names):
+        # The names are looked up in the tracker registry (facegan/tracking/trackers.py) before a run starts.
+        if len(set(self.trackers)) != len(self.trackers):
             raise FaceganError(
-                f"--tracker must be a comma list of distinct {', '.join(TRACKERS)} (or none), "
-                f"got {self.tracker!r}"
+                f"--tracker must be a comma list of distinct trackers (or none), got {self.tracker!r}"
             )
 
     def total_steps(self, steps_per_epoch: int) -> int:

@@ -10,7 +10,9 @@ from torch import nn
 import facegan.networks.architectures  # noqa: F401  (registers the built-in architectures)
 from facegan.config.schema import GANConfig, ModelConfig
 from facegan.networks.dcgan import add_spectral_norm
-from facegan.networks.registry import get_architecture
+from facegan.networks.registry import ARCHITECTURES, get_architecture
+
+__all__ = ["ARCHITECTURES", "build_generator", "build_models", "get_architecture"]
 
 
 def build_generator(cfg: ModelConfig) -> nn.Module:

@@ -43,6 +43,7 @@ from facegan.training.distributed import SINGLE, Dist, RelayedError, StopVote, a
 from facegan.training.distributed import train_step as rank_step
 from facegan.training.guard import GuardState, rampdown_scale, set_lr
 from facegan.training.plan import check_eval_setup
+from facegan.training.registered import check_registered
 from facegan.training.resume import load_training_state, open_resume
 from facegan.training.step import StepStats, sample_latent
 
@@ -120,6 +121,7 @@ def train(
     tc = cfg.train
 
     def check_setup() -> None:  # on rank 0 (under torchrun the only one logging and evaluating) first
+        check_registered(cfg)  # an unknown --arch, --loss or --tracker is one line naming the choices
         check_trackers(tc.trackers)  # a missing tracker library is one line, before anything is written
         if tc.eval_every:
             check_eval_setup(tc.eval_metrics, tc.inception_weights)

@@ -18,6 +18,7 @@ from facegan.runtime.device import pick_device
 from facegan.tracking.runs import next_run_dir, run_name
 from facegan.tracking.trackers import check_available as check_trackers
 from facegan.training.build import build_training
+from facegan.training.registered import check_registered
 
 
 def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
@@ -26,6 +27,7 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     plan as lines to print."""
     tc = cfg.train
     device = pick_device(tc.device)
+    check_registered(cfg)
     check_trackers(tc.trackers)
     if tc.eval_every:
         check_eval_setup(tc.eval_metrics, tc.inception_weights)

@@ -24,10 +24,10 @@ from facegan.config.files import (
     resumable_fields,
     to_yaml,
 )
+from facegan.config.gan import D_NORMS
 from facegan.config.schema import (
     AMP_MODES,
     CONFIG_SCHEMA,
-    GAN_LOSSES,
     GANConfig,
     PerfConfig,
     RunConfig,
@@ -153,7 +153,7 @@ def test_help_examples() -> None:
 
 def test_choices_are_defined_once() -> None:
     assert choices_of(field_hints(PerfConfig)["amp"]) == AMP_MODES
-    assert choices_of(field_hints(GANConfig)["loss"]) == GAN_LOSSES
+    assert choices_of(field_hints(GANConfig)["d_norm"]) == D_NORMS
     for sec, f in config_fields():
         kind = section_types()[sec]
         if choices_of(field_hints(kind)[f.name]):
@@ -298,7 +298,7 @@ def test_yaml_floats_written_the_short_way_are_numbers(tmp_path: Path) -> None:
         ("model: [\n", "is not valid YAML"),
         ("schema: 99\n", "schema 99"),
         ("model:\n  size: 48\n", "power of two"),
-        ("gan:\n  loss: nope\n", "gan.loss must be one of"),
+        ("gan:\n  d_norm: nope\n", "gan.d_norm must be one of"),
     ],
 )
 def test_bad_config_file_is_one_line(

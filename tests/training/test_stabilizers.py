@@ -348,7 +348,6 @@ def test_config_section_presets_and_old_checkpoints() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"loss": "wgan"}, "--loss must be one of"),
         ({"loss": "hinge", "label_smoothing": 0.1}, "bce loss only"),
         ({"loss": "wgan-gp", "d_norm": "batch"}, "per-sample D"),
         ({"diffaug": "color,zoom"}, "--diffaug must be"),
