@@ -11,14 +11,17 @@ Inference is exact fp32 by default (`amp="off"`), as in the CLI, the Python API 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from facegan.api import Generator
 
 # Checked by torch.hub before an entry point runs (import names): every third-party package that
 # loading a generator and drawing faces imports (tests/test_api.py checks the list against a real load).
 dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy"]
 
 
-def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
+def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Generator:
     import facegan
     from facegan.api import Generator
     from facegan.networks.factory import build_models
@@ -31,17 +34,17 @@ def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Any:
     return Generator(fresh.to(device))
 
 
-def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Any:
+def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Generator:
     """The shipped 64×64 CelebA face generator (EMA weights; non-commercial research use only)."""
     return _shipped("celeba64", pretrained, device, amp)
 
 
-def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Any:
+def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Generator:
     """The shipped 64×64 anime-face generator."""
     return _shipped("anime64", pretrained, device, amp)
 
 
-def generator(path: str, device: str = "cpu", amp: str = "off") -> Any:
+def generator(path: str, device: str = "cpu", amp: str = "off") -> Generator:
     """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder, or a Hub repo
     named "hf:owner/name" (a bare "owner/name" is a local path only).
 

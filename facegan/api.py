@@ -27,7 +27,7 @@ from torch import nn
 
 from facegan.config.schema import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
 from facegan.errors import FaceganError
-from facegan.runtime.perf import unwrap_inference
+from facegan.runtime.perf import model_config, unwrap_inference
 from facegan.sampling.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
 from facegan.sharing.names import is_hub_id, not_found
 
@@ -56,7 +56,7 @@ class Generator(nn.Module):
     @property
     def config(self) -> ModelConfig:
         """The architecture: size, latent_dim, ngf, ndf, channels, arch."""
-        return unwrap(self.model).cfg
+        return model_config(unwrap(self.model))
 
     @property
     def edits(self) -> list[str]:
@@ -73,10 +73,12 @@ class Generator(nn.Module):
 
     @display_truncation.setter
     def display_truncation(self, value: float | None) -> None:
-        from facegan.sampling.generate import display_value
+        from facegan.sampling.display import display_value
 
         t = display_value(value, "display_truncation")
-        self.model.display_truncation = unwrap(self.model).display_truncation = t
+        # Both the loaded module and the plain network under it, so an export of either stores it.
+        setattr(self.model, "display_truncation", t)  # noqa: B010  (nn.Module types attributes as Tensor | Module)
+        setattr(unwrap(self.model), "display_truncation", t)  # noqa: B010
 
     @property
     def latent_dim(self) -> int:
@@ -90,7 +92,8 @@ class Generator(nn.Module):
         """Images in [-1, 1], (batch, 3, size, size), for latents z (batch, latent_dim[, 1, 1])."""
         if z.dim() == 2:
             z = z[:, :, None, None]
-        return self.model(z)
+        images: torch.Tensor = self.model(z)
+        return images
 
     def generate(
         self,
@@ -126,7 +129,8 @@ class Generator(nn.Module):
                 batch_size,
             )
         else:
-            images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
+            # generate.faces' `g` is typed networks.dcgan.Generator, yet any generator module works.
+            images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)  # type: ignore[arg-type]
         return _as(images, output)
 
     def interpolate(
@@ -140,7 +144,9 @@ class Generator(nn.Module):
         """A latent walk (slerp) through `seeds` in order, `frames` per leg; the first and last frames
         are the seeds' own faces. Save one as a GIF with PIL:
         `walk[0].save("walk.gif", save_all=True, append_images=walk[1:], duration=40, loop=0)`."""
-        return _as(interpolation(self.model, [_seed(s) for s in seeds], frames, truncation), output)
+        # generate.interpolation's `g` is typed networks.dcgan.Generator, yet any generator module works.
+        walk = interpolation(self.model, [_seed(s) for s in seeds], frames, truncation)  # type: ignore[arg-type]
+        return _as(walk, output)
 
     def export(self, out: str | Path, format: Literal["safetensors", "hub", "onnx"] | None = None) -> Path:
         """Write the generator to `out`: a .safetensors file (weights + config), a .onnx file (needs
@@ -155,9 +161,10 @@ class Generator(nn.Module):
         also uploaded to `repo_id` (needs `facegan[hub]` and `huggingface-cli login`)."""
         hub = _hub()
         card, samples = hub.card_for(self.source, self.model)
-        return hub.save_pretrained(
+        path: Path = hub.save_pretrained(
             self.model, folder, card, samples, repo_id=repo_id, push_to_hub=push_to_hub
         )
+        return path
 
     @classmethod
     def from_pretrained(
@@ -232,7 +239,7 @@ def export(
     format = format or ("onnx" if out.suffix == ".onnx" else "safetensors")
     g = unwrap(model)
     if format == "safetensors":
-        path = export_generator(g, g.cfg, out, half=half)
+        path = export_generator(g, model_config(g), out, half=half)
         _export_edits(g, path)
         return path
     if format == "onnx":
@@ -244,7 +251,8 @@ def export(
     if format == "hub":
         hub = _hub()
         card, samples = hub.card_for(source, g, license, datasets)
-        return hub.save_pretrained(g, out, card=card, samples=samples, half=half)
+        folder: Path = hub.save_pretrained(g, out, card=card, samples=samples, half=half)
+        return folder
     raise FaceganError(f"unknown export format {format!r}; use safetensors, hub or onnx")
 
 
@@ -269,10 +277,11 @@ def train(
 
     if resume is not None:
         return run(
-            None,
+            # loop.train types its config as RunConfig; on a resume it reads the run's from the checkpoint.
+            None,  # type: ignore[arg-type]
             Path(outdir),
             resume=str(resume),
-            overrides_on_resume=settings,  # type: ignore[arg-type]
+            overrides_on_resume=settings,
             quiet=quiet,
             resumable=resumable_fields(),
         )

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from tqdm import tqdm
@@ -230,11 +230,21 @@ def _build(
         count=len(kept),
         skipped=skipped,
         notes=tuple(notes),
-        heldout_count=int(split["heldout_count"]),
+        heldout_count=split["heldout_count"],
     )
 
 
-def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> dict[str, object]:
+class HeldoutSplit(TypedDict):
+    """The manifest's "split" (see `heldout_split`)."""
+
+    seed: int
+    fraction: float
+    heldout_count: int
+    heldout: list[int]
+    rule: str
+
+
+def heldout_split(count: int, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> HeldoutSplit:
     """The manifest's "split": sorted rows held out from training (a seeded random `fraction` of
     `count`, at most HOLDOUT_MAX; none below HOLDOUT_MIN_COUNT images), with the rule that drew them."""
     if not 0.0 <= fraction < 1.0:

@@ -157,8 +157,8 @@ def _scan_folder(root: Path, source: str) -> SourceListing:
     digest = hashlib.sha256()
     for name, size, mtime_ns in files:
         digest.update(os.fsencode(name) + f"\0{size}\0{mtime_ns}\n".encode())
-    for entry in skipped:  # a hidden file or FIFO appearing also changes the manifest
-        digest.update(f"{entry['file']}\0{entry['reason']}\n".encode())
+    for item in skipped:  # a hidden file or FIFO appearing also changes the manifest
+        digest.update(f"{item['file']}\0{item['reason']}\n".encode())
     images = [name for name, _, _ in files if _is_image(name)]
     others = [skip(name, "not an image file (extension)") for name, _, _ in files if not _is_image(name)]
     stamps = {name: (size, mtime_ns) for name, size, mtime_ns in files if _is_image(name)}

@@ -61,7 +61,8 @@ class Painter:
         self._offset = np.array(centre)
 
     def _pixels(self, points: np.ndarray) -> list[float]:
-        return (points @ self._matrix.T + self._offset).ravel().tolist()
+        pixels: list[float] = (points @ self._matrix.T + self._offset).ravel().tolist()
+        return pixels
 
     def polygon(self, points: np.ndarray, fill: RGB) -> None:
         self._draw.polygon(self._pixels(points), fill=fill)

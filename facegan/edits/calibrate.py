@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from facegan.edits.classifier import AttributeNet
+from facegan.runtime.perf import model_config
 from facegan.sampling.generate import forward_fixed, latents
 
 LO, HI = 0.15, 0.85
@@ -69,7 +70,7 @@ def calibrate(
     attribute (p < 0.5), −1 on those that have it; where fewer than MIN_FACES qualify, on the `share` of
     faces that have it least (most). On all faces a rare attribute such as Eyeglasses is "clearly
     without" at step 0 already, so −1 would do nothing to the faces wearing them."""
-    z = latents(seeds, g.cfg.latent_dim)
+    z = latents(seeds, model_config(g).latent_dim)
     probs, _ = net.predict(forward_fixed(g, z))
     count = max(1, round(len(seeds) * share))
     steps, report = [], []

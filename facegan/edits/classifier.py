@@ -89,10 +89,12 @@ class AttributeNet(nn.Module):
             x = F.interpolate(
                 x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
             )
-        return self.body(x).mean(dim=(2, 3))
+        out: torch.Tensor = self.body(x)
+        return out.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegan.edits.classifier import AttributeNet
+from facegan.runtime.perf import model_config
 from facegan.sampling.generate import forward_fixed, latents
 
 EXTREMES = 0.3
@@ -29,7 +30,7 @@ def sample_scores(
     """(z (N, latent_dim), classifier logits (N, A)) of the faces of `seeds`."""
     zs, logits = [], []
     for i in range(0, len(seeds), chunk):
-        z = latents(seeds[i : i + chunk], g.cfg.latent_dim)
+        z = latents(seeds[i : i + chunk], model_config(g).latent_dim)
         images = forward_fixed(g, z)
         net.eval()
         logits.append(torch.cat([net(x) for x in images.split(256)]))
@@ -77,7 +78,8 @@ def conditioned(all_normals: torch.Tensor, target: int, others: list[int]) -> to
     basis = all_normals[others].double().T  # (latent, C)
     coef = torch.linalg.lstsq(basis, n[:, None]).solution
     out = n - (basis @ coef)[:, 0]
-    return (out / out.norm()).float()
+    unit: torch.Tensor = out / out.norm()  # Tensor.norm is unannotated in torch
+    return unit.float()
 
 
 def correlated_with(

@@ -58,7 +58,7 @@ def package(
     attrs = [net.names.index(e) for e in edits]
     seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + calibration))
     steps, report = calibrate(g, net, attrs, vectors, seeds, max_step=max_step)
-    info = {
+    info: dict[str, object] = {
         "method": "interfacegan-conditional" if conditional else "interfacegan",
         "conditions": conditions if conditional else None,
         "samples": bounds.samples,

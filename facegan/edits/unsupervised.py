@@ -14,6 +14,7 @@ calibrate against); `names.yaml` files map a person's names to direction indices
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ import yaml
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.runtime.perf import model_config
 from facegan.sampling.directions import NAME, Directions
 
 
@@ -29,12 +31,23 @@ def plain(g: nn.Module) -> nn.Module:
     return getattr(g, "g", g)
 
 
+# nn.Module.__getattr__ is typed Tensor | Module; these are the generators' own submodules.
+def _basis(g: nn.Module) -> nn.Linear:
+    """facegan.networks.r3gan.ResGenerator's first layer: Linear(latent, w0·4·4)."""
+    return cast(nn.Linear, g.basis)
+
+
+def _main(g: nn.Module) -> nn.Sequential:
+    """facegan.networks.dcgan.Generator's layers, first the transposed conv of z."""
+    return cast(nn.Sequential, g.main)
+
+
 def first_layer_weight(g: nn.Module) -> torch.Tensor:
     """The first layer's weight as a matrix (m, latent_dim): z ↦ A z."""
     g = plain(g)
     if hasattr(g, "basis"):  # facegan.networks.r3gan.ResGenerator: Linear(latent, w0·4·4)
-        return g.basis.weight.detach().float()
-    first = g.main[0]  # DCGAN: ConvTranspose2d(latent, w0, 4) on a 1×1 input is linear in z
+        return _basis(g).weight.detach().float()
+    first = _main(g)[0]  # DCGAN: ConvTranspose2d(latent, w0, 4) on a 1×1 input is linear in z
     if not isinstance(first, nn.ConvTranspose2d):
         raise FaceganError(f"no linear first layer found in {type(g).__name__}")
     return first.weight.detach().float().flatten(1).T
@@ -56,14 +69,15 @@ def first_activation(g: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """The first block's output (N, m) for latents (N, latent)."""
     g = plain(g)
     if hasattr(g, "basis"):
-        return F.leaky_relu(g.basis(z), 0.2)
-    return g.main[:3](z[:, :, None, None]).flatten(1)  # ConvT, BatchNorm (eval), ReLU
+        return F.leaky_relu(_basis(g)(z), 0.2)
+    out: torch.Tensor = _main(g)[:3](z[:, :, None, None])  # ConvT, BatchNorm (eval), ReLU
+    return out.flatten(1)
 
 
 @torch.no_grad()
 def ganspace(g: nn.Module, k: int, samples: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k GANSpace directions (k, latent) and the variance each principal component explains."""
-    z = torch.randn(samples, plain(g).cfg.latent_dim, generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(samples, model_config(plain(g)).latent_dim, generator=torch.Generator().manual_seed(seed))
     act = first_activation(g, z).double()
     act = act - act.mean(0)
     _, s, vh = torch.linalg.svd(act, full_matrices=False)

@@ -44,10 +44,12 @@ def _psd_factor(a: np.ndarray) -> np.ndarray:
     V √W from an eigendecomposition when it is singular, e.g. from fewer samples than dimensions.
     """
     try:
-        return np.linalg.cholesky(a)
+        root: np.ndarray = np.linalg.cholesky(a)
+        return root
     except np.linalg.LinAlgError:
         w, v = np.linalg.eigh(a)
-        return v * np.sqrt(np.clip(w, 0.0, None))
+        factor: np.ndarray = v * np.sqrt(np.clip(w, 0.0, None))
+        return factor
 
 
 def frechet_distance(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike) -> float:

@@ -41,7 +41,8 @@ class RandomEmbedding(nn.Module):
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(next(self.net.parameters()).device).float().div(127.5).sub(1.0)
-        return self.net(x).float()
+        features: torch.Tensor = self.net(x)
+        return features.float()
 
 
 def embed(model: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:

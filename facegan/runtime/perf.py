@@ -6,12 +6,14 @@ compute the same step.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
-from facegan.config.schema import OptimConfig, PerfConfig
+from facegan.config.schema import AmpMode, AutoOnOff, CompileMode, ModelConfig, OptimConfig, PerfConfig
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,11 @@ class Perf:
     def needs_scaler(self) -> bool:
         return self.amp_dtype == torch.float16
 
-    def as_config(self, compile_setting: str) -> PerfConfig:
+    def as_config(self, compile_setting: CompileMode) -> PerfConfig:
         """The explicit PerfConfig of these settings (no "auto"), to record what a run used."""
-        amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-        onoff = {True: "on", False: "off"}
+        amps: dict[torch.dtype | None, AmpMode] = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
+        amp = amps[self.amp_dtype]
+        onoff: dict[bool, AutoOnOff] = {True: "on", False: "off"}
         return PerfConfig(
             amp=amp,
             channels_last=onoff[self.channels_last],
@@ -59,7 +62,7 @@ class Perf:
         return ", ".join(parts)
 
 
-_DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+_DTYPE_NAMES: dict[torch.dtype | None, str] = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -109,8 +112,10 @@ def prepare_models(g: nn.Module, d: nn.Module, perf: Perf) -> tuple[nn.Module, n
         d.to(memory_format=torch.channels_last)
     if perf.compile_mode is None:
         return g, d
-    g_call: nn.Module = torch.compile(g, mode=perf.compile_mode)
-    d_call: nn.Module = torch.compile(d, mode=perf.compile_mode)
+    # torch.compile's stubs return a plain Callable; given a module it returns an nn.Module
+    # (torch._dynamo's OptimizedModule).
+    g_call = cast(nn.Module, torch.compile(g, mode=perf.compile_mode))
+    d_call = cast(nn.Module, torch.compile(d, mode=perf.compile_mode))
     if uses_cuda_graphs(perf, next(g.parameters()).device):
         g_call, d_call = GraphOutputs(g_call), GraphOutputs(d_call)
     return g_call, d_call
@@ -137,16 +142,18 @@ class GraphOutputs(nn.Module):
         self.compiled = compiled
 
     @property
-    def cfg(self) -> object:
-        return self.compiled.cfg
+    def cfg(self) -> ModelConfig:
+        return model_config(self.compiled)
 
     @property
     def eager(self) -> nn.Module:
         """The uncompiled module (penalties need double backward, which compiled graphs lack)."""
-        return self.compiled._orig_mod
+        # nn.Module.__getattr__ is typed Tensor | Module; OptimizedModule keeps the original module here.
+        return cast(nn.Module, self.compiled._orig_mod)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.compiled(x).clone()
+        out: torch.Tensor = self.compiled(x)
+        return out.clone()
 
 
 def make_optimizers(
@@ -154,15 +161,14 @@ def make_optimizers(
 ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam(lr, betas) for G and D; fused (one kernel) or foreach (batched) implementation."""
     fused = bool(perf and perf.fused_adam)
-    kw = (
-        {"betas": (optim.beta1, optim.beta2), "fused": True}
-        if fused
-        else {"betas": (optim.beta1, optim.beta2), "foreach": True}
-    )
-    return (
-        torch.optim.Adam(g.parameters(), lr=optim.lr_g, **kw),
-        torch.optim.Adam(d.parameters(), lr=optim.lr_d, **kw),
-    )
+    betas = (optim.beta1, optim.beta2)
+
+    def adam(params: Iterator[nn.Parameter], lr: float) -> torch.optim.Adam:
+        if fused:
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+    return adam(g.parameters(), optim.lr_g), adam(d.parameters(), optim.lr_d)
 
 
 def make_scaler(perf: Perf, device: torch.device) -> torch.amp.GradScaler | None:
@@ -182,13 +188,21 @@ class InferenceGenerator(nn.Module):
     def __init__(self, g: nn.Module, perf: Perf) -> None:
         super().__init__()
         self.g = g.to(memory_format=torch.channels_last) if perf.channels_last else g
-        self.cfg = g.cfg
+        self.cfg = model_config(g)
         self.amp_dtype = perf.amp_dtype
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         enabled = self.amp_dtype is not None
         with torch.autocast(z.device.type, dtype=self.amp_dtype or torch.float32, enabled=enabled):
-            return self.g(z).float()
+            images: torch.Tensor = self.g(z)
+            return images.float()
+
+
+def model_config(g: nn.Module) -> ModelConfig:
+    """The ModelConfig of a facegan network (G or D), or of a module wrapping one: its `cfg` attribute."""
+    # nn.Module.__getattr__ is typed Tensor | Module; every network (and wrapper) facegan builds keeps
+    # its ModelConfig as a plain attribute `cfg`.
+    return cast(ModelConfig, g.cfg)
 
 
 def unwrap_inference(module: nn.Module) -> nn.Module:
@@ -202,5 +216,5 @@ def for_inference(g: nn.Module, device: torch.device, amp: str = "auto") -> nn.M
     "off" returns `g` itself: the plain fp32 path, pixel for pixel as before."""
     if amp == "off":
         return g
-    perf = resolve(PerfConfig(amp=amp), device)
+    perf = resolve(PerfConfig(amp=cast(AmpMode, amp)), device)  # a str from a caller: PerfConfig checks it
     return InferenceGenerator(g, perf) if perf.amp_dtype or perf.channels_last else g

@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from facegan.errors import FaceganError
+from facegan.runtime.perf import model_config
 from facegan.sampling.directions import Directions
 from facegan.sampling.generate import decode, latents, writing
 
@@ -26,12 +27,13 @@ def edit_faces(
     """Faces (N, 3, S, S) in [-1, 1] of `seeds` with `edits` applied to their latents (after truncation,
     so an edit moves the seed's own z). No edits, or all amounts 0: exactly
     `facegan.sampling.generate.faces`."""
-    z = latents(seeds, g.cfg.latent_dim, truncation)
+    z = latents(seeds, model_config(g).latent_dim, truncation)
     if edits:
         if directions is None:
             raise FaceganError("this model has no edit directions; find some with `facegan directions`")
         z = directions.apply(z, edits)
-    return decode(g, z, batch_size)
+    # generate.decode's `g` is typed networks.dcgan.Generator, yet any generator module works (r3gan too).
+    return decode(g, z, batch_size)  # type: ignore[arg-type]
 
 
 def amounts(columns: int) -> list[float]:
@@ -51,10 +53,11 @@ def sweep(
 ) -> torch.Tensor:
     """Faces for a sweep grid of edit `name`: row i is seed i, columns the amounts -1 … 1."""
     directions.check({name: 0.0})
-    z = latents(seeds, g.cfg.latent_dim, truncation)
+    z = latents(seeds, model_config(g).latent_dim, truncation)
     rows = [directions.apply(z, {name: a}) for a in amounts(columns)]
     grid = torch.stack(rows, 1).flatten(0, 1)  # seed-major: (seed, amount)
-    return decode(g, grid)
+    # generate.decode's `g` is typed networks.dcgan.Generator, yet any generator module works (r3gan too).
+    return decode(g, grid)  # type: ignore[arg-type]
 
 
 def write_grid(images: torch.Tensor, columns: int, out: str | Path) -> Path:

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -19,10 +19,14 @@ from PIL import Image
 from starlette.exceptions import HTTPException
 from torch import nn
 
+from facegan.runtime.perf import model_config
 from facegan.sampling.generate import grid, latents, pil_from_unit, resize, to_pil
 from facegan.serve.cache import model_version
 from facegan.serve.limits import CostBudget, client_key
 from facegan.serve.worker import GeneratorWorker
+
+if TYPE_CHECKING:
+    from facegan.sampling.directions import Directions
 
 ENCODE_THREADS = 8  # PNG/GIF encoding in parallel; generation has its own thread per model
 
@@ -46,11 +50,11 @@ class ServedModel:
 
     @property
     def size(self) -> int:
-        return self.g.cfg.size
+        return model_config(self.g).size
 
     @property
     def latent_dim(self) -> int:
-        return self.g.cfg.latent_dim
+        return model_config(self.g).latent_dim
 
     async def decode(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) without blocking the event loop: (N, 3, S, S) in [-1, 1] on the CPU."""
@@ -59,7 +63,8 @@ class ServedModel:
     @property
     def display_truncation(self) -> float | None:
         """The model's measured display default (facegan.sampling.generate.load_generator); None: full."""
-        return getattr(self.g, "display_truncation", None)
+        display: float | None = getattr(self.g, "display_truncation", None)
+        return display
 
     def variety(self, truncation: float | None) -> float:
         """A request's `truncation` as the API writes it (0 = the full distribution), the model's
@@ -69,9 +74,10 @@ class ServedModel:
         return self.display_truncation or 0.0
 
     @property
-    def edits(self) -> Any:
-        """The generator's edit directions (facegan.edits.Directions), or None."""
-        return getattr(self.g, "edits", None)
+    def edits(self) -> Directions | None:
+        """The generator's edit directions (facegan.sampling.directions.Directions), or None."""
+        directions: Directions | None = getattr(self.g, "edits", None)
+        return directions
 
     def latents(
         self, seeds: list[int], truncation: float | None = None, edits: dict[str, float] | None = None
@@ -79,7 +85,11 @@ class ServedModel:
         """z of `seeds` exactly as in `facegan.sampling.generate`, moved by checked `edits` (see
         `edit_arg`)."""
         z = latents(seeds, self.latent_dim, truncation)
-        return self.edits.apply(z, edits) if edits else z
+        if not edits:
+            return z
+        directions = self.edits
+        assert directions is not None, "edit_arg refuses edits for a model without directions"
+        return directions.apply(z, edits)
 
     async def faces(
         self, seeds: list[int], truncation: float | None = None, edits: dict[str, float] | None = None

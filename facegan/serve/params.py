@@ -7,14 +7,18 @@ HINTS (see `validation_message`), never pydantic's multi-line report.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from facegan.errors import FaceganError
-from facegan.sampling.generate import MAX_SEED, MAX_TRUNCATION, MIN_TRUNCATION
+from facegan.sampling.display import MAX_TRUNCATION, MIN_TRUNCATION
+from facegan.sampling.generate import MAX_SEED
+
+if TYPE_CHECKING:
+    from facegan.sampling.directions import Directions
 
 MAX_GRID = 64
 MIN_FRAMES, MAX_FRAMES = 2, 60
@@ -106,7 +110,7 @@ def truncation_arg(value: float) -> float | None:
     return value
 
 
-def edit_arg(directions: Any, text: str | None) -> tuple[dict[str, float], str]:
+def edit_arg(directions: Directions | None, text: str | None) -> tuple[dict[str, float], str]:
     """The `edit` parameter checked against a model's directions: ({name: amount}, its canonical form
     for ETags: sorted, zero amounts dropped, since they leave the face unchanged). HTTP 400 with one
     line naming the valid choices for an unknown name, a bad or out-of-range amount, or a model

@@ -36,18 +36,22 @@ from facegan.serve.responses import image_response, is_cached
 
 
 def _server(request: Request) -> Server:
-    return request.app.state.server
+    server: Server = request.app.state.server  # starlette's State holds Any
+    return server
 
 
 def _page(request: Request) -> Page:
-    return request.app.state.page
+    page: Page = request.app.state.page
+    return page
 
 
 ServerDep = Annotated[Server, Depends(_server)]
 PageDep = Annotated[Page, Depends(_page)]
-PNG = {200: {"content": {"image/png": {}}, "description": "one face; X-Seed"}}
-GRID = {200: {"content": {"image/png": {}}, "description": "faces seed…seed+n-1"}}
-GIF = {200: {"content": {"image/gif": {}}, "description": "animated latent walk"}}
+# FastAPI's `responses`: the OpenAPI description of each route's image.
+Responses = dict[int | str, dict[str, Any]]
+PNG: Responses = {200: {"content": {"image/png": {}}, "description": "one face; X-Seed"}}
+GRID: Responses = {200: {"content": {"image/png": {}}, "description": "faces seed…seed+n-1"}}
+GIF: Responses = {200: {"content": {"image/gif": {}}, "description": "animated latent walk"}}
 
 router = APIRouter()
 

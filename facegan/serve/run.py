@@ -14,12 +14,14 @@ import math
 import os
 import socket
 from dataclasses import asdict
+from typing import cast
 
 import hypercorn.asyncio
 import hypercorn.run
 import torch
 from fastapi import FastAPI
 from hypercorn.config import Config
+from hypercorn.typing import ASGIFramework
 
 from facegan.errors import FaceganError
 from facegan.runtime.device import pick_device
@@ -114,7 +116,9 @@ def serve(cfg: ServeConfig) -> None:
         if workers == 1:
             app = build_app(generators, dev, sources=sources, limits=limits)
             # Without a shutdown trigger hypercorn stops gracefully on SIGINT and SIGTERM.
-            asyncio.run(hypercorn.asyncio.serve(app, config))
+            # hypercorn types the app with its own scope TypedDicts, starlette with MutableMappings: the
+            # same ASGI callable, which the two type systems cannot match.
+            asyncio.run(hypercorn.asyncio.serve(cast(ASGIFramework, app), config))
         else:
             del generators  # each worker loads its own
             os.environ[WORKER_ENV] = json.dumps(

@@ -23,7 +23,8 @@ from torch import nn
 
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.runtime.perf import unwrap_inference
+from facegan.runtime.perf import model_config, unwrap_inference
+from facegan.sampling.directions import Directions
 from facegan.sampling.generate import load_generator
 from facegan.sharing.names import HUB_PREFIX, is_hub_id, not_found
 from facegan.storage.files import atomic_write
@@ -78,11 +79,12 @@ class HubGenerator(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         g = unwrap_inference(self.model)
+        cfg = model_config(g)
         export_generator(
-            g, g.cfg, save_directory / HUB_WEIGHTS, extra={"facegan_version": __version__}, half=self.half
+            g, cfg, save_directory / HUB_WEIGHTS, extra={"facegan_version": __version__}, half=self.half
         )
         config = {
-            **asdict(g.cfg),
+            **asdict(cfg),
             "library_name": "facegan",
             "format": "facegan-generator",
             "facegan_version": __version__,
@@ -92,8 +94,9 @@ class HubGenerator(
             config["display_truncation"] = display
         text = json.dumps(config, indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / HUB_CONFIG, lambda tmp: tmp.write_text(text))
-        if getattr(g, "edits", None) is not None:  # attribute edits (facegan.edits) travel with it
-            g.edits.save(save_directory / HUB_EDITS)
+        edits: Directions | None = getattr(g, "edits", None)
+        if edits is not None:  # attribute edits (facegan.edits) travel with it
+            edits.save(save_directory / HUB_EDITS)
         if self.samples is not None:
             samples = self.samples
             atomic_write(save_directory / HUB_SAMPLES, lambda tmp: shutil.copyfile(samples, tmp))
@@ -105,7 +108,10 @@ class HubGenerator(
             if self.card.get(key):
                 setattr(data, key, self.card[key])
         data.license = data.license or "other"
-        return ModelCard.from_template(data, template_str=CARD_TEMPLATE, body=self.card.get("body", ""))
+        card: ModelCard = ModelCard.from_template(
+            data, template_str=CARD_TEMPLATE, body=self.card.get("body", "")
+        )
+        return card
 
     @classmethod
     def _from_pretrained(
@@ -240,6 +246,7 @@ def card_for(
     anything else (a repo id, None: a card of the architecture alone)."""
     from facegan.sharing import pretrained
 
+    samples: Path | None
     if source in pretrained.available():
         card, samples = card_for_shipped(source)
     else:
@@ -285,7 +292,7 @@ def card_for_run(
     manifest = _read_json(run / "dataset_manifest.json") if run else {}
     evals = _read_jsonl(run / "metrics.jsonl") if run else []
     samples = sorted((run / "samples").glob("step-*.png")) if run and (run / "samples").is_dir() else []
-    m = g.cfg
+    m = model_config(g)
     lines = [
         f"# {title} — a facegan {m.arch} generator",
         "",

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-from facegan.runtime.perf import unwrap_inference
+from facegan.runtime.perf import model_config, unwrap_inference
 from facegan.storage.files import atomic_write
 
 INPUT, OUTPUT = "z", "images"
@@ -37,7 +37,8 @@ class _FlatLatent(nn.Module):
         self.g = g
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.g(z[:, :, None, None])
+        images: torch.Tensor = self.g(z[:, :, None, None])
+        return images
 
 
 def export_onnx(model: nn.Module, out: str | Path, check: bool = True) -> Path:
@@ -55,7 +56,8 @@ def export_onnx(model: nn.Module, out: str | Path, check: bool = True) -> Path:
     # A CPU fp32 copy: the caller's module stays on its device, in its precision and memory format.
     g = copy.deepcopy(unwrap_inference(model)).float().cpu().to(memory_format=torch.contiguous_format).eval()
     flat = _FlatLatent(g).eval()
-    example = torch.randn(2, g.cfg.latent_dim)
+    cfg = model_config(g)
+    example = torch.randn(2, cfg.latent_dim)
     # The exporter narrates each pass on stdout; the CLI prints one line of its own instead.
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         program = torch.onnx.export(
@@ -68,9 +70,10 @@ def export_onnx(model: nn.Module, out: str | Path, check: bool = True) -> Path:
             dynamo=True,
             external_data=False,
         )
+    assert program is not None  # torch.onnx.export returns None only for the old exporter (dynamo=False)
     proto = program.model_proto
     onnx.helper.set_model_props(
-        proto, {"facegan_model_config": json.dumps(asdict(g.cfg)), "producer": "facegan"}
+        proto, {"facegan_model_config": json.dumps(asdict(cfg)), "producer": "facegan"}
     )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from facegan.config.schema import RunConfig, section_types
 from facegan.errors import FaceganError
@@ -48,7 +48,8 @@ class Tracker(Protocol):
     """What RunLogger hands to every tracker. `state` is what trackers.json keeps so a resumed run
     continues the same tracker run (None: nothing to keep)."""
 
-    state: dict[str, Any] | None
+    @property
+    def state(self) -> dict[str, Any] | None: ...
 
     def scalars(self, values: dict[str, float], step: int) -> None: ...
 
@@ -298,7 +299,7 @@ class MLflowTracker:
         self.client.set_terminated(self.run_id, "FINISHED")
 
 
-def wandb_mode() -> str | None:
+def wandb_mode() -> Literal["online", "offline"] | None:
     """W&B's mode: WANDB_MODE when set (None: wandb reads it), online when logged in, else offline."""
     if os.environ.get("WANDB_MODE"):
         return None
