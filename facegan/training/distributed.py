@@ -301,7 +301,7 @@ def sync_batchnorm(asked: bool, world: int, device: torch.device) -> bool:
     at the cost of an all-reduce per BatchNorm layer per forward pass; torch.nn.SyncBatchNorm runs on
     CUDA tensors only, so on CPU (gloo) it is refused with one line. With one process the flag changes
     nothing (its statistics already are the whole batch's). Running statistics in checkpoints are rank
-    0's; a resume on another number of ranks says so once (facegan.loop)."""
+    0's; a resume on another number of ranks says so once (facegan.training.trainer)."""
     if not asked or world == 1:
         return False
     if device.type != "cuda":
