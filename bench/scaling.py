@@ -8,11 +8,10 @@ Each row starts `facegan`'s real distributed path — `torch.distributed.run --s
 script's worker, which joins with `facegan.training.distributed.session()`, builds the run with
 `facegan.training.build.build_training` + `facegan.training.distributed.adapt` and steps it with
 `Training.step` (exactly what `facegan train`'s trainer does per step) — or the same worker alone for
-the one-process rows. The global batch is the same in every row. Reported per row:
-img/s (median of timed windows after warm-up), the scaling efficiency, and the wall time per step
-spent in the gradient all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch
-time only, as NCCL runs asynchronously). Rows run in interleaved rounds, so a load change on a shared
-machine hits each alike.
+the one-process rows. The global batch is the same in every row. Reported per row: img/s (median of
+timed windows after warm-up), the scaling efficiency, and the wall time per step spent in the gradient
+all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch time only, as NCCL runs
+asynchronously). Rows run in interleaved rounds, so a load change on a shared machine hits each alike.
 
 `--paper` prints the projection instead (no training): gradient bytes per step of the seed DCGAN at
 64/128/256 px (parameters counted on the real model classes), ring all-reduce time 2(N-1)·α +
