@@ -7,12 +7,11 @@
 Each row starts `facegan`'s real distributed path — `torch.distributed.run --standalone` launching this
 script's worker, which joins with `facegan.training.distributed.session()`, builds the run with
 `facegan.training.build.build_training` + `facegan.training.distributed.adapt` and steps it with
-`facegan.training.distributed.train_step` (exactly what `facegan train` does per step) — or the same
-worker alone for the one-process rows. The global batch is the same in every row. Reported per row:
-img/s (median of timed windows after warm-up), the scaling efficiency, and the wall time per step
-spent in the gradient all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch
-time only, as NCCL runs asynchronously). Rows run in interleaved rounds, so a load change on a shared
-machine hits each alike.
+`Training.step` (exactly what `facegan train`'s trainer does per step) — or the same worker alone for
+the one-process rows. The global batch is the same in every row. Reported per row: img/s (median of
+timed windows after warm-up), the scaling efficiency, and the wall time per step spent in the gradient
+all-reduces (exact on CPU, where gloo's all-reduce blocks; on CUDA it is launch time only, as NCCL runs
+asynchronously). Rows run in interleaved rounds, so a load change on a shared machine hits each alike.
 
 `--paper` prints the projection instead (no training): gradient bytes per step of the seed DCGAN at
 64/128/256 px (parameters counted on the real model classes), ring all-reduce time 2(N-1)·α +
@@ -53,7 +52,7 @@ from facegan.data.dataset import PackedDataset  # noqa: E402
 from facegan.data.prepare import prepare  # noqa: E402
 from facegan.runtime.device import pick_device  # noqa: E402
 from facegan.training.build import build_training  # noqa: E402
-from facegan.training.distributed import adapt, session, train_step  # noqa: E402
+from facegan.training.distributed import adapt, session  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -77,10 +76,10 @@ def worker(args: argparse.Namespace) -> None:
         }
         cfg = resolve_config(args.preset, {}, flags)
         device = dist.place(pick_device(cfg.train.device))
-        training = adapt(build_training(cfg, device, PackedDataset(args.data)), dist, False)
+        training = adapt(build_training(cfg, device, PackedDataset(args.data)), dist)
         step = 0
         for _ in range(args.warmup):
-            train_step(training, dist, step)
+            training.step(step)
             step += 1
         windows = []
         for _ in range(args.windows):
@@ -88,7 +87,7 @@ def worker(args: argparse.Namespace) -> None:
             dist.comm_seconds = 0.0
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                train_step(training, dist, step)
+                training.step(step)
                 step += 1
             _sync(device)
             seconds = time.perf_counter() - t0

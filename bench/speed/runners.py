@@ -108,7 +108,7 @@ def bench_config(mc: ModelConfig, batch_size: int, perf: Perf | PerfConfig, seed
 
 
 class FaceganRunner(Runner):
-    """Rows b and c: exactly what `facegan.training.loop` does per step, from a packed dataset.
+    """Rows b and c: exactly what `facegan train` does per step, from a packed dataset.
 
     `build_training` → `Training.step` (BatchSource → train_step → EMA update where configured) → stats
     stacked and summed on the device; the sums are read back at window ends, the loop's log interval.

@@ -18,7 +18,7 @@ import torch
 from facegan.config.schema import SIZES
 from facegan.data.attributes import ATTRIBUTES
 from facegan.data.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
-from facegan.data.shard import check_batch
+from facegan.data.shard import Shard
 from facegan.data.sources import SYNTHETIC
 from facegan.errors import FaceganError
 
@@ -221,10 +221,8 @@ class BatchSource:
     def shard(self, rank: int, world: int) -> BatchSource:
         """The same batches, of which this source yields rank `rank`'s B/`world` rows (the resident
         images, if any, are shared, not copied)."""
-        check_batch(self.batch_size, world)
-        per = self.batch_size // world
         part = copy.copy(self)
-        part.rows = slice(rank * per, (rank + 1) * per)
+        part.rows = Shard.of(rank, world, self.batch_size).rows
         return part
 
     def _load_epoch(self, epoch: int) -> None:

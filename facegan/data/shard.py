@@ -21,6 +21,18 @@ class Shard(NamedTuple):
     size: int
     total: int
 
+    @classmethod
+    def of(cls, rank: int, world: int, total: int) -> Shard:
+        """Rank `rank`'s rows of a global batch of `total` split evenly over `world` ranks: the one place
+        the rows are worked out (the batch source and the step both take them from here)."""
+        check_batch(total, world)
+        per = total // world
+        return cls(rank * per, per, total)
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.start + self.size)
+
     def take(self, drawn: torch.Tensor) -> torch.Tensor:
         """This rank's rows of a tensor drawn for the whole global batch (dimension 0)."""
         return drawn[self.start : self.start + self.size]

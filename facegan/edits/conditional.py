@@ -27,7 +27,7 @@ from torch import nn
 from facegan.config.schema import ModelConfig
 from facegan.data.augment import diff_augment
 from facegan.errors import FaceganError
-from facegan.networks.dcgan import Discriminator, Generator, init_weights
+from facegan.networks.dcgan import DCGANGenerator, Discriminator, init_weights
 from facegan.sampling.generate import forward_fixed, latents
 
 
@@ -40,7 +40,7 @@ class CondGenerator(nn.Module):
         self.cfg = cfg
         self.names = list(names)
         inner = ModelConfig(**{**cfg.__dict__, "latent_dim": cfg.latent_dim + len(names)})
-        self.g = Generator(inner)
+        self.g = DCGANGenerator(inner)
         self.register_buffer("prior", prior.float())
 
     def forward(self, zc: torch.Tensor) -> torch.Tensor:  # (B, nz + K[, 1, 1])
@@ -88,7 +88,7 @@ class ProjectionD(nn.Module):
         return self.last(h).flatten() + (h.mean((2, 3)) * self.embed(c)).sum(1)
 
 
-def from_unconditional(g: Generator, names: list[str], prior: torch.Tensor) -> CondGenerator:
+def from_unconditional(g: DCGANGenerator, names: list[str], prior: torch.Tensor) -> CondGenerator:
     """A CondGenerator with `g`'s weights, the condition rows of its first layer zero."""
     cg = CondGenerator(g.cfg, names, prior)
     state = {k: v.clone() for k, v in g.state_dict().items()}
@@ -99,7 +99,7 @@ def from_unconditional(g: Generator, names: list[str], prior: torch.Tensor) -> C
 
 
 def train_conditional(
-    g: Generator,
+    g: DCGANGenerator,
     images: np.ndarray,
     labels: np.ndarray,
     names: list[str],

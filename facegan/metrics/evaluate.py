@@ -27,7 +27,7 @@ from facegan.metrics.measurement import (  # re-exported: callers import them fr
 from facegan.metrics.protocols import parse_metrics
 from facegan.metrics.reference import reference
 from facegan.metrics.registry import METRICS
-from facegan.networks.dcgan import Generator
+from facegan.networks.dcgan import DCGANGenerator
 from facegan.sampling.generate import check_truncation
 
 __all__ = [
@@ -45,7 +45,7 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def evaluate(
-    generator: Generator | np.ndarray,
+    generator: DCGANGenerator | np.ndarray,
     dataset: PackedDataset,
     metrics: list[str],
     *,

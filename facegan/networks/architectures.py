@@ -6,7 +6,7 @@ from torch import nn
 
 from facegan.config.schema import GANConfig, ModelConfig
 from facegan.errors import FaceganError
-from facegan.networks.dcgan import Discriminator, Generator, init_weights
+from facegan.networks.dcgan import DCGANGenerator, Discriminator, init_weights
 from facegan.networks.r3gan import ResDiscriminator, ResGenerator, init_residual
 from facegan.networks.registry import Architecture, register_architecture
 
@@ -37,7 +37,7 @@ DCGAN = register_architecture(
     Architecture(
         name="dcgan",
         summary="the seeds' networks: transposed-conv G, strided-conv D with BatchNorm",
-        generator=Generator,
+        generator=DCGANGenerator,
         discriminator=_dcgan_discriminator,
         init=_dcgan_init,
     )

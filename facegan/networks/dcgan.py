@@ -29,7 +29,7 @@ def _widths(size: int, base: int) -> list[int]:
     return stage_widths(size, base)
 
 
-class Generator(nn.Module):
+class DCGANGenerator(nn.Module):
     """Maps a latent z ~ N(0, I) of shape (B, latent_dim) or (B, latent_dim, 1, 1) to images in [-1, 1]."""
 
     def __init__(self, cfg: ModelConfig) -> None:

@@ -7,7 +7,7 @@ thousands of images, as in StyleGAN, so it does not depend on the batch size:
 
 Hand-written (a dozen lines) rather than torch.optim.swa_utils.AveragedModel: that one wraps the
 module (state-dict keys gain a "module." prefix and an n_averaged counter) and averages buffers
-instead of copying them; here the EMA is a plain `Generator` whose state dict loads like G's.
+instead of copying them; here the EMA is a plain generator module whose state dict loads like G's.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from facegan.networks.checkpoint import (
     load_state,
     read_export_metadata,
 )
-from facegan.networks.dcgan import Generator
+from facegan.networks.dcgan import DCGANGenerator
 from facegan.networks.factory import build_generator
 from facegan.runtime.device import pick_device
 from facegan.runtime.perf import for_inference
@@ -145,21 +145,21 @@ def forward_fixed(g: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return torch.cat([g(chunk) for chunk in z.split(PASS_BATCH)])[:n].float().cpu()
 
 
-def decode(g: Generator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def decode(g: DCGANGenerator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """G(z) in [-1, 1], (N, 3, S, S) on the CPU; at most `batch_size` latents on G's device at a time
     (bounds its memory), each group run in passes of PASS_BATCH."""
     return torch.cat([forward_fixed(g, chunk) for chunk in z.split(batch_size)])
 
 
 def faces(
-    g: Generator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
+    g: DCGANGenerator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
 ) -> torch.Tensor:
     """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
     return decode(g, latents(seeds, g.cfg.latent_dim, truncation), batch_size)
 
 
 def interpolation(
-    g: Generator, seeds: list[int], frames: int, truncation: float | None = None
+    g: DCGANGenerator, seeds: list[int], frames: int, truncation: float | None = None
 ) -> torch.Tensor:
     """A latent walk through `seeds` in order (slerp), `frames` images per leg, as one tensor."""
     if len(seeds) < 2:

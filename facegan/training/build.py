@@ -1,8 +1,8 @@
 """One way to build a training run: the models, EMA, optimizers, speed paths and batches one step needs.
 
-`facegan.loop`, `bench/` and the tests all build training here, so a change to the training setup
-(a new stabilizer, a speed path, the batch order) reaches what the benchmark measures and what the tests
-check as soon as it reaches `facegan train`.
+The trainer (facegan.training.trainer), `bench/` and the tests all build training here, so a change to
+the training setup (a new stabilizer, a speed path, the batch order) reaches what the benchmark measures
+and what the tests check as soon as it reaches `facegan train`.
 """
 
 from __future__ import annotations
@@ -32,27 +32,23 @@ class Training:
     perf: Perf
     g: nn.Module  # the networks that own the weights (checkpoints, EMA, export)
     d: nn.Module
-    g_step: nn.Module  # what the step calls: g and d themselves, or their torch.compile wrappers
-    d_step: nn.Module
+    g_call: nn.Module  # what the step calls: g and d themselves, or their torch.compile wrappers
+    d_call: nn.Module
     ema: EMA | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     step_rng: torch.Generator  # the step's noise; checkpoints carry its state
     batches: BatchSource | None  # None when built without a dataset (the caller supplies batches)
+    # This process's rows of each global batch and the gradient average over the processes: set for
+    # its rank by facegan.training.distributed.adapt (one process: all rows, and no averaging to do).
+    shard: Shard | None = None
+    sync: Callable[[torch.optim.Optimizer], None] | None = None
 
-    def step(
-        self,
-        step: int,
-        real: torch.Tensor | None = None,
-        shard: Shard | None = None,
-        sync: Callable[[torch.optim.Optimizer], None] | None = None,
-    ) -> StepStats:
-        """One training step at global `step`, exactly as `facegan train` runs it: `train_step` on the
-        step's batch (or `real`), then the EMA update. Returns the stats on the device (no sync).
-
-        Under torchrun, `shard` is this rank's rows of the global batch and `sync` averages a network's
-        gradients across ranks (see `facegan.distributed.train_step`)."""
+    def step(self, step: int, real: torch.Tensor | None = None) -> StepStats:
+        """One training step at global `step`, exactly as `facegan train` runs it on this rank:
+        `train_step` on this rank's rows of the step's batch (or on `real`, rows the caller supplies),
+        then the EMA update. Returns the stats on the device (no sync)."""
         if real is None:
             assert self.batches is not None, "built without a dataset: pass the batch"
             real = self.batches.batch(step)
@@ -60,8 +56,8 @@ class Training:
             # A new step: the graphs' outputs of the previous step may now be overwritten.
             torch.compiler.cudagraph_mark_step_begin()
         stats = train_step(
-            self.g_step,
-            self.d_step,
+            self.g_call,
+            self.d_call,
             self.opt_g,
             self.opt_d,
             real,
@@ -70,8 +66,8 @@ class Training:
             step=step,
             amp_dtype=self.perf.amp_dtype,
             scaler=self.scaler,
-            shard=shard,
-            sync=sync,
+            shard=self.shard,
+            sync=self.sync,
         )
         if self.ema is not None:
             self.ema.update(self.g)
@@ -106,7 +102,7 @@ def build_training(cfg: RunConfig, device: torch.device, ds: PackedDataset | Non
     batches = batch_source(cfg, ds, device) if ds is not None else None
     g, d = build_models(cfg.model, seed=tc.seed, gan=cfg.gan)
     g, d = g.to(device), d.to(device)
-    g_step, d_step = prepare_models(g, d, perf)
+    g_call, d_call = prepare_models(g, d, perf)
     ema = EMA(g, cfg.gan.ema_kimg, tc.batch_size) if cfg.gan.ema_kimg > 0 else None
     opt_g, opt_d = make_optimizers(g, d, cfg.optim, perf)
     return Training(
@@ -115,8 +111,8 @@ def build_training(cfg: RunConfig, device: torch.device, ds: PackedDataset | Non
         perf,
         g,
         d,
-        g_step,
-        d_step,
+        g_call,
+        d_call,
         ema,
         opt_g,
         opt_d,

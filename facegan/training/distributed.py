@@ -16,8 +16,12 @@ MASTER_ADDR and MASTER_PORT; `session()` joins them with `torch.distributed.init
   or D frozen (requires_grad off) during G's step; with the explicit all-reduce D's weights get no
   gradients and no communication in G's step, and torch.compile wraps plain modules. Gradients are
   identical on every rank after it, so the weights stay bit-identical across ranks.
+* BatchNorm: per-rank statistics unless --sync-bn, decided and explained in one place (`sync_batchnorm`).
 * Host sync: the step itself never waits for the host; stats are all-reduced at log intervals only,
-  and stop requests (SIGTERM on any rank) are agreed by an asynchronous one-integer vote (`StopVote`).
+  and stop requests (SIGTERM on any rank) are agreed by an asynchronous one-integer vote
+  (facegan.training.stopping).
+* Agreement: at the start the ranks compare digests of their resolved config, data and initial state
+  (facegan.training.agreement) and stop with one line when any differs.
 * Rank 0 writes everything (run folder, TensorBoard, samples, checkpoints, plots, progress bar) and
   holds the EMA generator; what every rank must agree on that only rank 0 can know (a checkpoint, a
   run folder, an error) it computes once and broadcasts (`Dist.share`).
@@ -42,7 +46,6 @@ from facegan.errors import FaceganError
 
 if TYPE_CHECKING:
     from facegan.training.build import Training
-    from facegan.training.step import StepStats
 
 T = TypeVar("T")
 # Rank 0 may evaluate (an FID pass) while the others wait for its verdict on the host-side group.
@@ -68,13 +71,9 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def shard(self, batch_size: int) -> Shard | None:
-        """This rank's rows of a global batch; None for one process (it trains them all)."""
-        check_batch(batch_size, self.world)
-        if self.world == 1:
-            return None
-        per = batch_size // self.world
-        return Shard(self.rank * per, per, batch_size)
+    def shard(self, batch_size: int) -> Shard:
+        """This rank's rows of a global batch (one process: all of them)."""
+        return Shard.of(self.rank, self.world, batch_size)
 
     def place(self, device: torch.device) -> torch.device:
         """The device this rank trains on: cuda → cuda:LOCAL_RANK; CPU stays; MPS is refused."""
@@ -159,6 +158,16 @@ class Dist:
         if kind == "error":
             raise RelayedError(value)
         return value
+
+    def main_first(self, fn: Callable[[], T]) -> T:
+        """`fn()` on every rank, rank 0 first: what rank 0 prepares once (a dataset cache) the others
+        then find ready, and an error in it is rank 0's one line (the others raise `RelayedError`)."""
+        if self.is_main:
+            done: list[T] = []
+            self.share(lambda: done.append(fn()))  # its error, if any, reaches every rank
+            return done[0]
+        self.share(lambda: None)  # rank 0's verdict
+        return fn()
 
     def gather(self, obj: T) -> list[T] | None:
         """Every rank's `obj`, in rank order, on rank 0 (None elsewhere)."""
@@ -256,77 +265,55 @@ def session() -> Iterator[Dist]:
 # ---------------------------------------------------------------------- training on a rank
 
 
-def adapt(training: Training, dist: Dist, sync_bn: bool) -> Training:
-    """`training` (from build.build_training) for this rank: its rows of every batch, BatchNorm
-    synchronised across ranks if asked, the EMA generator on rank 0 only (only rank 0 reads it —
-    samples, evaluation, export, checkpoints — and the weights it averages are identical on every
-    rank, so keeping copies elsewhere would cost memory and time for nothing)."""
-    if dist.world == 1:
-        return training
+def adapt(training: Training, dist: Dist) -> Training:
+    """`training` (from build.build_training) for this rank: its rows of every batch and the gradient
+    average over the ranks, BatchNorm as `sync_batchnorm` decides, the EMA generator on rank 0 only
+    (only rank 0 reads it — samples, evaluation, export, checkpoints — and the weights it averages are
+    identical on every rank, so keeping copies elsewhere would cost memory and time for nothing).
+    One process is rank 0 of 1: all the rows, nothing to average, its own BatchNorm statistics."""
+    shard = dist.shard(training.cfg.train.batch_size)
     batches = training.batches.shard(dist.rank, dist.world) if training.batches is not None else None
-    if sync_bn:
-        check_sync_bn(training.device)
+    if sync_batchnorm(training.cfg.train.sync_bn, dist.world, training.device):
         # In place on G's and D's children (the top modules are not norms), so the optimizers, the
         # torch.compile wrappers (traced lazily) and the state-dict keys are unchanged.
         nn.SyncBatchNorm.convert_sync_batchnorm(training.g)
         nn.SyncBatchNorm.convert_sync_batchnorm(training.d)
-    return dataclasses.replace(training, batches=batches, ema=training.ema if dist.is_main else None)
+    return dataclasses.replace(
+        training,
+        batches=batches,
+        ema=training.ema if dist.is_main else None,
+        shard=shard,
+        sync=dist.all_reduce_grads,
+    )
 
 
-def check_run(batch_size: int, sync_bn: bool, world: int, device: torch.device) -> None:
-    """What a run on `world` ranks needs from its config: a batch that splits evenly, and CUDA for
-    --sync-bn (with one process the flag changes nothing: its statistics are already the batch's)."""
-    check_batch(batch_size, world)
-    if sync_bn and world > 1:
-        check_sync_bn(device)
+def sync_batchnorm(asked: bool, world: int, device: torch.device) -> bool:
+    """Whether BatchNorm normalises over the whole global batch (torch.nn.SyncBatchNorm) rather than
+    over this rank's rows: the one place that is decided.
 
-
-def check_sync_bn(device: torch.device) -> None:
+    BatchNorm under several ranks: by default each rank normalises over its own B/N images and keeps
+    its own running statistics, as DistributedDataParallel leaves BatchNorm unless converted; no
+    communication is added to the forward passes. Which images and noise a step uses never depends on
+    N, but the statistics BatchNorm normalises with (and through them the gradients) do; a
+    BatchNorm-free config (--preset r3gan, --d-norm layer) trains the same on any N up to float
+    summation order.
+    --sync-bn (`asked`) makes the statistics the global batch's, so N ranks train as one process does,
+    at the cost of an all-reduce per BatchNorm layer per forward pass; torch.nn.SyncBatchNorm runs on
+    CUDA tensors only, so on CPU (gloo) it is refused with one line. With one process the flag changes
+    nothing (its statistics already are the whole batch's). Running statistics in checkpoints are rank
+    0's; a resume on another number of ranks says so once (facegan.training.trainer)."""
+    if not asked or world == 1:
+        return False
     if device.type != "cuda":
         raise FaceganError(
             "--sync-bn needs CUDA GPUs: torch.nn.SyncBatchNorm only runs on GPU tensors; on "
             "CPU each rank keeps BatchNorm statistics of its own B/N images (drop --sync-bn)"
         )
+    return True
 
 
-def train_step(training: Training, dist: Dist, step: int) -> StepStats:
-    """One training step on this rank at global `step`: `Training.step` with this rank's rows and the
-    gradient all-reduce (the same function for one process, where both are no-ops)."""
-    if dist.world == 1:
-        return training.step(step)
-    return training.step(step, shard=dist.shard(training.cfg.train.batch_size), sync=dist.all_reduce_grads)
-
-
-class StopVote:
-    """Agree on stopping (SIGTERM/SIGINT/SIGHUP seen by any rank) without a wait in the step: each call
-    starts an asynchronous MAX all-reduce of this rank's signal number and reads the previous call's
-    result, so all ranks stop after the same step, one step after the first of them was signalled."""
-
-    def __init__(self, dist: Dist) -> None:
-        self.dist = dist
-        self.agreed: int | None = None
-        self._work: Any = None
-        self._buf = torch.zeros(1, dtype=torch.int64)
-
-    def poll(self, local: int | None) -> int | None:
-        """Call once per step on every rank with this rank's pending signal; returns the agreed one."""
-        if self.dist.world == 1:
-            self.agreed = local
-            return local
-        if self._work is not None:
-            self._work.wait()
-            self._work = None
-            if int(self._buf.item()):
-                self.agreed = int(self._buf.item())
-        if self.agreed is None:
-            self._buf = torch.tensor([local or 0], dtype=torch.int64)
-            self._work = tdist.all_reduce(
-                self._buf, op=tdist.ReduceOp.MAX, group=self.dist.control, async_op=True
-            )
-        return self.agreed
-
-    def close(self) -> None:
-        """Finish the vote in flight (every rank started it, so this never waits long)."""
-        if self._work is not None:
-            self._work.wait()
-            self._work = None
+def check_run(batch_size: int, sync_bn: bool, world: int, device: torch.device) -> None:
+    """What a run on `world` ranks needs from its config, checked before anything is built: a batch
+    that splits evenly, and CUDA for --sync-bn on several ranks (`sync_batchnorm`)."""
+    check_batch(batch_size, world)
+    sync_batchnorm(sync_bn, world, device)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from facegan.config.schema import RunConfig
 from facegan.data.dataset import resolve_dataset
-from facegan.data.prepare import is_prepared, source_listing
+from facegan.data.prepare import heldout_split, is_prepared, source_listing
 from facegan.data.sources import SYNTHETIC
 from facegan.errors import FaceganError
 from facegan.runtime.device import pick_device
@@ -19,6 +20,7 @@ from facegan.tracking.runs import next_run_dir, run_name
 from facegan.tracking.trackers import check_available as check_trackers
 from facegan.training.build import build_training
 from facegan.training.registered import check_registered
+from facegan.training.schedule import steps_per_epoch, total_steps
 
 
 def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
@@ -31,11 +33,15 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     check_trackers(tc.trackers)
     if tc.eval_every:
         check_eval_setup(tc.eval_metrics, tc.inception_weights)
-    count, data = _dataset_plan(tc.data, cfg.model.size, tc.synthetic_count)
-    if tc.batch_size > count:
-        raise FaceganError(f"--batch-size {tc.batch_size} is larger than the dataset ({count} images)")
-    per_epoch = count // tc.batch_size
-    total = tc.total_steps(per_epoch)
+    count, heldout, data = _dataset_plan(tc.data, cfg.model.size, tc.synthetic_count)
+    trained = count if tc.train_on_heldout else count - heldout  # what BatchSource draws batches from
+    if tc.batch_size > trained:
+        held = f" after holding out {heldout} for metrics" if trained < count else ""
+        raise FaceganError(
+            f"--batch-size {tc.batch_size} is larger than the dataset ({trained} images{held})"
+        )
+    per_epoch = steps_per_epoch(trained, tc.batch_size)
+    total = total_steps(tc, per_epoch)
     length = "--steps" if tc.steps is not None else f"{tc.epochs} epochs of {per_epoch:,}"
     # The models' own seeded generator and a private step rng: the process's global RNGs stay untouched.
     training = build_training(cfg, device)
@@ -70,20 +76,30 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     ]
 
 
-def _dataset_plan(data: str, size: int, synthetic_count: int) -> tuple[int, str]:
-    """(image count, description) of `data`, without preparing or caching anything."""
+def _dataset_plan(data: str, size: int, synthetic_count: int) -> tuple[int, int, str]:
+    """(image count, how many of them are held out from training, description) of `data`, without
+    preparing or caching anything (an unprepared source will be split as `prepare` splits it)."""
     if data == SYNTHETIC:
-        return synthetic_count, (
-            f"{synthetic_count:,} synthetic faces (drawn into the dataset cache on first use)"
+        return (
+            synthetic_count,
+            _heldout(synthetic_count),
+            (f"{synthetic_count:,} synthetic faces (drawn into the dataset cache on first use)"),
         )
     if is_prepared(data):
         ds = resolve_dataset(data, size)  # opens a prepared folder as it is; checks its image size
-        return len(ds), f"{data} (prepared, {len(ds):,} images)"
+        return len(ds), len(ds.heldout_rows), f"{data} (prepared, {len(ds):,} images)"
     listing = source_listing(data, synthetic_count)  # the checks a real run makes: exists, holds images
-    return len(listing.images), (
-        f"{data} ({listing.kind}, {len(listing.images):,} image files, prepared "
-        f"into the dataset cache on first use)"
+    count = len(listing.images)
+    return (
+        count,
+        _heldout(count),
+        (f"{data} ({listing.kind}, {count:,} image files, prepared into the dataset cache on first use)"),
     )
+
+
+def _heldout(count: int) -> int:
+    """How many of `count` images the automatic preparation holds out for metrics."""
+    return cast(int, heldout_split(count)["heldout_count"])
 
 
 def check_eval_setup(metrics: str, inception_weights: str | None) -> None:

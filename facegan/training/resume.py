@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,14 +19,15 @@ from facegan.networks.checkpoint import (
     checkpoint_config,
     load_checkpoint,
     load_state,
-    restore_rng,
     rng_for_rank,
 )
-from facegan.networks.ema import EMA
 from facegan.networks.factory import build_models
 from facegan.tracking.runs import latest_run_with_checkpoint
 from facegan.training.distributed import SINGLE, Dist
-from facegan.training.guard import GuardState, set_lr
+from facegan.training.rngs import RunRngs
+
+if TYPE_CHECKING:
+    from facegan.training.build import Training
 
 
 def resolve_resume(resume: str, runs_root: Path) -> Path:
@@ -114,36 +115,26 @@ RESUME_KEYS = ("G", "D", "opt_g", "opt_d", "rng", "step")
 
 
 def load_training_state(
-    ckpt: dict[str, Any],
-    source: str,
-    cfg: RunConfig,
-    g: torch.nn.Module,
-    d: torch.nn.Module,
-    ema: EMA | None,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    step_rng: torch.Generator,
-    dist: Dist = SINGLE,
+    ckpt: dict[str, Any], source: str, training: Training, rngs: RunRngs, dist: Dist = SINGLE
 ) -> int:
-    """Put a checkpoint's training state (weights, optimizers, scaler, RNGs) into the live objects, at
-    the learning rates its divergence guard had lowered them to; returns its step. Each rank takes
-    its own RNG state where the checkpoint has one per rank."""
-    load_state(g, ckpt["G"], "generator", source)
-    load_state(d, ckpt["D"], "discriminator", source)
-    if ema is not None:
+    """Put a checkpoint's training state (weights, optimizers, scaler, the run's generators) into the
+    live objects of `training` and `rngs`; returns its step. Each rank takes its own generators' state
+    where the checkpoint has one per rank. The learning rates are not set here: the trainer applies
+    its schedule at the returned step (facegan.training.schedule)."""
+    load_state(training.g, ckpt["G"], "generator", source)
+    load_state(training.d, ckpt["D"], "discriminator", source)
+    if training.ema is not None:
         if "G_ema" not in ckpt:
             raise FaceganError(
                 f"{source!r} has no G_ema weights although its config asks for "
                 f"an EMA generator; the checkpoint is incomplete"
             )
-        load_state(ema.model, ckpt["G_ema"], "EMA generator", source)
-    opt_g.load_state_dict(ckpt["opt_g"])
-    opt_d.load_state_dict(ckpt["opt_d"])
-    set_lr(opt_g, opt_d, cfg, GuardState.from_state(ckpt.get("guard")).lr_scale)
-    if scaler is not None and ckpt.get("scaler"):
-        scaler.load_state_dict(ckpt["scaler"])
-    if not restore_rng(rng_for_rank(ckpt, dist.rank, dist.world), step_rng) and dist.is_main:
+        load_state(training.ema.model, ckpt["G_ema"], "EMA generator", source)
+    training.opt_g.load_state_dict(ckpt["opt_g"])
+    training.opt_d.load_state_dict(ckpt["opt_d"])
+    if training.scaler is not None and ckpt.get("scaler"):
+        training.scaler.load_state_dict(ckpt["scaler"])
+    if not rngs.restore(rng_for_rank(ckpt, dist.rank, dist.world)) and dist.is_main:
         print(
             f"note: {source!r} was saved on another kind of device; its noise generator cannot continue "
             f"here, so the run continues with a fresh one seeded from it (reproducible, but not the "

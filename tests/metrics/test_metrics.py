@@ -41,7 +41,7 @@ from facegan.metrics import (
 )
 from facegan.metrics.inception import FIDELITY_WEIGHTS_FILE, INCEPTION_ID
 from facegan.metrics.protocols import real_indices
-from facegan.networks.dcgan import Generator
+from facegan.networks.dcgan import DCGANGenerator
 from facegan.networks.factory import build_models
 
 SIZE = 32
@@ -98,7 +98,7 @@ def faces_u8(start: int, n: int, size: int = SIZE) -> np.ndarray:
     return np.stack([synthetic_face(i, size).transpose(2, 0, 1) for i in range(start, start + n)])
 
 
-def tiny_generator(seed: int = 0) -> Generator:
+def tiny_generator(seed: int = 0) -> DCGANGenerator:
     g, _ = build_models(ModelConfig(size=SIZE, latent_dim=16, ngf=8, ndf=8), seed=seed)
     return g.eval()
 

@@ -34,7 +34,7 @@ from PIL import Image
 from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import Generator
+from facegan.networks.dcgan import DCGANGenerator
 from facegan.networks.factory import build_models
 from facegan.sampling.directions import Directions, sidecar
 from facegan.sampling.generate import MAX_SEED, faces, load_generator, write_faces
@@ -82,7 +82,7 @@ def make_models(folder: Path) -> dict[str, Path]:
     return out
 
 
-def with_contrast(g: Generator) -> Generator:
+def with_contrast(g: DCGANGenerator) -> DCGANGenerator:
     """An untrained G draws near-uniform grey (tanh of tiny values); scale its last layer so the
     pre-tanh values have unit spread and the test faces differ visibly across pixels and seeds."""
     g.eval()
@@ -625,7 +625,7 @@ def test_generator_worker_batches_exactly_and_survives_cancelled_requests(models
         worker.stop()
 
 
-class _BrokenGenerator(Generator):
+class _BrokenGenerator(DCGANGenerator):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("secret internals at /srv/weights")
 

@@ -71,7 +71,8 @@ def test_speed_settings_reach_models_and_batches(prepared: Path) -> None:
 
 
 def test_build_and_step_leave_the_global_rngs_alone(prepared: Path) -> None:
-    """The dry run promises not to touch the process's RNGs; the loop seeds them itself."""
+    """The dry run promises not to touch the process's RNGs (nor does a run:
+    tests/training/test_trainer.py)."""
     real = torch.rand(8, 3, 32, 32) * 2 - 1
     before = torch.random.get_rng_state()
     training = build_training(tiny_config(prepared), CPU)  # no dataset: the caller supplies batches

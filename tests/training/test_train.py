@@ -17,7 +17,7 @@ from PIL import Image
 from facegan.cli.main import main
 from facegan.networks.checkpoint import load_checkpoint
 from facegan.runtime.perf import cpu_has_native_bf16
-from facegan.training.guard import rampdown_scale
+from facegan.training.schedule import rampdown_scale
 
 TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16"]
 
