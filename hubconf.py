@@ -6,12 +6,17 @@ PIL faces, `g.generate(seeds=range(8), edit={"Smiling": 1.0})` for attribute edi
 them; they ship beside the weights and load with them). The weights ship inside the repository
 (facegan/pretrained_models/*.safetensors), so nothing else is downloaded. From a local clone:
 `torch.hub.load(".", "celeba64", source="local")`.
-Inference is exact fp32 by default (`amp="off"`), as in the CLI, the Python API and the page.
+Inference is exact fp32 by default (`amp="off"`) on the device `auto` picks (CUDA, then MPS, then CPU;
+`device="cpu"` to choose), as in the CLI, the Python API and the page.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+# The same defaults as every other surface (facegan.load, the CLI, the page): decided once, there.
+from facegan.config.schema import INFERENCE_AMP_DEFAULT
+from facegan.runtime.device import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
     from facegan.api import Generator
@@ -34,17 +39,21 @@ def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Generator:
     return Generator(fresh.to(device))
 
 
-def celeba64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Generator:
+def celeba64(
+    pretrained: bool = True, device: str = DEFAULT_DEVICE, amp: str = INFERENCE_AMP_DEFAULT
+) -> Generator:
     """The shipped 64×64 CelebA face generator (EMA weights; non-commercial research use only)."""
     return _shipped("celeba64", pretrained, device, amp)
 
 
-def anime64(pretrained: bool = True, device: str = "cpu", amp: str = "off") -> Generator:
+def anime64(
+    pretrained: bool = True, device: str = DEFAULT_DEVICE, amp: str = INFERENCE_AMP_DEFAULT
+) -> Generator:
     """The shipped 64×64 anime-face generator."""
     return _shipped("anime64", pretrained, device, amp)
 
 
-def generator(path: str, device: str = "cpu", amp: str = "off") -> Generator:
+def generator(path: str, device: str = DEFAULT_DEVICE, amp: str = INFERENCE_AMP_DEFAULT) -> Generator:
     """Any generator facegan.load reads: a checkpoint, run folder, .safetensors, Hub folder, or a Hub repo
     named "hf:owner/name" (a bare "owner/name" is a local path only).
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from facegan.config.schema import INFERENCE_AMP_DEFAULT, ModelConfig, RunConfig
 from facegan.errors import FaceganError
+from facegan.runtime.device import DEFAULT_DEVICE
 from facegan.runtime.perf import model_config, unwrap_inference
 from facegan.sampling.generate import MAX_FACES, MAX_SEED, faces, grid, interpolation, load_generator, to_pil
 from facegan.sharing.names import is_hub_id, not_found
@@ -130,7 +131,7 @@ class Generator(nn.Module):
             )
         else:
             # generate.faces' `g` is typed networks.dcgan.Generator, yet any generator module works.
-            images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)  # type: ignore[arg-type]
+            images = faces(self.model, picked, batch_size=batch_size, truncation=truncation)
         return _as(images, output)
 
     def interpolate(
@@ -144,8 +145,7 @@ class Generator(nn.Module):
         """A latent walk (slerp) through `seeds` in order, `frames` per leg; the first and last frames
         are the seeds' own faces. Save one as a GIF with PIL:
         `walk[0].save("walk.gif", save_all=True, append_images=walk[1:], duration=40, loop=0)`."""
-        # generate.interpolation's `g` is typed networks.dcgan.Generator, yet any generator module works.
-        walk = interpolation(self.model, [_seed(s) for s in seeds], frames, truncation)  # type: ignore[arg-type]
+        walk = interpolation(self.model, [_seed(s) for s in seeds], frames, truncation)
         return _as(walk, output)
 
     def export(self, out: str | Path, format: Literal["safetensors", "hub", "onnx"] | None = None) -> Path:
@@ -171,7 +171,7 @@ class Generator(nn.Module):
         cls,
         repo_or_folder: str | Path,
         *,
-        device: str = "cpu",
+        device: str = DEFAULT_DEVICE,
         amp: str = INFERENCE_AMP_DEFAULT,
         revision: str | None = None,
         token: str | bool | None = None,
@@ -191,7 +191,11 @@ class Generator(nn.Module):
 
 
 def load(
-    source: str | Path, *, device: str = "cpu", amp: str = INFERENCE_AMP_DEFAULT, revision: str | None = None
+    source: str | Path,
+    *,
+    device: str = DEFAULT_DEVICE,
+    amp: str = INFERENCE_AMP_DEFAULT,
+    revision: str | None = None,
 ) -> Generator:
     """A ready generator from a shipped name ("celeba64", "anime64"), a checkpoint (.pt), a run folder,
     an exported .safetensors, a Hub-layout folder, or a Hugging Face Hub repo named explicitly as

@@ -93,31 +93,41 @@ def test_a_seed_gives_the_same_pixels_through_every_surface(model: str, tmp_path
         assert np.array_equal(api[i], page[i]), "page"
 
 
-def test_every_surface_defaults_to_exact_fp32() -> None:
+def test_every_surface_defaults_to_exact_fp32_on_the_same_device() -> None:
     """On a CPU without native bf16 (or where "auto" happens to pick fp32) the pixel test above cannot
-    tell "auto" from "off", so the defaults themselves are checked: one value, "off", everywhere."""
+    tell "auto" from "off", so the defaults themselves are checked: one precision, "off", and one
+    device rule, "auto" (facegan.runtime.device.pick_device), everywhere."""
     import importlib.util
     import inspect
 
     from facegan.cli.main import build_parser
     from facegan.config.schema import INFERENCE_AMP_DEFAULT
+    from facegan.runtime.device import DEFAULT_DEVICE
     from facegan.serve.config import ServeConfig
+    from facegan.sharing import hub
 
-    assert INFERENCE_AMP_DEFAULT == "off"
+    assert (INFERENCE_AMP_DEFAULT, DEFAULT_DEVICE) == ("off", "auto")
     parser = build_parser()
     for verb in ("generate", "evaluate"):
         extra = ["--data", "x"] if verb == "evaluate" else []
         args = parser.parse_args([verb, "--pretrained", "celeba64", *extra])
-        assert args.amp == "off", verb
-    assert inspect.signature(facegan.load).parameters["amp"].default == "off"
-    assert inspect.signature(facegan.Generator.from_pretrained).parameters["amp"].default == "off"
-    assert ServeConfig().amp == "off"
+        assert (args.amp, args.device) == ("off", "auto"), verb
     spec = importlib.util.spec_from_file_location("hubconf", REPO / "hubconf.py")
     assert spec and spec.loader
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
-    for entry in (hubconf.celeba64, hubconf.anime64, hubconf.generator):
-        assert inspect.signature(entry).parameters["amp"].default == "off", entry.__name__
+    entries = (
+        facegan.load,
+        facegan.Generator.from_pretrained,
+        hub.from_pretrained,
+        hubconf.celeba64,
+        hubconf.anime64,
+        hubconf.generator,
+    )
+    for entry in entries:
+        params = inspect.signature(entry).parameters
+        assert (params["amp"].default, params["device"].default) == ("off", "auto"), entry.__qualname__
+    assert (ServeConfig().amp, ServeConfig().device) == ("off", "auto")
 
 
 def test_hubconf_lists_what_loading_a_generator_imports() -> None:

@@ -10,14 +10,8 @@ from jsonargparse import Namespace
 
 from facegan.cli.flags import Verb, verb_parser
 from facegan.cli.model_source import add_device, add_inference_amp, add_model_source, model_path
+from facegan.data.shard import check_batch_size
 from facegan.errors import FaceganError
-
-
-def check_batch_size(n: int) -> int:
-    """The one rule of a batch size every verb takes (--batch-size >= 1), before any work."""
-    if n < 1:
-        raise FaceganError(f"--batch-size must be >= 1, got {n}")
-    return n
 
 
 def evaluate_verb() -> Verb:

@@ -18,7 +18,7 @@ import torch
 from facegan.config.schema import SIZES
 from facegan.data.attributes import ATTRIBUTES
 from facegan.data.prepare import IMAGES, MANIFEST, is_prepared, prepare_cached
-from facegan.data.shard import Shard
+from facegan.data.shard import Shard, check_batch_fits
 from facegan.data.sources import SYNTHETIC
 from facegan.errors import FaceganError
 
@@ -203,12 +203,7 @@ class BatchSource:
         # The held-out split is for measuring; training sees it only when asked (`include_heldout`).
         self.rows_used = np.arange(len(ds)) if include_heldout else ds.train_rows
         n = len(self.rows_used)
-        if batch_size > n:
-            held = f" after holding out {len(ds) - n} for metrics" if n < len(ds) else ""
-            raise FaceganError(
-                f"--batch-size {batch_size} is larger than the dataset ({n} images{held}); "
-                f"use --batch-size {_largest_pow2(n)} or add more images"
-            )
+        check_batch_fits(batch_size, n, len(ds) - n)
         self.ds, self.batch_size, self.seed, self.device, self.hflip = ds, batch_size, seed, device, hflip
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.steps_per_epoch = n // batch_size
@@ -262,10 +257,6 @@ def _to_device(images: np.ndarray, device: torch.device, chunk: int = 4096) -> t
         part = torch.from_numpy(np.array(images[start : start + chunk]))  # one bounded chunk in RAM
         out[start : start + chunk].copy_(part)
     return out
-
-
-def _largest_pow2(n: int) -> int:
-    return 1 << (max(n, 1).bit_length() - 1)
 
 
 def real_sample(ds: PackedDataset, n: int, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""One rank's rows of a global batch: the split that data, augmentation and the step share.
+"""One rank's rows of a global batch, and every rule a batch size obeys (each decided here, once: the
+verbs, the batch source, the dry run and the metrics call these).
 
 `--batch-size` is the global batch B; with N ranks (facegan.training.distributed), rank r trains rows
 [r·B/N, (r+1)·B/N) of each step's batch, and every random draw is made for all B rows on every rank,
@@ -46,4 +47,24 @@ def check_batch(batch_size: int, world: int) -> None:
             f"--batch-size {batch_size} is the global batch and must split evenly over the "
             f"{world} ranks; use --batch-size {lower or world} or {lower + world}, or "
             f"another number of processes"
+        )
+
+
+def check_batch_size(batch_size: int) -> int:
+    """One line unless `batch_size` >= 1 (every verb's --batch-size)."""
+    if batch_size < 1:
+        raise FaceganError(f"--batch-size must be >= 1, got {batch_size}")
+    return batch_size
+
+
+def check_batch_fits(batch_size: int, trained: int, heldout: int) -> None:
+    """One line when a training batch is larger than the images training draws from (`trained`, after
+    `heldout` images were kept back for metrics), with the largest power of two that fits."""
+    check_batch_size(batch_size)
+    if batch_size > trained:
+        held = f" after holding out {heldout} for metrics" if heldout else ""
+        fits = 1 << (max(trained, 1).bit_length() - 1)
+        raise FaceganError(
+            f"--batch-size {batch_size} is larger than the dataset ({trained} images{held}); "
+            f"use --batch-size {fits} or add more images"
         )

@@ -38,7 +38,7 @@ def _basis(g: nn.Module) -> nn.Linear:
 
 
 def _main(g: nn.Module) -> nn.Sequential:
-    """facegan.networks.dcgan.Generator's layers, first the transposed conv of z."""
+    """facegan.networks.dcgan.DCGANGenerator's layers, first the transposed conv of z."""
     return cast(nn.Sequential, g.main)
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 import facegan.metrics.measures  # noqa: F401  (registers the built-in metrics)
 from facegan.data.dataset import PackedDataset
+from facegan.data.shard import check_batch_size
 from facegan.errors import FaceganError
 from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.inception import FeatureExtractor, inception_extractor
@@ -27,7 +29,6 @@ from facegan.metrics.measurement import (  # re-exported: callers import them fr
 from facegan.metrics.protocols import parse_metrics
 from facegan.metrics.reference import reference
 from facegan.metrics.registry import METRICS
-from facegan.networks.dcgan import DCGANGenerator
 from facegan.sampling.generate import check_truncation
 
 __all__ = [
@@ -45,7 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def evaluate(
-    generator: DCGANGenerator | np.ndarray,
+    generator: nn.Module | np.ndarray,
     dataset: PackedDataset,
     metrics: list[str],
     *,
@@ -95,8 +96,7 @@ def evaluate(
         raise FaceganError(f"--num-fake must be >= 2, got {num_fake}")
     if seed < 0:
         raise FaceganError(f"--seed must be >= 0 (the first generated face's seed), got {seed}")
-    if batch_size < 1:
-        raise FaceganError(f"--batch-size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     check_truncation(truncation)  # before any work
     ref = reference(dataset, real_split)
     if len(ref.rows) < 2:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from facegan.data.dataset import PackedDataset
@@ -32,7 +33,6 @@ from facegan.metrics.embedding import FaceEmbedding
 from facegan.metrics.inception import FeatureExtractor, extractor_id
 from facegan.metrics.protocols import Protocol, real_indices
 from facegan.metrics.reference import Reference, embedding_for, rows_digest
-from facegan.networks.dcgan import DCGANGenerator
 from facegan.sampling.generate import faces
 
 
@@ -66,7 +66,7 @@ def real_batches(ds: PackedDataset, indices: np.ndarray, batch_size: int) -> Ite
 
 
 def fake_batches(
-    g: DCGANGenerator | np.ndarray, seeds: list[int], batch_size: int, truncation: float | None = None
+    g: nn.Module | np.ndarray, seeds: list[int], batch_size: int, truncation: float | None = None
 ) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, S, S) batches of generated faces, one per seed (seed → fixed face); for an image
     array (`evaluate --fakes`) the "seeds" are its rows."""
@@ -152,7 +152,7 @@ class Measurement:
     """One evaluation's inputs and its shared passes (see the module docstring). `pixels_needed` and
     `features_needed` are the largest counts any requested metric takes, so each pass runs once."""
 
-    generator: DCGANGenerator | np.ndarray
+    generator: nn.Module | np.ndarray
     dataset: PackedDataset
     ref: Reference
     seed: int

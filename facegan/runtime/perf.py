@@ -211,7 +211,7 @@ def unwrap_inference(module: nn.Module) -> nn.Module:
     return module.g if isinstance(module, InferenceGenerator) else module
 
 
-def for_inference(g: nn.Module, device: torch.device, amp: str = "auto") -> nn.Module:
+def for_inference(g: nn.Module, device: torch.device, amp: str) -> nn.Module:
     """`g` with the inference speed settings `amp` (auto | off | bf16 | fp16) resolves to on `device`;
     "off" returns `g` itself: the plain fp32 path, pixel for pixel as before."""
     if amp == "off":

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid, save_image
 
+from facegan.config.schema import INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import (
     DISPLAY_KEY,
@@ -26,7 +27,6 @@ from facegan.networks.checkpoint import (
     load_state,
     read_export_metadata,
 )
-from facegan.networks.dcgan import DCGANGenerator
 from facegan.networks.factory import build_generator
 from facegan.runtime.device import pick_device
 from facegan.runtime.perf import for_inference
@@ -47,7 +47,9 @@ MAX_DISPLAY_SIZE = 2048  # largest --display-size of a walk's frames, in pixels
 ANIMATION_SUFFIXES = (".gif", ".mp4", ".webm", ".mov", ".avi", ".mkv")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu", amp: str = "off") -> nn.Module:
+def load_generator(
+    path: str | Path, device: str | torch.device = "cpu", amp: str = INFERENCE_AMP_DEFAULT
+) -> nn.Module:
     """A ready-to-use generator (eval mode) from a training checkpoint (.pt / run folder), an exported
     `.safetensors` file or a Hub-layout folder. A checkpoint's EMA generator (G_ema) is preferred.
 
@@ -145,21 +147,21 @@ def forward_fixed(g: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return torch.cat([g(chunk) for chunk in z.split(PASS_BATCH)])[:n].float().cpu()
 
 
-def decode(g: DCGANGenerator, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def decode(g: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """G(z) in [-1, 1], (N, 3, S, S) on the CPU; at most `batch_size` latents on G's device at a time
     (bounds its memory), each group run in passes of PASS_BATCH."""
     return torch.cat([forward_fixed(g, chunk) for chunk in z.split(batch_size)])
 
 
 def faces(
-    g: DCGANGenerator, seeds: list[int], batch_size: int = 256, truncation: float | None = None
+    g: nn.Module, seeds: list[int], batch_size: int = 256, truncation: float | None = None
 ) -> torch.Tensor:
     """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
     return decode(g, latents(seeds, g.cfg.latent_dim, truncation), batch_size)
 
 
 def interpolation(
-    g: DCGANGenerator, seeds: list[int], frames: int, truncation: float | None = None
+    g: nn.Module, seeds: list[int], frames: int, truncation: float | None = None
 ) -> torch.Tensor:
     """A latent walk through `seeds` in order (slerp), `frames` images per leg, as one tensor."""
     if len(seeds) < 2:

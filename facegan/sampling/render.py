@@ -32,8 +32,7 @@ def edit_faces(
         if directions is None:
             raise FaceganError("this model has no edit directions; find some with `facegan directions`")
         z = directions.apply(z, edits)
-    # generate.decode's `g` is typed networks.dcgan.Generator, yet any generator module works (r3gan too).
-    return decode(g, z, batch_size)  # type: ignore[arg-type]
+    return decode(g, z, batch_size)
 
 
 def amounts(columns: int) -> list[float]:
@@ -56,8 +55,7 @@ def sweep(
     z = latents(seeds, model_config(g).latent_dim, truncation)
     rows = [directions.apply(z, {name: a}) for a in amounts(columns)]
     grid = torch.stack(rows, 1).flatten(0, 1)  # seed-major: (seed, amount)
-    # generate.decode's `g` is typed networks.dcgan.Generator, yet any generator module works (r3gan too).
-    return decode(g, grid)  # type: ignore[arg-type]
+    return decode(g, grid)
 
 
 def write_grid(images: torch.Tensor, columns: int, out: str | Path) -> Path:

@@ -21,8 +21,10 @@ from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_down
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from torch import nn
 
+from facegan.config.schema import INFERENCE_AMP_DEFAULT
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
+from facegan.runtime.device import DEFAULT_DEVICE
 from facegan.runtime.perf import model_config, unwrap_inference
 from facegan.sampling.directions import Directions
 from facegan.sampling.generate import load_generator
@@ -123,8 +125,8 @@ class HubGenerator(
         force_download: bool,
         local_files_only: bool,
         token: str | bool | None,
-        device: str = "cpu",
-        amp: str = "off",
+        device: str = DEFAULT_DEVICE,
+        amp: str = INFERENCE_AMP_DEFAULT,
         **kwargs: Any,
     ) -> HubGenerator:
         folder = Path(model_id)
@@ -172,8 +174,8 @@ class HubGenerator(
 def from_pretrained(
     repo_or_dir: str | Path,
     *,
-    device: str = "cpu",
-    amp: str = "off",
+    device: str = DEFAULT_DEVICE,
+    amp: str = INFERENCE_AMP_DEFAULT,
     revision: str | None = None,
     token: str | bool | None = None,
     cache_dir: str | Path | None = None,

@@ -13,6 +13,7 @@ import torch
 from facegan.config.schema import RunConfig
 from facegan.data.dataset import resolve_dataset
 from facegan.data.prepare import heldout_split, is_prepared, source_listing
+from facegan.data.shard import check_batch_fits
 from facegan.data.sources import SYNTHETIC
 from facegan.errors import FaceganError
 from facegan.runtime.device import pick_device
@@ -35,11 +36,7 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
         check_eval_setup(tc.eval_metrics, tc.inception_weights)
     count, heldout, data = _dataset_plan(tc.data, cfg.model.size, tc.synthetic_count)
     trained = count if tc.train_on_heldout else count - heldout  # what BatchSource draws batches from
-    if tc.batch_size > trained:
-        held = f" after holding out {heldout} for metrics" if trained < count else ""
-        raise FaceganError(
-            f"--batch-size {tc.batch_size} is larger than the dataset ({trained} images{held})"
-        )
+    check_batch_fits(tc.batch_size, trained, count - trained)
     per_epoch = steps_per_epoch(trained, tc.batch_size)
     total = total_steps(tc, per_epoch)
     length = "--steps" if tc.steps is not None else f"{tc.epochs} epochs of {per_epoch:,}"

@@ -15,7 +15,7 @@ from facegan.cli.train import train_verb
 from facegan.config.schema import GANConfig, ModelConfig
 from facegan.errors import FaceganError
 from facegan.networks.checkpoint import export_generator
-from facegan.networks.dcgan import Discriminator, Generator, init_weights
+from facegan.networks.dcgan import DCGANGenerator, Discriminator, init_weights
 from facegan.networks.factory import ARCHITECTURES, build_generator, build_models
 from facegan.networks.registry import Architecture, register_architecture
 from facegan.sampling.generate import load_generator
@@ -23,7 +23,7 @@ from facegan.sampling.generate import load_generator
 TINY = ModelConfig(size=32, ngf=4, ndf=4, latent_dim=8)
 
 
-class WideOutGenerator(Generator):
+class WideOutGenerator(DCGANGenerator):
     """The DCGAN generator with a different init rule, enough to tell the two apart."""
 
 
