@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from facegan.api import Generator
 
 # Checked by torch.hub before an entry point runs (import names): every third-party package that
-# loading a generator and drawing faces imports (tests/test_api.py checks the list against a real load).
-dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy"]
+# loading a generator and drawing faces imports (tests/test_surfaces.py checks the list against a real
+# load); yaml reads a shipped model's display default (<name>.display.yaml).
+dependencies = ["torch", "torchvision", "safetensors", "PIL", "numpy", "yaml"]
 
 
 def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Generator:
