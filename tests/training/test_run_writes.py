@@ -113,6 +113,7 @@ def test_a_killed_export_s_temp_file_is_cleared_by_the_next_export(tmp_path: Pat
     assert main(["export", "--pretrained", "celeba64", "--out", str(tmp_path / name)]) == 0
     assert not stale.exists()
     assert other.exists()
-    # A .safetensors export also writes the model's edit directions beside it (facegan.edits); ONNX does not.
+    # A .safetensors export also writes the model's edit directions beside it (facegan.edits); ONNX keeps
+    # them inside the graph (its `edits` input), so no file beside it.
     edits = ["celeba64.edits.safetensors"] if name.endswith(".safetensors") else []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, other.name, *edits])
