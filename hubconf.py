@@ -31,13 +31,14 @@ def _shipped(name: str, pretrained: bool, device: str, amp: str) -> Generator:
     import facegan
     from facegan.api import Generator
     from facegan.networks.factory import build_models
+    from facegan.runtime.device import pick_device
 
     g = facegan.load(name, device=device, amp=amp)
     if pretrained:
         return g
     # The same architecture, freshly initialised as training would start it (torch.hub's convention).
     fresh, _ = build_models(g.config)
-    return Generator(fresh.to(device))
+    return Generator(fresh.to(pick_device(device)))
 
 
 def celeba64(
