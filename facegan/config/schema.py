@@ -15,7 +15,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from facegan.config.check import check_fields, setting
 from facegan.config.gan import D_NORMS as D_NORMS
@@ -301,11 +301,8 @@ class RunConfig:
 
 def section_types() -> dict[str, type]:
     """The dataclass sections of RunConfig by name (model, optim, train, ...)."""
-    return {
-        f.name: f.default_factory
-        for f in fields(RunConfig)  # type: ignore[misc]
-        if f.name != "preset"
-    }
+    # Every section field has a default_factory that is its dataclass.
+    return {f.name: cast(type, f.default_factory) for f in fields(RunConfig) if f.name != "preset"}
 
 
 def _build(kind: type, raw: dict[str, Any]) -> Any:

@@ -41,10 +41,12 @@ class CondGenerator(nn.Module):
         self.names = list(names)
         inner = ModelConfig(**{**cfg.__dict__, "latent_dim": cfg.latent_dim + len(names)})
         self.g = DCGANGenerator(inner)
+        self.prior: torch.Tensor  # (N, K) attribute rows of the labelled faces, drawn as conditions
         self.register_buffer("prior", prior.float())
 
     def forward(self, zc: torch.Tensor) -> torch.Tensor:  # (B, nz + K[, 1, 1])
-        return self.g(zc)
+        images: torch.Tensor = self.g(zc)
+        return images
 
     def base_conditions(self, seeds: list[int]) -> torch.Tensor:
         """c₀ (N, K) of each seed: a prior row drawn from a generator of its own, so it does not depend
@@ -79,13 +81,16 @@ class ProjectionD(nn.Module):
     def __init__(self, cfg: ModelConfig, k: int) -> None:
         super().__init__()
         d = Discriminator(cfg, "batch")
-        self.body, self.last = d.main[:-1], d.main[-1]
-        self.embed = nn.Linear(k, self.last.in_channels, bias=False)
+        last = d.main[-1]
+        assert isinstance(last, nn.Conv2d)  # the DCGAN D ends in its 4×4 logit conv
+        self.body, self.last = d.main[:-1], last
+        self.embed = nn.Linear(k, last.in_channels, bias=False)
         nn.init.zeros_(self.embed.weight)  # starts unconditional; a random projection swamped the logit
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
-        return self.last(h).flatten() + (h.mean((2, 3)) * self.embed(c)).sum(1)
+        logits: torch.Tensor = self.last(h).flatten() + (h.mean((2, 3)) * self.embed(c)).sum(1)
+        return logits
 
 
 def from_unconditional(g: DCGANGenerator, names: list[str], prior: torch.Tensor) -> CondGenerator:

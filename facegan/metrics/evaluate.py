@@ -147,7 +147,8 @@ def evaluate(
         if isinstance(generator, torch.nn.Module):
             generator.train(was_training)
     if num_fake is not None or isinstance(generator, np.ndarray):
-        results["num_fake"] = float(num_fake if num_fake is not None else len(generator))
+        given = len(generator) if isinstance(generator, np.ndarray) else 0
+        results["num_fake"] = float(num_fake if num_fake is not None else given)
         if isinstance(generator, np.ndarray):
             results["num_fake"] = float(min(results["num_fake"], len(generator)))
     if truncation is not None:

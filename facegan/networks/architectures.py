@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from facegan.config.schema import GANConfig, ModelConfig
+from facegan.config.gan import GANConfig
+from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
 from facegan.networks.dcgan import DCGANGenerator, Discriminator, init_weights
 from facegan.networks.r3gan import ResDiscriminator, ResGenerator, init_residual

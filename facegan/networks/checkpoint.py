@@ -45,7 +45,8 @@ CKPT_KEPT = "the previous checkpoint is intact — {hint} and resume with --resu
 
 def capture_rng(step_rng: torch.Generator) -> dict[str, Any]:
     """Every RNG the run touches: python, numpy (legacy global), torch CPU, CUDA, and the step rng."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert not isinstance(keys, str)  # legacy=True: the (kind, keys, ...) tuple, never a dict
     return {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
@@ -83,8 +84,10 @@ def rng_for_rank(ckpt: dict[str, Any], rank: int = 0, world: int = 1) -> dict[st
     ranks continues the same stream."""
     ranks = ckpt.get("rng_ranks")
     if isinstance(ranks, list) and len(ranks) == world and world > 1:
-        return ranks[rank]
-    return ckpt["rng"]
+        own: dict[str, Any] = ranks[rank]
+        return own
+    shared: dict[str, Any] = ckpt["rng"]
+    return shared
 
 
 def _tuples(obj: Any) -> Any:

@@ -56,7 +56,8 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() == 2:
             z = z[:, :, None, None]
-        return self.main(z)
+        images: torch.Tensor = self.main(z)  # (B, C, size, size)
+        return images
 
 
 def _upsample(kind: str, c_in: int, c_out: int) -> list[nn.Module]:
@@ -131,7 +132,8 @@ class Discriminator(nn.Module):
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).flatten()
+        logits: torch.Tensor = self.main(x).flatten()  # (B,)
+        return logits
 
 
 def init_weights(module: nn.Module) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 def ema_beta(half_life_kimg: float, batch_size: int) -> float:
     """Per-step decay whose weight on the past halves every `half_life_kimg` thousand images."""
-    return 0.5 ** (batch_size / (half_life_kimg * 1000))
+    return float(0.5 ** (batch_size / (half_life_kimg * 1000)))
 
 
 class EMA:

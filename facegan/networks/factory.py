@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import facegan.networks.architectures  # noqa: F401  (registers the built-in architectures)
-from facegan.config.schema import GANConfig, ModelConfig
+from facegan.config.gan import GANConfig
+from facegan.config.schema import ModelConfig
 from facegan.networks.dcgan import add_spectral_norm
 from facegan.networks.registry import ARCHITECTURES, get_architecture
 

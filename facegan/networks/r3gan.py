@@ -63,7 +63,8 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.expand(x), LRELU_SLOPE)
         h = F.leaky_relu(self.spatial(h), LRELU_SLOPE)
-        return x + self.project(h)
+        out: torch.Tensor = x + self.project(h)
+        return out
 
 
 def _stage(width: int, blocks: int) -> nn.Sequential:
@@ -91,7 +92,8 @@ class ResGenerator(nn.Module):
         for transition, stage in zip(self.transitions, self.stages[1:], strict=True):
             x = F.interpolate(transition(x), scale_factor=2, mode="bilinear", align_corners=False)
             x = stage(x)  # (B, w, 2h, 2w)
-        return self.to_rgb(x)
+        images: torch.Tensor = self.to_rgb(x)  # (B, C, size, size)
+        return images
 
 
 class ResDiscriminator(nn.Module):
@@ -117,7 +119,8 @@ class ResDiscriminator(nn.Module):
             x = transition(F.avg_pool2d(stage(x), 2))  # (B, w', h/2, w/2)
         x = self.stages[-1](x)  # (B, w, 4, 4)
         x = F.leaky_relu(self.basis(x), LRELU_SLOPE).flatten(1)  # (B, w)
-        return self.logit(x).flatten()
+        logits: torch.Tensor = self.logit(x).flatten()  # (B,)
+        return logits
 
 
 def init_residual(module: nn.Module) -> None:

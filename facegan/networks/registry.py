@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from facegan.config.schema import GANConfig, ModelConfig
+from facegan.config.gan import GANConfig
+from facegan.config.schema import ModelConfig
 from facegan.errors import FaceganError
 
 

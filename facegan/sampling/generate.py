@@ -29,7 +29,7 @@ from facegan.networks.checkpoint import (
 )
 from facegan.networks.factory import build_generator
 from facegan.runtime.device import pick_device
-from facegan.runtime.perf import for_inference
+from facegan.runtime.perf import for_inference, model_config
 from facegan.sampling.display import (  # noqa: F401  (MAX_TRUNCATION: re-exported for the API's bounds)
     MAX_TRUNCATION,
     MIN_TRUNCATION,
@@ -89,11 +89,15 @@ def load_generator(
     # plain generator too, so an export of it (which unwraps the inference wrapper) carries them.
     from facegan.sampling.directions import find_directions
 
-    out.edits = g.edits = find_directions(path)
+    directions = find_directions(path)
+    # nn.Module types its attributes as Tensor | Module, so these plain attributes go through setattr.
+    for module in (out, g):
+        setattr(module, "edits", directions)  # noqa: B010
     # A shipped model's display default is measured for it and kept beside it (<name>.display.yaml).
     if (shipped := display_file(path)) is not None:
         display = display_value(read_display(shipped), repr(str(shipped)))
-    out.display_truncation = g.display_truncation = display
+    for module in (out, g):
+        setattr(module, "display_truncation", display)  # noqa: B010
     return out
 
 
@@ -157,7 +161,7 @@ def faces(
     g: nn.Module, seeds: list[int], batch_size: int = 256, truncation: float | None = None
 ) -> torch.Tensor:
     """Images in [-1, 1], (N, 3, S, S) on the CPU, one per seed."""
-    return decode(g, latents(seeds, g.cfg.latent_dim, truncation), batch_size)
+    return decode(g, latents(seeds, model_config(g).latent_dim, truncation), batch_size)
 
 
 def interpolation(
@@ -174,7 +178,7 @@ def interpolation(
             f"a walk through {len(seeds)} seeds at --frames {frames} has {total:,} frames; "
             f"at most {MAX_FACES:,} (use fewer seeds or frames)"
         )
-    z = latents(seeds, g.cfg.latent_dim, truncation)
+    z = latents(seeds, model_config(g).latent_dim, truncation)
     legs = [
         walk_latents(z[i], z[i + 1], frames, "slerp")[: -1 if i < len(z) - 2 else None]
         for i in range(len(z) - 1)
@@ -286,7 +290,8 @@ def writing(out: Path) -> Iterator[None]:
 
 def grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     """(3, H, W) grid in [0, 1] of images in [-1, 1]."""
-    return make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
+    out: torch.Tensor = make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
+    return out
 
 
 # ----------------------------------------------------------------------------- images and walks

@@ -35,7 +35,7 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 import torch.distributed as tdist
@@ -157,7 +157,7 @@ class Dist:
         kind, value = payload[0]
         if kind == "error":
             raise RelayedError(value)
-        return value
+        return cast(T, value)  # broadcast_object_list filled the list with rank 0's fn() result
 
     def main_first(self, fn: Callable[[], T]) -> T:
         """`fn()` on every rank, rank 0 first: what rank 0 prepares once (a dataset cache) the others
@@ -212,7 +212,7 @@ def _env_rank() -> tuple[int, int, int]:
     return rank, world, local
 
 
-def _attempt_store(world: int) -> tdist.Store | None:
+def _attempt_store(world: int) -> tdist.Store | None:  # type: ignore[name-defined]  # (not in __all__)
     """On one machine under torchrun, the agent's store with a prefix per restart attempt; else None
     (init_process_group's own env:// rendezvous).
 
@@ -225,14 +225,16 @@ def _attempt_store(world: int) -> tdist.Store | None:
     env = os.environ
     if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or env.get("GROUP_WORLD_SIZE", "1") != "1":
         return None
-    store = tdist.TCPStore(
+    # torch.distributed re-exports the c10d stores without listing them in __all__ (hence the ignores).
+    store = tdist.TCPStore(  # type: ignore[attr-defined]
         env["MASTER_ADDR"],
         int(env["MASTER_PORT"]),
         world,
         is_master=False,
         timeout=datetime.timedelta(minutes=5),
     )
-    return tdist.PrefixStore(f"/worker/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return tdist.PrefixStore(f"/worker/attempt_{attempt}", store)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import functools
 import json
 import signal
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from torchvision.utils import save_image
 from facegan.config.schema import RunConfig
 from facegan.data.dataset import PackedDataset, real_sample, resolve_dataset
 from facegan.errors import FaceganError
-from facegan.networks.checkpoint import atomic_write, export_generator
+from facegan.networks.checkpoint import export_generator
 from facegan.runtime.device import pick_device
 from facegan.runtime.perf import for_inference
 from facegan.sampling.generate import grid
+from facegan.storage.files import atomic_write
 from facegan.tracking import plots
 from facegan.tracking.runs import RunLogger, new_run_dir, run_name
 from facegan.tracking.trackers import check_available as check_trackers
@@ -231,10 +232,11 @@ class RunOutputs:
         """Images of the generator users get (the EMA one when enabled) on the CPU, in [-1, 1]."""
         t = self.training
         if t.ema is not None:
-            return t.ema.model(z).float().cpu()  # always in eval mode
+            smooth: torch.Tensor = t.ema.model(z).float().cpu()  # always in eval mode
+            return smooth
         # Eval mode uses BatchNorm running stats, so sampling never changes training state.
         t.g.eval()
-        fake = t.g(z).float().cpu()
+        fake: torch.Tensor = t.g(z).float().cpu()
         t.g.train()
         return fake
 
@@ -246,7 +248,7 @@ class RunOutputs:
         write = functools.partial(
             save_image, fake, nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0), format="png"
         )
-        if self.side.attempt("sample grid", lambda: atomic_write(path, write) or True) is None:
+        if self.side.attempt("sample grid", lambda: _written(path, write)) is None:
             return None
         self.logger.image("samples/fixed_noise", grid(fake, nrow), step, path)
         return path
@@ -274,3 +276,9 @@ class RunOutputs:
                 nrow=max(1, int(len(fake) ** 0.5)),
             ),
         )
+
+
+def _written(path: Path, write: Callable[[Path], object]) -> bool:
+    """atomic_write, then True: SideEffects.attempt reads None as "failed"."""
+    atomic_write(path, write)
+    return True

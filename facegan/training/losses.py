@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.config.schema import GANConfig
+from facegan.config.gan import GANConfig
 from facegan.errors import FaceganError
 
 
@@ -185,7 +185,8 @@ def gradient_penalty(
     `eps` has shape (B, 1, 1, 1); D must treat samples independently (no BatchNorm).
     """
     grad = _input_grad(d, eps * real + (1 - eps) * fake)
-    return weight * (grad.norm(dim=1) - 1).square().mean()
+    penalty: torch.Tensor = weight * (grad.norm(dim=1) - 1).square().mean()
+    return penalty
 
 
 def r1_penalty(d: nn.Module, real: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -96,7 +95,7 @@ def _dataset_plan(data: str, size: int, synthetic_count: int) -> tuple[int, int,
 
 def _heldout(count: int) -> int:
     """How many of `count` images the automatic preparation holds out for metrics."""
-    return cast(int, heldout_split(count)["heldout_count"])
+    return heldout_split(count)["heldout_count"]
 
 
 def check_eval_setup(metrics: str, inception_weights: str | None) -> None:

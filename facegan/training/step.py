@@ -15,10 +15,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from facegan.config.schema import GANConfig
+from facegan.config.gan import GANConfig
 from facegan.data.augment import diff_augment
 from facegan.data.shard import Shard
-from facegan.runtime.perf import GraphOutputs
+from facegan.runtime.perf import GraphOutputs, model_config
 from facegan.training.losses import get_loss, gradient_penalty, r1_penalty
 
 SEED_GAN = GANConfig()
@@ -71,8 +71,8 @@ def train_step(
     for the whole global batch and the rank keeps its rows, so what is trained does not depend on the
     number of ranks; `sync` averages the gradients over the ranks before each optimizer step.
     """
-    # g.cfg: compiled modules forward `.cfg`.
-    z = sample_latent(shard.total if shard else real.shape[0], g.cfg.latent_dim, rng)
+    # model_config reads g.cfg, which compiled modules forward.
+    z = sample_latent(shard.total if shard else real.shape[0], model_config(g).latent_dim, rng)
     if shard is not None:
         z = shard.take(z)
     autocast = torch.autocast(real.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -108,7 +108,7 @@ def d_step(
     augment: Callable[[torch.Tensor], torch.Tensor],
     gan: GANConfig,
     step: int,
-    autocast: AbstractContextManager,
+    autocast: AbstractContextManager[object],
     scaler: torch.amp.GradScaler | None,
     shard: Shard | None = None,
     sync: Callable[[torch.optim.Optimizer], None] | None = None,
@@ -153,7 +153,7 @@ def g_step(
     fake: torch.Tensor,
     augment: Callable[[torch.Tensor], torch.Tensor],
     gan: GANConfig,
-    autocast: AbstractContextManager,
+    autocast: AbstractContextManager[object],
     scaler: torch.amp.GradScaler | None,
     real: torch.Tensor | None = None,
     sync: Callable[[torch.optim.Optimizer], None] | None = None,
