@@ -210,12 +210,21 @@ def test_missing_tracker_package_is_one_line_before_a_run_starts(
     assert not (tmp_path / "runs").exists(), "nothing is written for a run that cannot log"
 
 
-@pytest.mark.parametrize("spec", ["tensorboard,foo", "mlflow,mlflow"])
-def test_bad_tracker_list_is_refused(spec: str) -> None:
-    from facegan.config.schema import TrainConfig
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("tensorboard,foo", "unknown tracker 'foo'; choose from: tensorboard, mlflow, wandb"),
+        ("mlflow,mlflow", "--tracker must be a comma list of distinct trackers"),
+    ],
+)
+def test_bad_tracker_list_is_refused(spec: str, match: str) -> None:
+    """A repeated name is the config's mistake; an unregistered one is refused by the tracker registry
+    before a run writes anything (facegan.training.registered)."""
+    from facegan.config.schema import RunConfig, TrainConfig
+    from facegan.training.registered import check_registered
 
-    with pytest.raises(FaceganError, match="--tracker must be"):
-        TrainConfig(tracker=spec)
+    with pytest.raises(FaceganError, match=match):
+        check_registered(RunConfig(train=TrainConfig(tracker=spec)))
 
 
 def test_tracker_none_writes_stats_only(tmp_path: Path) -> None:
