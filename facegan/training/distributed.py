@@ -10,8 +10,10 @@ MASTER_ADDR and MASTER_PORT; `session()` joins them with `torch.distributed.init
   rank and draws the same numbers in the same order, so the images, z, DiffAugment parameters, flips
   and penalty interpolations of global step s are those of a one-process run, whatever N is.
 * Gradients: after each backward, one all-reduce of all the optimizer's gradients flattened into one
-  bucket, divided by N (`all_reduce_grads`), before the optimizer step — stylegan2-ada's scheme rather
-  than DistributedDataParallel: DDP's reducer does not support the penalties' double backward
+  bucket, divided by N (`all_reduce_grads`), before the optimizer step, as StyleGAN3's training loop
+  does (NVlabs/stylegan3 training/training_loop.py: the phase's gradients flattened into one tensor,
+  all-reduced, divided by the GPU count; stylegan2-ada-pytorch wrapped its networks in DDP instead)
+  rather than DistributedDataParallel: DDP's reducer does not support the penalties' double backward
   (`torch.autograd.grad(create_graph=True)`), two forward passes of D (real, fake) before one backward,
   or D frozen (requires_grad off) during G's step; with the explicit all-reduce D's weights get no
   gradients and no communication in G's step, and torch.compile wraps plain modules. Gradients are
