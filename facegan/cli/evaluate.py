@@ -15,6 +15,8 @@ from facegan.errors import FaceganError
 
 
 def evaluate_verb() -> Verb:
+    from facegan.metrics import PROTOCOLS  # the metric registry's protocols: a new metric shows up here
+
     p = verb_parser(
         "evaluate",
         description="Compare generated faces with a dataset's held-out real images under named protocols.",
@@ -26,7 +28,7 @@ def evaluate_verb() -> Verb:
     p.add_argument(
         "--metrics",
         type=str | None,
-        help="comma list of fid2k, fid10k, fid50k, kid2k, kid10k, c2st, swd, prdc "
+        help=f"comma list of {', '.join(PROTOCOLS)} "
         "(default: fid10k when the Inception weights are found, else c2st)",
     )
     p.add_argument(
