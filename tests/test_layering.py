@@ -23,6 +23,7 @@ LAYERS = (
     "presets",  # data (the preset YAML files): imports nothing
     "pretrained_models",  # data (the shipped generators): imports nothing
     "errors",  # FaceganError: the one-line errors every layer raises
+    "registry",  # Registry: named entries of one kind (architectures, losses)
     "version",  # __version__, stamped into checkpoints and exports
     "storage",  # files written atomically, handed files read defensively, model sizes from a config
     "config",  # the typed run configuration and its presets

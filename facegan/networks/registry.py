@@ -14,7 +14,7 @@ from torch import nn
 
 from facegan.config.gan import GANConfig
 from facegan.config.schema import ModelConfig
-from facegan.errors import FaceganError
+from facegan.registry import Registry
 
 
 def _no_check(model: ModelConfig, gan: GANConfig) -> None:
@@ -37,20 +37,14 @@ class Architecture:
     check: Callable[[ModelConfig, GANConfig], None] = _no_check
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
+ARCHITECTURES: Registry[Architecture] = Registry("--arch")
 
 
 def register_architecture(arch: Architecture) -> Architecture:
     """File `arch` under its name, so `--arch NAME`, checkpoints and exports of it resolve."""
-    if arch.name in ARCHITECTURES:
-        raise ValueError(f"architecture {arch.name!r} is registered twice")
-    ARCHITECTURES[arch.name] = arch
-    return arch
+    return ARCHITECTURES.add(arch.name, arch)
 
 
 def get_architecture(name: str) -> Architecture:
     """The registered architecture `name`, or one line naming the ones there are."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise FaceganError(f"unknown --arch {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+    return ARCHITECTURES.get_entry(name)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegan.config.gan import GANConfig
-from facegan.errors import FaceganError
+from facegan.registry import Registry
 
 
 def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float = 1.0) -> torch.Tensor:
@@ -93,23 +93,17 @@ class GANLoss:
 
 # The loss registry: a new objective joins in one place, a `register_loss` call below (as the metric
 # and architecture registries do); the step and the config only look names up.
-LOSSES: dict[str, GANLoss] = {}
+LOSSES: Registry[GANLoss] = Registry("--loss")
 
 
 def register_loss(loss: GANLoss) -> GANLoss:
     """File `loss` under its name, so `--loss NAME` resolves to it."""
-    if loss.name in LOSSES:
-        raise ValueError(f"loss {loss.name!r} is registered twice")
-    LOSSES[loss.name] = loss
-    return loss
+    return LOSSES.add(loss.name, loss)
 
 
 def get_loss(name: str) -> GANLoss:
     """The registered loss `name`, or one line naming the ones there are."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise FaceganError(f"unknown --loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+    return LOSSES.get_entry(name)
 
 
 def _unpaired(
