@@ -60,7 +60,7 @@ def _list_registered(p: Parser) -> None:
 
     for action in p._actions:
         if action.dest in REGISTRIES and action.help:
-            names = list(REGISTRIES[action.dest]())
+            names = list(REGISTRIES[action.dest])
             text, default, rest = action.help.rpartition(" (default:")
             action.help = f"{text}; registered: {', '.join(names)}{default}{rest}" if default else action.help
             if action.dest != "train.tracker":  # a comma list keeps its placeholder

@@ -20,7 +20,7 @@ from facegan.tracking.runs import next_run_dir, run_name
 from facegan.tracking.trackers import check_available as check_trackers
 from facegan.training.build import build_training
 from facegan.training.registered import check_registered
-from facegan.training.schedule import steps_per_epoch, total_steps
+from facegan.training.schedule import steps_per_epoch
 
 
 def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
@@ -37,7 +37,7 @@ def dry_run(cfg: RunConfig, runs_root: Path = Path("runs")) -> list[str]:
     trained = count if tc.train_on_heldout else count - heldout  # what BatchSource draws batches from
     check_batch_fits(tc.batch_size, trained, count - trained)
     per_epoch = steps_per_epoch(trained, tc.batch_size)
-    total = total_steps(tc, per_epoch)
+    total = tc.total_steps(per_epoch)
     length = "--steps" if tc.steps is not None else f"{tc.epochs} epochs of {per_epoch:,}"
     # The models' own seeded generator and a private step rng: the process's global RNGs stay untouched.
     training = build_training(cfg, device)

@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from facegan.config.schema import OptimConfig, TrainConfig
-
-
-def total_steps(train: TrainConfig, steps_per_epoch: int) -> int:
-    """The run's length in steps: --steps when given, else --epochs passes of `steps_per_epoch`
-    (the batches one epoch of the training images makes, the last incomplete one dropped)."""
-    return train.steps if train.steps is not None else train.epochs * steps_per_epoch
+from facegan.config.schema import OptimConfig
 
 
 def steps_per_epoch(train_images: int, batch_size: int) -> int:

@@ -39,7 +39,7 @@ from facegan.training.distributed import SINGLE, Dist, RelayedError, adapt
 from facegan.training.guard import GuardState
 from facegan.training.resume import load_training_state
 from facegan.training.rngs import RunRngs
-from facegan.training.schedule import apply_learning_rates, learning_rates, total_steps
+from facegan.training.schedule import apply_learning_rates, learning_rates
 from facegan.training.step import StepStats
 from facegan.training.stopping import StopFlag, StopVote
 
@@ -81,7 +81,7 @@ class Trainer:
         training = build_training(cfg, dist.place(pick_device(cfg.train.device)), ds)
         assert training.batches is not None
         self.cfg, self.ds, self.dist, self.quiet = training.cfg, ds, dist, quiet
-        self.total = total_steps(self.cfg.train, training.batches.steps_per_epoch)
+        self.total = self.cfg.train.total_steps(training.batches.steps_per_epoch)  # the one conversion
         self.rngs = RunRngs.seeded(training.step_rng, self.cfg.train.seed, dist.rank)
         self.training = training  # all of it (the EMA G too) until every rank has checked it
         self.guard = GuardState()  # what the divergence guard has done (in every checkpoint)
