@@ -149,6 +149,15 @@ def directions_verb() -> Verb:
         "swing furthest (docs/edits.md)",
     )
     p.add_argument("--samples", type=int, default=6000, help="supervised: faces labelled to fit boundaries")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="ITERS",
+        help="supervised: refine each direction by ITERS gradient steps through the generator and the "
+        "finding classifier, holding the other edits' attributes (0 = the InterFaceGAN normals; "
+        "docs/edits.md compares them)",
+    )
     p.add_argument("--method", type=Literal["sefa", "ganspace"], default="sefa", help="unsupervised method")
     p.add_argument("--count", type=int, default=10, help="unsupervised: directions to find (default 10)")
     p.add_argument("--step", type=float, default=3.0, help="unsupervised: z distance at amount ±1")
@@ -171,6 +180,8 @@ def _cmd_directions(args: Namespace) -> int:
         from facegan.edits.classifier import classifier_for_half
         from facegan.edits.supervised import find_supervised
 
+        if not 0 <= args.refine <= 10_000:
+            raise FaceganError(f"--refine must be between 0 and 10,000 steps, got {args.refine}")
         net = classifier_for_half(args.data, args.attrs, "A", cache=args.classifier)
         edits = [e.strip() for e in args.edit_names.split(",") if e.strip()]
         unknown = [e for e in edits if e not in net.names]
@@ -196,6 +207,7 @@ def _cmd_directions(args: Namespace) -> int:
             samples=args.samples,
             conditional=conditions != [],
             conditions=conditions,
+            refine_iters=args.refine,
             log=print,
         )
     else:
@@ -224,7 +236,8 @@ def evaluate_edits_verb() -> Verb:
         "evaluate-edits",
         description="Trains (or reads) the measuring classifier on the half of the labelled "
         "faces the finding one never saw, and measures each edit: target "
-        "probability at -1/0/+1, entanglement, identity drift, SWD at ±1.",
+        "probability at -1/0/+1 beside real faces' (the scale of a swing), entanglement, "
+        "identity drift, SWD at ±1.",
     )
     add_model_source(p)
     p.add_argument("--data", type=str | None, help="the labelled faces: a zip, folder or prepared dataset")
@@ -252,7 +265,7 @@ def evaluate_edits_verb() -> Verb:
 def _cmd_evaluate_edits(args: Namespace) -> int:
     from facegan.cli.model_source import model_path
     from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
-    from facegan.edits.evaluate import evaluate_edits, markdown, summary
+    from facegan.edits.evaluate import evaluate_edits, markdown, real_reference, summary
     from facegan.edits.supervised import EVAL_SEED
     from facegan.sampling.generate import load_generator
     from facegan.sampling.render import edit_faces
@@ -269,15 +282,17 @@ def _cmd_evaluate_edits(args: Namespace) -> int:
         raise FaceganError(
             f"edit {unknown[0]!r} is not an attribute of {args.attrs!r}, so it cannot be measured"
         )
-    images, _, _ = labelled_faces(args.data, args.attrs)
+    images, labels, label_names = labelled_faces(args.data, args.attrs)
     a, b = split_halves(len(images))
     real = images[b if args.half == "B" else a]
+    unseen = a if args.half == "B" else b  # the half the measuring classifier never trained on
+    reference = real_reference(net, images[unseen], labels[unseen], label_names, directions.names)
 
     def render(seeds: list[int], edits: dict[str, float]) -> Any:
         return edit_faces(g, directions, seeds, edits)
 
     seeds = list(range(EVAL_SEED, EVAL_SEED + args.n))
-    result = evaluate_edits(render, directions.names, net, real, seeds)
+    result = evaluate_edits(render, directions.names, net, real, seeds, reference=reference)
     result["summary"] = summary(result)
     result["measured_by"] = f"classifier {args.half}"
     if args.json:

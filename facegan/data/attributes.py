@@ -114,6 +114,25 @@ def read_attributes(path: Path) -> AttributeTable:
     return table
 
 
+def unrelated(table: AttributeTable, images: list[str], given: bool) -> str | None:
+    """When no row of `table` names any of `images` (by path or file name), the file belongs to other
+    data: a FaceganError for a file the user `given`, else the one line saying a found file is not
+    used (an anime zip beside CelebA's list_attr_celeba.txt must not get 40 columns of "no label")."""
+    names = set(table.rows)
+    if not names or any(n in names or os.path.basename(n) in names for n in images):
+        return None
+    where = printable(str(table.path))
+    if given:
+        raise FaceganError(
+            f"attribute file {where!r}: none of its {len(names)} rows names one of the {len(images)} "
+            f"images (first: {printable(images[0])!r}); give this dataset's file, or --no-attributes"
+        )
+    return (
+        f"attributes: {where} was found beside the source but none of its {len(names)} rows names one "
+        f"of these images, so it is not used (--attributes PATH gives the right file)"
+    )
+
+
 def _row_problem(fields: list[str], want: int) -> str | None:
     """Why a row cannot be used, or None."""
     have = len(fields) - 1

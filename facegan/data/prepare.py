@@ -29,7 +29,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -37,7 +37,14 @@ import numpy as np
 from tqdm import tqdm
 
 from facegan.config.schema import check_size
-from facegan.data.attributes import ATTRIBUTES, AttributeTable, align, find_attributes, read_attributes
+from facegan.data.attributes import (
+    ATTRIBUTES,
+    AttributeTable,
+    align,
+    find_attributes,
+    read_attributes,
+    unrelated,
+)
 from facegan.data.decode import BACKGROUND, FORMATS, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, Decoder, decoded
 from facegan.data.sources import IMAGE_EXTS, SYNTHETIC, SourceListing, printable, scan_source, skip
 from facegan.data.workspace import new_work_dir, output_lock
@@ -104,11 +111,14 @@ def prepare(
     listing = source_listing(source, synthetic_count)
     attr_path = find_attributes(source, attributes, find_attrs)
     table = read_attributes(attr_path) if attr_path else None  # a bad header: refused before decoding
+    not_used = unrelated(table, listing.images, attributes is not None) if table else None
+    if not_used:
+        table = None
     with output_lock(out, quiet) as waited:
         _check_out_dir(out, force)  # another process may have published there while we waited
         if waited:  # the source may have changed (a zip replaced) while we waited: read it again
             listing = source_listing(source, synthetic_count)
-        return _build(
+        result = _build(
             source,
             listing,
             out,
@@ -121,6 +131,7 @@ def prepare(
             holdout=holdout,
             split_seed=split_seed,
         )
+    return replace(result, notes=(not_used, *result.notes)) if not_used else result
 
 
 def source_listing(source: str, synthetic_count: int = 8192) -> SourceListing:

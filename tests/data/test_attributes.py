@@ -96,6 +96,33 @@ def test_a_good_file_beside_the_zip_is_found_and_stays_aligned(
     assert not (out / ATTRIBUTES).exists() and PackedDataset(out).attributes is None
 
 
+def test_a_found_file_of_other_images_is_not_used_and_a_given_one_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An anime zip in the folder that holds CelebA's list_attr_celeba.txt: no row names its images.
+    zpath = make_zip(
+        tmp_path / "anime_faces.zip", 0, extra={f"images/{i}_2000.jpg": jpeg_bytes(i) for i in range(1, 5)}
+    )
+    attrs = write_attrs(
+        tmp_path / "list_attr_celeba.txt", [row(f"{i:06d}.jpg", values(i)) for i in range(1, 9)]
+    )
+    out = tmp_path / "out"
+    assert main(["prepare", str(zpath), "--out", str(out), "--size", "32", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "none of its 8 rows names one of these images, so it is not used" in printed
+    assert not (out / ATTRIBUTES).exists() and PackedDataset(out).attributes is None
+    rc = main(
+        ["prepare", str(zpath), "--out", str(tmp_path / "o2"), "--size", "32", "--attributes", str(attrs)]
+    )
+    err = capsys.readouterr().err
+    assert (
+        rc == 2
+        and "none of its 8 rows names one of the 4 images" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    assert not (tmp_path / "o2").exists()  # refused before anything was written
+
+
 def test_an_explicit_file_and_a_folder_source(tmp_path: Path) -> None:
     src = tmp_path / "faces"
     (src / "a").mkdir(parents=True)
