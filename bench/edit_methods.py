@@ -1,6 +1,6 @@
 """The measurement matrix behind facegan's edits (docs/edits.md): which method finds them.
 
-    # supervised, CelebA: InterFaceGAN (plain / conditional) vs a conditional generator
+    # supervised, CelebA: InterFaceGAN (plain / conditional / refined) vs a conditional generator
     python bench/edit_methods.py supervised --data DATA --attrs list_attr_celeba.txt \
         --classifiers DIR [--find-half A] [--conditional cond.safetensors] --out DIR
     # the conditional-generator baseline (then: supervised --variants none --conditional cond.safetensors)
@@ -26,6 +26,7 @@ import torch
 from facegan.data.dataset import resolve_dataset
 from facegan.edits.classifier import classifier_for_half, labelled_faces, split_halves
 from facegan.edits.evaluate import evaluate_edits, markdown, summary, to_u8
+from facegan.edits.refine import ITERS as REFINE_ITERS
 from facegan.edits.supervised import EVAL_SEED, Boundaries, fit_boundaries, package
 from facegan.edits.unsupervised import ganspace, sefa, unnamed
 from facegan.metrics.swd import swd
@@ -77,16 +78,25 @@ def supervised(args: argparse.Namespace) -> None:
         f"fitted {len(finder.names)} boundaries on {args.samples} faces in {bounds.seconds:.0f}s", flush=True
     )
     found = {}
-    variants = {
-        "interfacegan": (False, None),
-        "interfacegan-cond-identity": (True, IDENTITY),
-        "interfacegan-cond-all": (True, None),
+    variants = {  # (conditional, conditions, gradient refinement steps)
+        "interfacegan": (False, None, 0),
+        "interfacegan-cond-identity": (True, IDENTITY, 0),
+        "interfacegan-cond-all": (True, None, 0),
+        "interfacegan-refined": (False, None, REFINE_ITERS),
     }
     for variant in args.variants.split(","):
-        conditional, conditions = variants[variant]
+        conditional, conditions, refine_iters = variants[variant]
         name = f"{variant}-find{args.find_half}"
         start = time.perf_counter()
-        dirs = package(g, finder, EDITS, bounds, conditional=conditional, conditions=conditions)
+        dirs = package(
+            g,
+            finder,
+            EDITS,
+            bounds,
+            conditional=conditional,
+            conditions=conditions,
+            refine_iters=refine_iters,
+        )
         found[name] = (dirs, bounds.seconds + time.perf_counter() - start)
         dirs.save(out / f"{name}.edits.safetensors")
         print(name, "built", round(found[name][1]), "s", json.dumps(dirs.info["calibration"]), flush=True)

@@ -151,12 +151,12 @@ def directions_verb() -> Verb:
     p.add_argument("--samples", type=int, default=6000, help="supervised: faces labelled to fit boundaries")
     p.add_argument(
         "--refine",
-        type=int,
-        default=0,
+        type=int | None,
+        default=None,
         metavar="ITERS",
-        help="supervised: refine each direction by ITERS gradient steps through the generator and the "
-        "finding classifier, holding the other edits' attributes (0 = the InterFaceGAN normals; "
-        "docs/edits.md compares them)",
+        help="supervised: gradient steps refining each direction through the generator and the "
+        "finding classifier, holding the other edits' attributes (default: facegan.edits.refine's "
+        "setting, the measured winner; 0 = the plain InterFaceGAN normals; docs/edits.md compares them)",
     )
     p.add_argument("--method", type=Literal["sefa", "ganspace"], default="sefa", help="unsupervised method")
     p.add_argument("--count", type=int, default=10, help="unsupervised: directions to find (default 10)")
@@ -178,10 +178,12 @@ def _cmd_directions(args: Namespace) -> int:
         raise FaceganError("supervised directions need both --attrs and --data")
     if args.attrs:
         from facegan.edits.classifier import classifier_for_half
+        from facegan.edits.refine import ITERS
         from facegan.edits.supervised import find_supervised
 
-        if not 0 <= args.refine <= 10_000:
-            raise FaceganError(f"--refine must be between 0 and 10,000 steps, got {args.refine}")
+        refine_iters = ITERS if args.refine is None else args.refine
+        if not 0 <= refine_iters <= 10_000:
+            raise FaceganError(f"--refine must be between 0 and 10,000 steps, got {refine_iters}")
         net = classifier_for_half(args.data, args.attrs, "A", cache=args.classifier)
         edits = [e.strip() for e in args.edit_names.split(",") if e.strip()]
         unknown = [e for e in edits if e not in net.names]
@@ -207,7 +209,7 @@ def _cmd_directions(args: Namespace) -> int:
             samples=args.samples,
             conditional=conditions != [],
             conditions=conditions,
-            refine_iters=args.refine,
+            refine_iters=refine_iters,
             log=print,
         )
     else:

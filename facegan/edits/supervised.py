@@ -1,5 +1,6 @@
 """Building supervised edit directions end to end: sample and label faces with the finding classifier,
-fit InterFaceGAN normals, orthogonalise (conditional manipulation), calibrate ±1, package."""
+fit InterFaceGAN normals, orthogonalise (conditional manipulation), optionally refine by gradient
+(facegan.edits.refine), calibrate ±1, package."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 from facegan.edits.calibrate import HI, LO, MAX_STEP, calibrate
 from facegan.edits.classifier import AttributeNet
 from facegan.edits.interfacegan import edit_vectors, normals, sample_scores
+from facegan.edits.refine import KEEP, STEP, refine
 from facegan.sampling.directions import Directions
 
 # Seeds used to find (0 …) and to calibrate (CALIBRATION_SEED …); evaluation uses EVAL_SEED … so the
@@ -49,17 +51,32 @@ def package(
     calibration: int = 128,
     max_step: float = MAX_STEP,
     conditions: list[str] | None = None,
+    refine_iters: int = 0,
 ) -> Directions:
     """Directions for `edits` from fitted boundaries: when `conditional`, orthogonalised against the
-    correlated attributes among `conditions` (default: the other edits); calibrated on `calibration`
-    faces not used to fit."""
+    correlated attributes among `conditions` (default: the other edits); with `refine_iters`, each
+    refined by that many gradient steps holding the other edits' attributes; calibrated on
+    `calibration` faces not used to fit."""
     start = time.perf_counter()
     vectors, used = edit_vectors(bounds.normals, net.names, edits, conditional, conditions)
     attrs = [net.names.index(e) for e in edits]
+    refined_seconds = 0.0
+    if refine_iters:
+        vectors = torch.stack(
+            [
+                refine(g, net, v, a, [o for o in attrs if o != a], iters=refine_iters)
+                for v, a in zip(vectors, attrs)
+            ]
+        )
+        refined_seconds = time.perf_counter() - start
     seeds = list(range(CALIBRATION_SEED, CALIBRATION_SEED + calibration))
     steps, report = calibrate(g, net, attrs, vectors, seeds, max_step=max_step)
     info: dict[str, object] = {
-        "method": "interfacegan-conditional" if conditional else "interfacegan",
+        "method": ("interfacegan-conditional" if conditional else "interfacegan")
+        + ("-refined" if refine_iters else ""),
+        "refine": {"iters": refine_iters, "keep": KEEP, "step": STEP, "seconds": round(refined_seconds, 1)}
+        if refine_iters
+        else None,
         "conditions": conditions if conditional else None,
         "samples": bounds.samples,
         "calibration_faces": calibration,
@@ -70,7 +87,7 @@ def package(
         "conditioned_on": used,
         "calibration": dict(zip(edits, report)),
         "fit_seconds": round(bounds.seconds, 1),
-        "calibration_seconds": round(time.perf_counter() - start, 1),
+        "calibration_seconds": round(time.perf_counter() - start - refined_seconds, 1),
     }
     return Directions(list(edits), vectors, steps, info)
 
@@ -85,6 +102,7 @@ def find_supervised(
     conditional: bool = True,
     max_step: float = MAX_STEP,
     conditions: list[str] | None = None,
+    refine_iters: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> Directions:
     """Directions for `edits` (attribute names of `net`), found on `samples` generated faces and
@@ -101,4 +119,5 @@ def find_supervised(
         calibration=calibration,
         max_step=max_step,
         conditions=conditions,
+        refine_iters=refine_iters,
     )
