@@ -5,7 +5,14 @@ prdc` (the trained face embedding, against the held-out split), and the same ima
 random ResNet-18 the project used before (facegan.metrics.prdc.RandomEmbedding). A metric that rewards
 blur or noise scores a perturbed set above the untouched one. Data: `facegan prepare ZIP --out DIR`.
 
+It also counts close pairs in raw pixels (`pixel_close_pairs_ratio`: facegan.metrics.close_pairs on the
+flattened faces in [-1, 1], the same held-out reals and the same sets): a blurred set of distinct real
+faces scores far above 1 there, so a pixel-space close-pair ratio reads sharpness, not repetition.
+`--generator` adds a generator's faces (seeds 0…, as many as --count) as one more row, measured the
+same way: a shipped name or a generator file.
+
     python bench/perturbed_reals.py --data data/celeba64 --out bench/results/perturbed-reals-celeba64.json
+    python bench/perturbed_reals.py --data data/anime64 --generator anime64
 
 It prints a Markdown table (docs/metrics.md's) and, with --out, writes the numbers as JSON.
 """
@@ -16,6 +23,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +67,30 @@ def perturbations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     }
 
 
-def measure(data: str, count: int) -> list[dict[str, object]]:
+def pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 faces (N, 3, S, S) as flat float32 rows in [-1, 1] (the generator's range)."""
+    return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 127.5 - 1
+
+
+def generated(source: str, count: int) -> np.ndarray:
+    """uint8 faces (count, 3, S, S) of seeds 0… from a shipped generator's name or a generator file, as
+    `facegan evaluate` draws them."""
+    import torch
+
+    from facegan.metrics.measurement import fake_batches
+    from facegan.sampling.generate import load_generator
+    from facegan.sharing import pretrained
+
+    g = load_generator(pretrained.path(source) if source in pretrained.available() else source)
+    return torch.cat(list(fake_batches(g, list(range(count)), BATCH))).numpy()
+
+
+def measure(data: str, count: int, generators: tuple[str, ...] = ()) -> list[dict[str, object]]:
     import torch
 
     from facegan.data.dataset import PackedDataset
     from facegan.metrics import evaluate
+    from facegan.metrics.close_pairs import close_pairs
     from facegan.metrics.measurement import real_batches
     from facegan.metrics.prdc import RandomEmbedding, embed, prdc
     from facegan.metrics.protocols import PROTOCOLS, real_indices
@@ -77,15 +104,22 @@ def measure(data: str, count: int) -> list[dict[str, object]]:
     real_rows = ref.rows[real_indices(len(ref.rows), PROTOCOLS["prdc"].max_real)]
     rand = RandomEmbedding()
     real_rand = embed(rand, real_batches(ds, real_rows, BATCH))
+    real_pixels = pixels(ds.images[real_rows])
     out: list[dict[str, object]] = []
-    for name, perturb in perturbations().items():
-        fakes = perturb(reals)
+    sets: dict[str, Callable[[], np.ndarray]] = {
+        name: partial(perturb, reals) for name, perturb in perturbations().items()
+    }
+    sets.update({source: partial(generated, source, count) for source in generators})
+    for name, make in sets.items():
+        fakes = make()
         res = evaluate(fakes, ds, ["prdc"], num_fake=len(fakes), embedding=emb)
         rnd = prdc(real_rand, embed(rand, torch.from_numpy(np.ascontiguousarray(fakes)).split(BATCH)))
         row: dict[str, object] = {
             "set": name,
             **{k: res[f"prdc_{k}"] for k in KEYS},
             "close_pairs_ratio": res["prdc_close_pairs_ratio"],
+            # The same count in raw pixels: close_pairs uses as many of the set as there are reals.
+            "pixel_close_pairs_ratio": close_pairs(real_pixels, pixels(fakes))["close_pairs_ratio"],
             **{f"random_{k}": rnd[k] for k in KEYS},
             "num_images": len(fakes),
             "num_real": len(real_rows),
@@ -99,12 +133,15 @@ def measure(data: str, count: int) -> list[dict[str, object]]:
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    head = "| set | " + " | ".join(KEYS) + " | R18 " + " | R18 ".join(KEYS) + " |"
-    lines = [head, "|---" * (1 + 2 * len(KEYS)) + "|"]
+    head = "| set | " + " | ".join(KEYS) + " | close pairs | pixel close pairs"
+    head += " | R18 " + " | R18 ".join(KEYS) + " |"
+    lines = [head, "|---" * (3 + 2 * len(KEYS)) + "|"]
     for r in rows:
-        cells = [f"{float(str(r[k])):.3f}" for k in KEYS] + [
-            f"{float(str(r['random_' + k])):.3f}" for k in KEYS
-        ]
+        cells = (
+            [f"{float(str(r[k])):.3f}" for k in KEYS]
+            + [f"{float(str(r[k])):.2f}" for k in ("close_pairs_ratio", "pixel_close_pairs_ratio")]
+            + [f"{float(str(r['random_' + k])):.3f}" for k in KEYS]
+        )
         lines.append(f"| {r['set']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -113,9 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="data prepared by `facegan prepare` (with a held-out split)")
     p.add_argument("--count", type=int, default=2000, help="training-split reals to perturb (default 2,000)")
+    p.add_argument(
+        "--generator",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="also measure this generator's faces (a shipped name or a generator file); repeat for several",
+    )
     p.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     args = p.parse_args(argv)
-    rows = measure(args.data, args.count)
+    rows = measure(args.data, args.count, tuple(args.generator))
     print()
     print(table(rows))
     if args.out:

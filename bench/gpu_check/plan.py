@@ -190,7 +190,7 @@ def make_rows(sizes: Sizes, smoke: bool) -> list[RowSpec]:
             "r3gan",
             "architectures",
             "train",
-            "r3gan preset at the shipped anime64 size (ngf=ndf="
+            "r3gan preset at the anime64 size shipped until 2026-12-04 (ngf=ndf="
             f"{s.r3gan_ngf}, batch {s.r3gan_batch}), facegan defaults",
             preset="r3gan",
             batch=s.r3gan_batch,
