@@ -228,7 +228,10 @@ def main() -> None:
     s.add_argument("--find-half", choices=("A", "B"), default="A")
     s.add_argument("--conditional", help="a conditional generator from facegan.edits.conditional")
     s.add_argument("--samples", type=int, default=6000)
-    s.add_argument("--variants", default="interfacegan,interfacegan-cond-identity,interfacegan-cond-all")
+    s.add_argument(
+        "--variants",
+        default="interfacegan,interfacegan-refined,interfacegan-cond-identity,interfacegan-cond-all",
+    )
     s.add_argument("--skip-eval", action="store_true", help="only build the directions")
     s.add_argument("--wait", action="store_true", help="wait for the measuring classifier's cache file")
     s.add_argument("--n", type=int, default=200)

@@ -113,9 +113,9 @@ def directions_verb() -> Verb:
 
     p = verb_parser(
         "directions",
-        description="With --attrs and --data: supervised directions (InterFaceGAN, "
-        "calibrated with an attribute classifier trained on half the labelled "
-        "faces). Without: unsupervised ones (SeFa or GANSpace) and a sweep grid "
+        description="With --attrs and --data: supervised directions (InterFaceGAN normals "
+        "refined by gradient, calibrated with an attribute classifier trained on half the "
+        "labelled faces). Without: unsupervised ones (SeFa or GANSpace) and a sweep grid "
         "each, to name with --names.",
     )
     add_model_source(p)
