@@ -16,7 +16,7 @@ that already show the attribute from pulling further. Only the finding classifie
 the measuring one (`facegan evaluate-edits`) never does, so a direction that fooled the finder without
 changing the face would show up there as a small swing. No library does this; it is a few lines of
 autograd. Latents come from their own seed range (REFINE_SEED …), apart from the fitting (0 …),
-calibration and evaluation seeds, so the result is deterministic.
+calibration and evaluation seeds, so a rebuild draws the same faces.
 """
 
 from __future__ import annotations
@@ -58,14 +58,20 @@ def refine(
         d = (direction.detach().flatten().double() / direction.norm()).float().requires_grad_(True)
         opt = torch.optim.Adam([d], lr=lr)
         dim = model_config(g).latent_dim
-        device = next(g.parameters()).device
+        device = next(g.parameters()).device  # G may sit on a GPU while the classifier stays on the CPU
+        net_device = next(net.parameters()).device
+
+        def logits(z: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = net(g(z).float().to(net_device))
+            return out
+
         for i in range(iters):
             first = REFINE_SEED + i * batch
             z = latents(list(range(first, first + batch)), dim).to(device)
             with torch.no_grad():
-                base = net(g(z).float())[:, others]
+                base = logits(z)[:, others]
             unit = (d / d.norm()).reshape(1, -1, 1, 1).to(device)
-            plus, minus = net(g(z + step * unit).float()), net(g(z - step * unit).float())
+            plus, minus = logits(z + step * unit), logits(z - step * unit)
             apart = plus[:, attr].clamp(max=CAP).mean() - minus[:, attr].clamp(min=-CAP).mean()
             held = ((plus[:, others] - base) ** 2).mean() + ((minus[:, others] - base) ** 2).mean()
             loss = -apart + keep * held if others else -apart
@@ -74,7 +80,8 @@ def refine(
             opt.step()
             with torch.no_grad():
                 d /= d.norm()
-        return d.detach().clone()
+        refined: torch.Tensor = d.detach().clone()  # Tensor.norm is unannotated, so d is Any to mypy
+        return refined
     finally:
         for p in frozen:
             p.requires_grad_(True)
