@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import facegan
-from tests.serve.test_serve import free_port
+from tests.serve.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = (7, 1234)

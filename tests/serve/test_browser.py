@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.serve.browser_gate import missing_browser
-from tests.serve.test_serve import make_models, running_server
+from tests.serve.helpers import make_models, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

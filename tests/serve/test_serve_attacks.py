@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_serve import _vm_kib, make_models, request, server_process
+from tests.serve.helpers import _vm_kib, make_models, request, server_process
 
 PARTIAL = b"GET /api/face.png?seed=1 HTTP/1.1\r\nHost: x\r\nX-Wait: "  # a head that never ends
 

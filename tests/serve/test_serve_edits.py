@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from facegan.sampling.generate import load_generator, to_pil
 from facegan.serve.app import build_app
 from facegan.serve.models import png_bytes
-from tests.serve.test_serve import make_models  # tiny32 (no edits) and tiny64 (Smiling, Blond_Hair)
+from tests.serve.helpers import make_models  # tiny32 (no edits) and tiny64 (Smiling, Blond_Hair)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from facegan.training.schedule import learning_rates
 from facegan.training.step import StepStats
 from facegan.training.trainer import Resumed, Trainer
 from tests.conftest import make_image_folder
-from tests.training.test_distributed import TINY, finish, start
+from tests.training.helpers import TINY, finish, start
 
 MODEL = ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8)
 
