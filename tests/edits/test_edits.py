@@ -3,7 +3,6 @@ tiny generators and data made here (nothing downloaded, no real faces)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,41 +15,16 @@ import facegan
 from facegan.cli.main import main
 from facegan.config.schema import ModelConfig
 from facegan.edits.calibrate import shortest_step
-from facegan.edits.classifier import AttributeNet, labels_for, read_attributes, split_halves
-from facegan.edits.evaluate import evaluate_edits, markdown, real_reference, summary
+from facegan.edits.classifier import labels_for, read_attributes, split_halves
 from facegan.edits.interfacegan import conditioned, fit_normal
 from facegan.edits.unsupervised import first_layer_weight, ganspace, named, read_names, sefa, unnamed
 from facegan.errors import FaceganError
-from facegan.networks.checkpoint import export_generator
 from facegan.networks.factory import build_models
-from facegan.sampling.directions import Directions, find_directions, load_directions, parse_edits, sidecar
+from facegan.sampling.directions import find_directions, load_directions, parse_edits, sidecar
 from facegan.sampling.generate import faces, load_generator
 from facegan.sampling.render import amounts, edit_faces, sweep
 from facegan.sharing import pretrained
-
-NAMES = ["Smiling", "Blond_Hair", "Eyeglasses"]
-
-
-def tiny_directions(latent: int = 16, seed: int = 0) -> Directions:
-    gen = torch.Generator().manual_seed(seed)
-    vectors = F.normalize(torch.randn(len(NAMES), latent, generator=gen), dim=1)
-    return Directions(list(NAMES), vectors, torch.tensor([[2.0, 3.0], [3.0, 3.0], [1.0, 4.0]]))
-
-
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    """A 32 px generator (latent 16) exported with an edits file beside it."""
-    g, _ = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), seed=3)
-    path = export_generator(g, g.cfg, tmp_path / "tiny.safetensors")
-    tiny_directions().save(sidecar(path))
-    return path
-
-
-@pytest.fixture
-def bare(tmp_path: Path) -> Path:
-    g, _ = build_models(ModelConfig(size=32, latent_dim=16, ngf=8, ndf=8), seed=4)
-    return export_generator(g, g.cfg, tmp_path / "bare.safetensors")
-
+from tests.edits.helpers import NAMES, tiny_directions
 
 # ----------------------------------------------------------------------------- directions
 
@@ -294,54 +268,6 @@ def test_attribute_file_reader(tmp_path: Path) -> None:
         read_attributes(path)
     a, b = split_halves(10)
     assert len(a) == len(b) == 5 and not set(a) & set(b)
-
-
-def test_evaluate_edits_reports_every_measure(model: Path) -> None:
-    g = load_generator(model)
-    torch.manual_seed(0)
-    net = AttributeNet(NAMES, size=32).eval()
-    real = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    seeds = list(range(16))
-
-    def render(s: list[int], e: dict[str, float]) -> torch.Tensor:
-        return edit_faces(g, g.edits, s, e)
-
-    res = evaluate_edits(render, ["Smiling", "Eyeglasses"], net, real, seeds)
-    row = res["edits"]["Smiling"]
-    assert len(row["target"]) == 3 and set(row["entanglement"]) == set(NAMES)
-    assert row["identity_drift"][1] > 0 and len(row["swd"]) == 2
-    assert "| Smiling |" in markdown(res) and summary(res)["swing"] == pytest.approx(
-        np.mean([r["swing"] for r in res["edits"].values()]), abs=1e-3
-    )
-    json.dumps(res)  # the CLI writes it as JSON
-
-
-def test_a_swing_is_read_against_real_faces_labelled_with_and_without(model: Path) -> None:
-    g = load_generator(model)
-    torch.manual_seed(0)
-    net = AttributeNet(NAMES, size=32).eval()
-    real = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    labels = np.zeros((16, len(NAMES)), np.float32)
-    labels[:6, NAMES.index("Smiling")] = 1  # Eyeglasses: nobody, so no contrast to read against
-    ref = real_reference(net, real.numpy(), labels, NAMES, ["Smiling", "Eyeglasses"])
-    probs, _ = net.predict(real.float() / 127.5 - 1)
-    smiling = probs[:, NAMES.index("Smiling")]
-    assert ref == {
-        "Smiling": [pytest.approx(float(smiling[6:].mean())), pytest.approx(float(smiling[:6].mean()))]
-    }
-
-    def render(s: list[int], e: dict[str, float]) -> torch.Tensor:
-        return edit_faces(g, g.edits, s, e)
-
-    res = evaluate_edits(render, ["Smiling", "Eyeglasses"], net, real, list(range(16)), reference=ref)
-    row = res["edits"]["Smiling"]
-    assert row["swing_vs_real"] == pytest.approx(
-        row["swing"] / (ref["Smiling"][1] - ref["Smiling"][0]), abs=0.01
-    )
-    assert "real" not in res["edits"]["Eyeglasses"] and "swing_vs_real" not in summary(res)
-    assert "real faces without / with" not in markdown(res)  # a column only when every edit has one
-    del res["edits"]["Eyeglasses"]
-    assert "| real faces without / with | swing ÷ real's |" in markdown(res)
 
 
 def test_sweep_rows_are_seeds_and_columns_amounts(model: Path) -> None:

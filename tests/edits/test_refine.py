@@ -15,8 +15,7 @@ from facegan.edits.refine import CAP, STEP, refine
 from facegan.edits.supervised import fit_boundaries, package
 from facegan.networks.factory import build_models
 from facegan.sampling.generate import latents
-
-NAMES = ["Smiling", "Blond_Hair", "Eyeglasses"]
+from tests.edits.helpers import NAMES
 
 
 class Colours(torch.nn.Module):
