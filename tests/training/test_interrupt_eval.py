@@ -76,8 +76,9 @@ def test_sigterm_during_evaluation_checkpoints_within_seconds(prepared: Path, tm
     _, err = proc.communicate(timeout=60)
     waited = time.monotonic() - sent
     assert proc.returncode == 128 + signal.SIGTERM, err
-    # The end-of-run figures and export still run; the evaluation's remaining ~30 s do not.
-    assert waited < 10, f"exit took {waited:.1f} s after SIGTERM"
+    # The end-of-run figures and export still run (5-10 s on a busy 2-core machine: CI once measured
+    # 10.1 s); the evaluation's remaining 64 × 0.5 s do not, or the exit would take over 30 s.
+    assert waited < 20, f"exit took {waited:.1f} s after SIGTERM"
     run = only_run(runs)
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 3
     assert not (run / "metrics.jsonl").exists()  # the abandoned evaluation recorded nothing
