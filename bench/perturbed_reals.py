@@ -73,15 +73,14 @@ def pixels(images: np.ndarray) -> np.ndarray:
 
 
 def generated(source: str, count: int) -> np.ndarray:
-    """uint8 faces (count, 3, S, S) of seeds 0… from a shipped generator's name or a generator file, as
-    `facegan evaluate` draws them."""
+    """uint8 faces (count, 3, S, S) of seeds 0… from anything `facegan.load` opens (a shipped name, a
+    generator file, a run folder), as `facegan evaluate` draws them."""
     import torch
 
+    import facegan
     from facegan.metrics.measurement import fake_batches
-    from facegan.sampling.generate import load_generator
-    from facegan.sharing import pretrained
 
-    g = load_generator(pretrained.path(source) if source in pretrained.available() else source)
+    g = facegan.load(source, device="cpu").model
     return torch.cat(list(fake_batches(g, list(range(count)), BATCH))).numpy()
 
 
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SOURCE",
-        help="also measure this generator's faces (a shipped name or a generator file); repeat for several",
+        help="also measure this generator's faces (anything facegan.load opens); repeat for several",
     )
     p.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     args = p.parse_args(argv)
