@@ -37,7 +37,7 @@ def blurred(x: np.ndarray, factor: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def faces() -> Iterator[np.ndarray]:
     before = torch.get_num_threads()
-    torch.set_num_threads(min(2, before))  # CI's two cores; the result does not depend on it
+    torch.set_num_threads(min(2, before))  # CI has two cores; passed at 1 and 2 threads
     g = facegan.load("celeba64", device="cpu").model
     big = torch.cat(list(fake_batches(g, list(range(TRAIN + 2 * REF)), 100)))  # uint8 (N, 3, 64, 64)
     yield F.interpolate(big.float(), size=SIZE, mode="area").round().to(torch.uint8).numpy()
