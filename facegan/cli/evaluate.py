@@ -141,6 +141,12 @@ def _cmd_evaluate(args: Namespace) -> int:
         results.update(nearest_check(fakes, ds, emb, args.nearest_out))
     named = str(args.pretrained or args.checkpoint)
     what = {"fakes": str(args.fakes)} if args.fakes else {"generator": named}
+    seen: dict[str, Any] = {}
+    if ref.split == "heldout" and not args.fakes:
+        from facegan.metrics.provenance import heldout_unseen, provenance
+
+        unseen, why = heldout_unseen(provenance(path), ds)
+        seen = {"heldout_unseen": unseen, "heldout_note": why}
     print(
         json.dumps(
             {
@@ -148,6 +154,7 @@ def _cmd_evaluate(args: Namespace) -> int:
                 "data": str(args.data),
                 "real_split": ref.split,
                 "real_images": ref.note,
+                **seen,
                 **results,
                 **not_computed,
                 "readings": readings(results),

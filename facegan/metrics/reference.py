@@ -46,7 +46,7 @@ class Reference:
     def note(self) -> str:
         """One line for the report."""
         what = {
-            "heldout": "held-out images (never trained on unless --train-on-heldout)",
+            "heldout": "held-out images (the split training leaves out unless --train-on-heldout)",
             "train": "training images",
             "all": "all images, the training ones included",
         }[self.split]

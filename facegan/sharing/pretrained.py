@@ -4,8 +4,10 @@ Each name has `<name>.safetensors` (EMA generator weights + config in the metada
 (its model card: data, licence, preset, steps, wall time, device, measured quality, the exact
 command that produced it), `<name>.display.yaml` (its display default: the variety, i.e. truncation,
 the page and the HTTP API show it at, measured by bench/display_truncation.py) and optionally
-`<name>.edits.safetensors` (its attribute edits, facegan.edits) and `<name>.edits.yaml` (how its
-unsupervised directions were named) in facegan/pretrained_models/.
+`<name>.edits.safetensors` (its attribute edits, facegan.edits), `<name>.edits.yaml` (how its
+unsupervised directions were named) and `<name>.training.yaml` (the data it trained on, so `facegan
+evaluate` can say whether the held-out faces were unseen: facegan.metrics.provenance) in
+facegan/pretrained_models/.
 
 The display default sits beside the weights rather than in their metadata so that re-measuring it (or
 shipping retrained weights) changes one line of text, not a 4 MB binary; `load_generator` reads it for

@@ -261,7 +261,13 @@ class RunOutputs:
             g,
             self.cfg.model,
             self.run_dir / "generator.safetensors",
-            extra={"step": str(step), "dataset_hash": self.ds.content_hash, "weights": weights},
+            extra={
+                "step": str(step),
+                "dataset_hash": self.ds.content_hash,
+                # With the hash, lets `facegan evaluate` say whether the held-out faces were unseen.
+                "train_on_heldout": str(self.cfg.train.train_on_heldout).lower(),
+                "weights": weights,
+            },
         )
         self.logger.artifact(path)
         # The figures are redrawn from stats.jsonl and samples/ by `facegan plot`: a failure is a warning.

@@ -1,0 +1,72 @@
+"""`facegan evaluate` says whether the held-out faces were unseen by the generator it measures
+(facegan/metrics/provenance.py): from a checkpoint, a run's export, and the shipped models' files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facegan.cli.main import main
+from facegan.data.dataset import PackedDataset
+from facegan.data.prepare import prepare
+from facegan.metrics.provenance import Provenance, heldout_unseen, provenance
+from facegan.sharing import pretrained
+
+pytestmark = pytest.mark.usefixtures("one_thread", "short_embedding")
+TINY = ["--size", "32", "--latent-dim", "16", "--ngf", "8", "--ndf", "8", "--batch-size", "16", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> PackedDataset:
+    out = tmp_path_factory.mktemp("prov") / "synthetic"
+    prepare("synthetic", out, size=32, synthetic_count=120, quiet=True)  # 12 held out
+    return PackedDataset(out)
+
+
+def trained(data: PackedDataset, runs: Path, *flags: str) -> Path:
+    assert (
+        main(["train", "--data", str(data.root), *TINY, "--steps", "1", "--outdir", str(runs), *flags]) == 0
+    )
+    (run,) = runs.iterdir()
+    return run
+
+
+def evaluated(generator: Path, data: PackedDataset, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    args = ["evaluate", "--checkpoint", str(generator), "--data", str(data.root), "--metrics", "swd"]
+    assert main([*args, "--num-fake", "12", "--device", "cpu"]) == 0
+    report: dict[str, object] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.parametrize(("flags", "unseen"), [((), True), (("--train-on-heldout",), False)])
+def test_evaluate_says_whether_the_heldout_faces_were_trained_on(
+    data: PackedDataset,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: tuple[str, ...],
+    unseen: bool,
+) -> None:
+    run = trained(data, tmp_path / "runs", *flags)
+    for generator in (run / "checkpoints" / "latest.pt", run / "generator.safetensors"):
+        assert provenance(generator) == Provenance(data.content_hash, not unseen)
+        report = evaluated(generator, data, capsys)
+        assert report["real_split"] == "heldout" and report["heldout_unseen"] is unseen, report
+
+
+def test_other_data_or_an_unlabelled_file_is_not_called_unseen(data: PackedDataset) -> None:
+    assert heldout_unseen(Provenance(), data)[0] is None
+    assert heldout_unseen(Provenance("sha256:other", False), data)[0] is None
+    assert heldout_unseen(Provenance(data.content_hash, None), data)[0] is None
+    assert heldout_unseen(Provenance(data.content_hash, False), data)[0] is True
+
+
+def test_shipped_models_say_what_they_trained_on() -> None:
+    """celeba64 predates the split (it trained on all 6,000 faces), anime64 trained on its training
+    split: the reports of their cards' commands must say so."""
+    assert provenance(pretrained.path("celeba64")).heldout_included is True
+    assert provenance(pretrained.path("anime64")).heldout_included is False
+    for name in ("celeba64", "anime64"):
+        assert str(provenance(pretrained.path(name)).dataset_hash).startswith("sha256:")
