@@ -63,12 +63,15 @@ def provenance(path: str | Path) -> Provenance:
 
 
 def heldout_unseen(prov: Provenance, ds: PackedDataset) -> tuple[bool | None, str]:
-    """(True: the generator never trained on `ds`'s held-out faces; False: it did; None: not known,
-    a one-line reason for the report."""
+    """(unseen, reason): unseen is True when the generator never trained on `ds`'s held-out faces,
+    False when it did, None when not known; reason is one line for the report."""
     if prov.dataset_hash is None:
         return None, "not known whether the generator trained on them (its file does not name its data)"
     if prov.dataset_hash != ds.content_hash:
-        return None, "the generator trained on other data (another content hash), so not known"
+        return None, (
+            "not known: this data's content hash is not the one the generator trained on (other "
+            "images, or the same ones prepared differently)"
+        )
     if prov.heldout_included is None:
         return None, "trained on this data, but its file does not say whether on the held-out faces"
     if prov.heldout_included:
