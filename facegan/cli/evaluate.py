@@ -145,7 +145,7 @@ def _cmd_evaluate(args: Namespace) -> int:
     if ref.split == "heldout" and not args.fakes:
         from facegan.metrics.provenance import heldout_unseen, provenance
 
-        unseen, why = heldout_unseen(provenance(path), ds)
+        unseen, why = heldout_unseen(provenance(source), ds)
         seen = {"heldout_unseen": unseen, "heldout_note": why}
     print(
         json.dumps(

@@ -280,7 +280,8 @@ def export_generator(
     g: nn.Module, cfg: ModelConfig, path: str | Path, extra: dict[str, str] | None = None, half: bool = False
 ) -> Path:
     """Write G's weights + its ModelConfig (in the safetensors metadata) to one shareable file, with
-    G's display truncation (its `display_truncation` attribute, which load_generator sets) when it has one.
+    G's display truncation and what it trained on (its `display_truncation` and `training_data`
+    attributes, which load_generator sets) when it has them; `extra` entries come last and win.
 
     `half` stores the floating-point tensors as float16 (half the file; loading copies them back into
     the float32 model). Integer buffers (BatchNorm's batch counter) keep their type."""
@@ -290,7 +291,13 @@ def export_generator(
     tensors = {k: v.detach().cpu().contiguous() for k, v in g.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    meta = {CONFIG_KEY: json.dumps(cfg.__dict__), "format": "facegan-generator", **(extra or {})}
+    trained_on = getattr(g, "training_data", None) or {}  # dataset_hash / train_on_heldout as text
+    meta = {
+        CONFIG_KEY: json.dumps(cfg.__dict__),
+        "format": "facegan-generator",
+        **trained_on,
+        **(extra or {}),
+    }
     if (display := getattr(g, "display_truncation", None)) is not None:
         meta[DISPLAY_KEY] = repr(float(display))
     # save_file is looked up at call time so tests can make it fail mid-write.

@@ -42,8 +42,10 @@ def display_value(value: object, where: str) -> float | None:
     return t
 
 
-def display_file(weights: str | Path) -> Path | None:
-    """The display-default file of a shipped generator's weights file, or None for any other file."""
+def shipped_sidecar(weights: str | Path, suffix: str) -> Path | None:
+    """The file `<name><suffix>` beside a shipped generator's weights file `weights`, or None when
+    `weights` is not a shipped generator's (a copy elsewhere says what its own metadata says) or the
+    shipped folder has no such file."""
     weights = Path(weights)
     if weights.suffix != ".safetensors" or weights.name.endswith(".edits.safetensors"):
         return None
@@ -52,8 +54,13 @@ def display_file(weights: str | Path) -> Path | None:
         shipped = weights.resolve().parent == folder.resolve()
     except OSError:
         return None
-    side = folder / (weights.stem + DISPLAY_SUFFIX)
+    side = folder / (weights.stem + suffix)
     return side if shipped and side.is_file() else None
+
+
+def display_file(weights: str | Path) -> Path | None:
+    """The display-default file of a shipped generator's weights file, or None for any other file."""
+    return shipped_sidecar(weights, DISPLAY_SUFFIX)
 
 
 def read_display(path: Path) -> object:

@@ -38,6 +38,12 @@ from facegan.sampling.display import (  # noqa: F401  (MAX_TRUNCATION: re-export
     read_display,
 )
 from facegan.sampling.gif import gif_bytes, shared_palette
+from facegan.sampling.provenance import (
+    HASH_KEY,
+    HELDOUT_KEY,
+    shipped_training_record,
+    training_record,
+)
 
 MAX_SEED = 2**63 - 1
 # Images one command may make (faces, or frames of a walk): they are all held in memory at once.
@@ -68,9 +74,15 @@ def load_generator(
     if path.suffix == ".safetensors":
         cfg, state, meta = read_export_metadata(path)
         display = display_value(meta.get(DISPLAY_KEY), f"{str(path)!r}'s {DISPLAY_KEY}")
+        trained_on = shipped_training_record(path)
+        trained_on = training_record(meta) if trained_on is None else trained_on
     else:
         ckpt = load_checkpoint(path)
-        cfg = checkpoint_config(ckpt, path).model
+        run_cfg = checkpoint_config(ckpt, path)
+        cfg = run_cfg.model
+        trained_on = training_record(
+            {HASH_KEY: ckpt.get(HASH_KEY), HELDOUT_KEY: run_cfg.train.train_on_heldout}
+        )
         key = "G_ema" if "G_ema" in ckpt else "G"
         if key not in ckpt:
             raise FaceganError(
@@ -98,6 +110,8 @@ def load_generator(
         display = display_value(read_display(shipped), repr(str(shipped)))
     for module in (out, g):
         setattr(module, "display_truncation", display)  # noqa: B010
+        # What it trained on (facegan.sampling.provenance): an export of it says so too.
+        setattr(module, "training_data", trained_on)  # noqa: B010
     return out
 
 

@@ -1,5 +1,6 @@
 """`facegan evaluate` says whether the held-out faces were unseen by the generator it measures
-(facegan/metrics/provenance.py): from a checkpoint, a run's export, and the shipped models' files."""
+(facegan/metrics/provenance.py): from a checkpoint, a run's export, the shipped models' files, and any
+export of those (facegan/sampling/provenance.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from facegan.cli.main import main
 from facegan.data.dataset import PackedDataset
 from facegan.data.prepare import prepare
 from facegan.metrics.provenance import Provenance, heldout_unseen, provenance
+from facegan.sampling.generate import load_generator
 from facegan.sharing import pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread", "short_embedding")
@@ -50,8 +52,10 @@ def test_evaluate_says_whether_the_heldout_faces_were_trained_on(
     unseen: bool,
 ) -> None:
     run = trained(data, tmp_path / "runs", *flags)
-    for generator in (run / "checkpoints" / "latest.pt", run / "generator.safetensors"):
-        assert provenance(generator) == Provenance(data.content_hash, not unseen)
+    copy = tmp_path / "copy.safetensors"  # `facegan export` of the checkpoint carries it on
+    assert main(["export", "--checkpoint", str(run / "checkpoints" / "latest.pt"), "--out", str(copy)]) == 0
+    for generator in (run / "checkpoints" / "latest.pt", run / "generator.safetensors", copy):
+        assert provenance(load_generator(generator)) == Provenance(data.content_hash, not unseen)
         report = evaluated(generator, data, capsys)
         assert report["real_split"] == "heldout" and report["heldout_unseen"] is unseen, report
 
@@ -66,7 +70,17 @@ def test_other_data_or_an_unlabelled_file_is_not_called_unseen(data: PackedDatas
 def test_shipped_models_say_what_they_trained_on() -> None:
     """celeba64 predates the split (it trained on all 6,000 faces), anime64 trained on its training
     split: the reports of their cards' commands must say so."""
-    assert provenance(pretrained.path("celeba64")).heldout_included is True
-    assert provenance(pretrained.path("anime64")).heldout_included is False
+    assert provenance(load_generator(pretrained.path("celeba64"))).heldout_included is True
+    assert provenance(load_generator(pretrained.path("anime64"))).heldout_included is False
     for name in ("celeba64", "anime64"):
-        assert str(provenance(pretrained.path(name)).dataset_hash).startswith("sha256:")
+        assert str(provenance(load_generator(pretrained.path(name))).dataset_hash).startswith("sha256:")
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "hub"])
+def test_an_export_of_a_shipped_model_says_what_it_trained_on(tmp_path: Path, fmt: str) -> None:
+    """A copy made by `facegan export` is read from its own metadata (the shipped folder's training file
+    is read only for the shipped weights), so the export must carry it: else the copy says "not known"."""
+    out = tmp_path / ("celeba64.safetensors" if fmt == "safetensors" else "celeba64-hub")
+    assert main(["export", "--pretrained", "celeba64", "--out", str(out), "--format", fmt]) == 0
+    shipped = provenance(load_generator(pretrained.path("celeba64")))
+    assert provenance(load_generator(out)) == shipped == Provenance(shipped.dataset_hash, True)
