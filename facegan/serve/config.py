@@ -70,11 +70,12 @@ class ServeConfig:
             raise FaceganError(f"--workers must be at least 1, got {self.workers}")
 
     def sources(self) -> dict[str, str]:
-        """name → path of every model to serve: each --pretrained, then each --checkpoint; every
-        shipped generator when neither is given. Names are checked and unique."""
+        """name → path of every model to serve, the default (first) one first: each --pretrained, then
+        each --checkpoint; every shipped generator, celeba64 first, when neither is given. Names are
+        checked and unique."""
         from facegan.sharing import pretrained
 
-        names = self.pretrained or (() if self.checkpoint else tuple(pretrained.available()))
+        names = self.pretrained or (() if self.checkpoint else tuple(pretrained.serve_order()))
         found = {name: str(pretrained.path(name)) for name in names}
         for spec in self.checkpoint:
             name, path = _named_path(spec)

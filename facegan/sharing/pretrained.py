@@ -6,7 +6,7 @@ command that produced it), `<name>.display.yaml` (its display default: the varie
 the page and the HTTP API show it at, measured by bench/display_truncation.py) and optionally
 `<name>.edits.safetensors` (its attribute edits, facegan.edits), `<name>.edits.yaml` (how its
 unsupervised directions were named) and `<name>.training.yaml` (the data it trained on, so `facegan
-evaluate` can say whether the held-out faces were unseen: facegan.metrics.provenance) in
+evaluate` can say whether the held-out faces were unseen: facegan.sampling.provenance) in
 facegan/pretrained_models/.
 
 The display default sits beside the weights rather than in their metadata so that re-measuring it (or
@@ -25,6 +25,17 @@ from facegan.errors import FaceganError
 from facegan.sampling.display import DISPLAY_SUFFIX, display_file  # noqa: F401  (re-exported)
 
 PACKAGE = "facegan.pretrained_models"
+
+
+# `facegan serve` without a model list serves every shipped model, and its first is the one the page opens on
+# and a request without `model=` draws. The seeds' main job is human faces ("this face does not exist"),
+# so celeba64 leads and the rest follow by name.
+LEAD = "celeba64"
+
+
+def serve_order() -> list[str]:
+    """The shipped names in the order `facegan serve` lists them: LEAD first, then by name."""
+    return sorted(available(), key=lambda name: (name != LEAD, name))
 
 
 def available() -> list[str]:

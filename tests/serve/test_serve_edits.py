@@ -98,3 +98,20 @@ def test_page_has_a_slider_per_edit_and_a_permalink_of_the_edits(client: TestCli
     assert "edit=Smiling%3A0.5" in html  # the face, the download and the permalink carry it
     no_edits = client.get("/?model=tiny32&seed=9").text
     assert "edit-slider" not in no_edits
+
+
+def test_plain_serve_opens_on_celeba64_so_a_url_without_model_takes_its_edits() -> None:
+    """`facegan serve` with no model list serves every shipped model, celeba64 first: the page opens on
+    human faces and `/api/face.png?seed=42&edit=Smiling:1,Eyeglasses:0.5` (no model=) is celeba64's
+    face with those edits, not a 400 from anime64 (first by name), which has no such edits."""
+    from facegan.serve import ServeConfig
+
+    sources = ServeConfig().sources()
+    assert next(iter(sources)) == "celeba64" and set(sources) >= {"celeba64", "anime64"}
+    app = build_app({name: load_generator(path) for name, path in sources.items()}, sources=sources)
+    with TestClient(app) as shipped:
+        edited = shipped.get("/api/face.png?seed=42&edit=Smiling:1,Eyeglasses:0.5")
+        assert edited.status_code == 200, edited.text
+        named = shipped.get("/api/face.png?model=celeba64&seed=42&edit=Smiling:1,Eyeglasses:0.5")
+        assert edited.content == named.content
+        assert '<option value="celeba64" selected>' in shipped.get("/").text
