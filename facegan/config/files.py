@@ -328,7 +328,18 @@ def migrate_config(raw: dict[str, Any], schema: int) -> dict[str, Any]:
     out = copy.deepcopy(raw)
     for step in range(schema, CONFIG_SCHEMA):
         out = _MIGRATIONS[step](out)
-    return out
+    return _before_heldout_split(out)
+
+
+def _before_heldout_split(raw: dict[str, Any]) -> dict[str, Any]:
+    """`train.train_on_heldout` came with the held-out split, within schema 2 (no bump, no migration
+    then): a checkpoint whose train section lacks it was written before `prepare` held faces out, so
+    it trained on every image. Pinned true, so resuming it keeps its data and `facegan evaluate` does
+    not call those faces unseen."""
+    train = raw.get("train")
+    if isinstance(train, dict) and "train_on_heldout" not in train:
+        raw["train"] = {**train, "train_on_heldout": True}
+    return raw
 
 
 def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +348,7 @@ def _from_schema_1(raw: dict[str, Any]) -> dict[str, Any]:
     pinned: dict[str, dict[str, Any]] = {
         "model": {"arch": "dcgan"},  # only the DCGAN networks existed
         "gan": {"r2_gamma": 0.0},  # no R2 penalty existed
+        "train": {"train_on_heldout": True},  # no held-out split existed: every image was trained on
     }
     if "perf" not in raw:  # written before the speed settings: the plain fp32 path
         pinned["perf"] = {

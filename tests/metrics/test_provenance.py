@@ -84,3 +84,25 @@ def test_an_export_of_a_shipped_model_says_what_it_trained_on(tmp_path: Path, fm
     assert main(["export", "--pretrained", "celeba64", "--out", str(out), "--format", fmt]) == 0
     shipped = provenance(load_generator(pretrained.path("celeba64")))
     assert provenance(load_generator(out)) == shipped == Provenance(shipped.dataset_hash, True)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_a_checkpoint_from_before_the_split_trained_on_every_image(
+    data: PackedDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], schema: int
+) -> None:
+    """A checkpoint written before `train_on_heldout` existed (schema 1, or schema 2 before the split
+    came) trained on all images: it must not be reported as unseen by the held-out faces."""
+    import torch
+
+    from facegan.networks.checkpoint import checkpoint_config
+
+    run = trained(data, tmp_path / "runs")
+    ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+    del ckpt["config"]["train"]["train_on_heldout"]
+    if schema == 1:
+        del ckpt["config_schema"], ckpt["facegan_version"]
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    assert checkpoint_config(torch.load(old, weights_only=False)).train.train_on_heldout is True
+    assert provenance(load_generator(old)) == Provenance(data.content_hash, True)
+    assert evaluated(old, data, capsys)["heldout_unseen"] is False
