@@ -28,6 +28,7 @@ from facegan.networks.checkpoint import export_generator
 from facegan.runtime.device import pick_device
 from facegan.runtime.perf import for_inference
 from facegan.sampling.generate import grid
+from facegan.sampling.provenance import HASH_KEY, HELDOUT_KEY, training_record
 from facegan.storage.files import atomic_write
 from facegan.tracking import plots
 from facegan.tracking.runs import RunLogger, new_run_dir, run_name
@@ -263,9 +264,11 @@ class RunOutputs:
             self.run_dir / "generator.safetensors",
             extra={
                 "step": str(step),
-                "dataset_hash": self.ds.content_hash,
-                # With the hash, lets `facegan evaluate` say whether the held-out faces were unseen.
-                "train_on_heldout": str(self.cfg.train.train_on_heldout).lower(),
+                # The data hash and held-out flag, written as load_generator reads them, let `facegan
+                # evaluate` say whether the held-out faces were unseen.
+                **training_record(
+                    {HASH_KEY: self.ds.content_hash, HELDOUT_KEY: self.cfg.train.train_on_heldout}
+                ),
                 "weights": weights,
             },
         )
